@@ -1,0 +1,90 @@
+import { readFile } from 'node:fs/promises';
+import { invalidArgument } from './errors.js';
+
+/**
+ * Layered configuration: command-line flags over environment variables over a JSON config file over
+ * defaults. Keys are dotted paths (`metadata.postgres`); the environment name of a key is `BERTH_` plus the
+ * key upper-cased with dots and dashes as underscores (`BERTH_METADATA_POSTGRES`).
+ */
+export interface ConfigSources {
+  readonly flags?: Readonly<Record<string, string | boolean | undefined>>;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  readonly file?: unknown;
+}
+
+export function envName(key: string): string {
+  return `BERTH_${key.toUpperCase().replace(/[.-]/g, '_')}`;
+}
+
+/** Reads typed values and collects every problem, so a bad config is reported whole, once. */
+export class ConfigReader {
+  private readonly problems: string[] = [];
+
+  constructor(private readonly sources: ConfigSources) {}
+
+  private raw(key: string): string | undefined {
+    const flag = this.sources.flags?.[key];
+    if (flag !== undefined) return String(flag);
+    const env = this.sources.env?.[envName(key)];
+    if (env !== undefined && env !== '') return env;
+    let node: unknown = this.sources.file;
+    for (const part of key.split('.')) {
+      if (typeof node !== 'object' || node === null) return undefined;
+      node = (node as Record<string, unknown>)[part];
+    }
+    if (node === undefined || node === null) return undefined;
+    return typeof node === 'object' ? JSON.stringify(node) : String(node);
+  }
+
+  str(key: string, fallback: string): string {
+    return this.raw(key) ?? fallback;
+  }
+
+  optional(key: string): string | undefined {
+    return this.raw(key);
+  }
+
+  int(key: string, fallback: number): number {
+    const v = this.raw(key);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n)) {
+      this.problems.push(`${key}: ${JSON.stringify(v)} is not an integer`);
+      return fallback;
+    }
+    return n;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.raw(key);
+    if (v === undefined) return fallback;
+    if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+    if (['0', 'false', 'no', 'off'].includes(v)) return false;
+    this.problems.push(`${key}: ${JSON.stringify(v)} is not a boolean`);
+    return fallback;
+  }
+
+  oneOf<T extends string>(key: string, choices: readonly T[], fallback: T): T {
+    const v = this.raw(key);
+    if (v === undefined) return fallback;
+    if ((choices as readonly string[]).includes(v)) return v as T;
+    this.problems.push(`${key}: ${JSON.stringify(v)} is not one of ${choices.join(', ')}`);
+    return fallback;
+  }
+
+  /** Throws invalid_argument listing every problem found so far. */
+  throwIfInvalid(): void {
+    if (this.problems.length > 0) throw invalidArgument(`invalid configuration: ${this.problems.join('; ')}`);
+  }
+}
+
+/** Loads a JSON config file; a missing path means no file. */
+export async function readConfigFile(path: string | undefined): Promise<unknown> {
+  if (!path) return undefined;
+  const text = await readFile(path, 'utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw invalidArgument(`config file ${path} is not valid JSON`, e);
+  }
+}

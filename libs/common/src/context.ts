@@ -1,0 +1,41 @@
+import { failedPrecondition, wrap } from './errors.js';
+import { validateIdentifier } from './identifiers.js';
+import type { Logger } from './log.js';
+
+/** gRPC metadata headers containerd clients send; names are part of the wire contract. */
+export const NamespaceHeader = 'containerd-namespace';
+export const LeaseHeader = 'containerd-lease';
+
+/**
+ * Per-request data every domain method takes first, like containerd's `context.Context`.
+ * The namespace is as the client sent it: call `requireNamespace` to validate it.
+ */
+export interface RequestContext {
+  readonly namespace: string | undefined;
+  readonly lease: string | undefined;
+  /** Aborted when the client cancels or the deadline passes. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+}
+
+/** The valid namespace of the request; failed_precondition when absent, invalid_argument when malformed. */
+export function requireNamespace(ctx: RequestContext): string {
+  const ns = ctx.namespace;
+  if (ns === undefined || ns === '') throw failedPrecondition('namespace is required');
+  try {
+    validateIdentifier(ns);
+  } catch (e) {
+    throw wrap(e, 'namespace validation');
+  }
+  return ns;
+}
+
+/** A context for work started by the service itself (startup, background loops). */
+export function backgroundContext(log: Logger, namespace?: string, signal?: AbortSignal): RequestContext {
+  return { namespace, lease: undefined, signal: signal ?? new AbortController().signal, log };
+}
+
+/** The same request seen in another namespace (e.g. events about the namespace being changed). */
+export function withNamespace(ctx: RequestContext, namespace: string): RequestContext {
+  return { ...ctx, namespace };
+}

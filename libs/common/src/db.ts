@@ -1,0 +1,139 @@
+import postgres from 'postgres';
+import { alreadyExists, ServiceError, ErrorCode } from './errors.js';
+
+/**
+ * One small interface over postgres.js (a real server) and PGlite (Postgres compiled to wasm, embedded),
+ * so a service's SQL and migrations run unchanged on both. Parameters are positional (`$1`).
+ */
+export type Row = Record<string, unknown>;
+
+export interface Queryable {
+  /** One parameterized statement; returns its rows. */
+  query<T extends Row = Row>(text: string, params?: readonly unknown[]): Promise<T[]>;
+  /** Several statements without parameters (migrations). */
+  exec(text: string): Promise<void>;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'postgres' | 'pglite';
+  /** Runs `fn` in a transaction: committed when it resolves, rolled back when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a database: `postgres://…`/`postgresql://…` for a server, `pglite:///abs/dir` for an embedded
+ * database kept in a directory, `pglite://memory` for a throwaway one.
+ */
+export async function openDb(url: string): Promise<Db> {
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return openPostgres(url);
+  if (url.startsWith('pglite://')) {
+    const where = url.slice('pglite://'.length);
+    return openPglite(where === 'memory' || where === '' ? undefined : where);
+  }
+  throw new ServiceError(ErrorCode.InvalidArgument, `unsupported database url ${JSON.stringify(url)}`);
+}
+
+function openPostgres(url: string): Db {
+  const sql = postgres(url, {
+    max: 10,
+    onnotice: () => undefined,
+    // int8 as JS number: sizes and offsets stay far below 2^53, and both backends then return the same type.
+    types: { bigint: { to: 20, from: [20], serialize: (v: number) => String(v), parse: (v: string) => Number(v) } },
+  });
+  const wrapTx = (tx: postgres.TransactionSql): Queryable => ({
+    query: async <T extends Row>(text: string, params: readonly unknown[] = []) =>
+      translate(() => tx.unsafe(text, params as postgres.ParameterOrJSON<never>[]) as unknown as Promise<T[]>),
+    exec: async (text) => {
+      await translate(() => tx.unsafe(text));
+    },
+  });
+  return {
+    kind: 'postgres',
+    query: async <T extends Row>(text: string, params: readonly unknown[] = []) =>
+      translate(() => sql.unsafe(text, params as postgres.ParameterOrJSON<never>[]) as unknown as Promise<T[]>),
+    exec: async (text) => {
+      await translate(() => sql.unsafe(text));
+    },
+    transaction: async <T>(fn: (tx: Queryable) => Promise<T>) =>
+      translate(() => sql.begin((tx) => fn(wrapTx(tx))) as Promise<T>),
+    close: () => sql.end({ timeout: 5 }),
+  };
+}
+
+async function openPglite(dataDir: string | undefined): Promise<Db> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const pg = await PGlite.create(dataDir);
+  // PGlite is one session: serialize transactions so two requests never interleave inside one.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = queue.then(fn, fn);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+  type PgTx = { query<T>(q: string, p?: unknown[]): Promise<{ rows: T[] }>; exec(q: string): Promise<unknown> };
+  const wrap = (q: PgTx): Queryable => ({
+    query: async <T extends Row>(text: string, params: readonly unknown[] = []) =>
+      translate(async () => (await q.query<T>(text, [...params])).rows),
+    exec: async (text) => {
+      await translate(() => q.exec(text));
+    },
+  });
+  const direct = wrap(pg);
+  return {
+    kind: 'pglite',
+    query: (text, params) => serial(() => direct.query(text, params)),
+    exec: (text) => serial(() => direct.exec(text)),
+    transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
+      serial(() => translate(() => pg.transaction((tx) => fn(wrap(tx))))),
+    close: () => pg.close(),
+  };
+}
+
+/** Postgres error codes that carry meaning for callers, translated at this edge. */
+async function translate<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof ServiceError) throw e;
+    const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+    if (code === '23505') throw alreadyExists(detailOf(e), e);
+    if (code === '40001' || code === '40P01') throw new ServiceError(ErrorCode.Aborted, 'transaction conflict, retry', { cause: e });
+    throw e;
+  }
+}
+
+function detailOf(e: unknown): string {
+  return e instanceof Error ? e.message : 'unique violation';
+}
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+/**
+ * Applies, in order and once each, the migrations of one service's schema. Concurrent replicas are
+ * serialized by an advisory lock keyed by the schema name.
+ */
+export async function migrate(db: Db, schema: string, migrations: readonly Migration[]): Promise<number[]> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`bad schema name ${schema}`);
+  const applied: number[] = [];
+  await db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`berth.migrate.${schema}`]);
+    await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${schema};
+      CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (
+        version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const done = new Set(
+      (await tx.query<{ version: number }>(`SELECT version FROM ${schema}.schema_migrations`)).map((r) => r.version),
+    );
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (done.has(m.version)) continue;
+      await tx.exec(m.sql);
+      await tx.query(`INSERT INTO ${schema}.schema_migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+      applied.push(m.version);
+    }
+  });
+  return applied;
+}

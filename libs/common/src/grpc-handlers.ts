@@ -1,0 +1,96 @@
+import type * as grpc from '@grpc/grpc-js';
+import { LeaseHeader, NamespaceHeader, type RequestContext } from './context.js';
+import { toGrpcError } from './grpc-status.js';
+import type { Logger } from './log.js';
+
+/** Builds the RequestContext of a server call from its metadata; the signal aborts on cancellation. */
+export function contextFromCall(
+  call: { metadata: grpc.Metadata; on(event: 'cancelled', fn: () => void): unknown; getPath(): string },
+  log: Logger,
+): RequestContext {
+  const controller = new AbortController();
+  call.on('cancelled', () => controller.abort(new DOMException('client canceled the call', 'AbortError')));
+  const ns = firstString(call.metadata, NamespaceHeader);
+  return {
+    namespace: ns,
+    lease: firstString(call.metadata, LeaseHeader),
+    signal: controller.signal,
+    log: log.child({ rpc: call.getPath(), ...(ns ? { namespace: ns } : {}) }),
+  };
+}
+
+function firstString(md: grpc.Metadata, key: string): string | undefined {
+  const v = md.get(key)[0];
+  return typeof v === 'string' ? v : v === undefined ? undefined : v.toString();
+}
+
+function logFailure(ctx: RequestContext, e: unknown, status: { code: number; details: string }): void {
+  // Client errors are routine; only unclassified and internal failures deserve a log line.
+  if (status.code === 2 || status.code === 13) ctx.log.error('rpc failed', { code: status.code, err: e });
+  else ctx.log.debug('rpc failed', { code: status.code, details: status.details });
+}
+
+/**
+ * Adapters that turn async domain functions into grpc-js handlers and map every error in one place.
+ * Build once per service with its logger.
+ */
+export function handlers(log: Logger): {
+  unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<Res>): grpc.handleUnaryCall<Req, Res>;
+  serverStream<Req, Res>(fn: (req: Req, ctx: RequestContext) => AsyncIterable<Res>): grpc.handleServerStreamingCall<Req, Res>;
+  bidi<Req, Res>(fn: (reqs: AsyncIterable<Req>, ctx: RequestContext) => AsyncIterable<Res>): grpc.handleBidiStreamingCall<Req, Res>;
+} {
+  return {
+    unary: (fn) => (call, callback) => {
+      const ctx = contextFromCall(call, log);
+      fn(call.request, ctx).then(
+        (res) => callback(null, res),
+        (e: unknown) => {
+          const status = toGrpcError(e);
+          logFailure(ctx, e, status);
+          callback(status);
+        },
+      );
+    },
+    serverStream: (fn) => (call) => {
+      const ctx = contextFromCall(call, log);
+      void pump(fn(call.request, ctx), call, ctx);
+    },
+    bidi: (fn) => (call) => {
+      const ctx = contextFromCall(call, log);
+      void pump(fn(call as AsyncIterable<never>, ctx), call, ctx);
+    },
+  };
+}
+
+/** Writes every item with backpressure, then ends the call; a failure ends it with the mapped status. Never rejects. */
+async function pump<Res>(
+  items: AsyncIterable<Res>,
+  call: grpc.ServerWritableStream<unknown, Res> | grpc.ServerDuplexStream<unknown, Res>,
+  ctx: RequestContext,
+): Promise<void> {
+  try {
+    for await (const item of items) {
+      if (ctx.signal.aborted) return;
+      if (!call.write(item)) await waitDrain(call, ctx.signal);
+    }
+    call.end();
+  } catch (e) {
+    if (ctx.signal.aborted) return;
+    const status = toGrpcError(e);
+    logFailure(ctx, e, status);
+    // grpc-js turns an 'error' event on a server stream into the trailing status and ends the call.
+    call.emit('error', Object.assign(new Error(status.details), status));
+  }
+}
+
+function waitDrain(stream: NodeJS.EventEmitter, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    stream.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,100 @@
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import { hasErrno } from './errors.js';
+
+/** ctr sends messages of up to 16 MiB (Content.Write chunks, large container specs); accept a little more. */
+export const maxMessageBytes = 32 * 1024 * 1024;
+
+export const channelOptions: grpc.ChannelOptions = {
+  'grpc.max_receive_message_length': maxMessageBytes,
+  'grpc.max_send_message_length': maxMessageBytes,
+};
+
+/** A gRPC listen address: `unix:///abs/path.sock` (or a bare absolute path) or `host:port`. */
+export interface ListenAddress {
+  readonly grpc: string;
+  readonly socketPath: string | undefined;
+}
+
+export function parseListenAddress(address: string): ListenAddress {
+  if (address.startsWith('unix://')) return { grpc: address, socketPath: address.slice('unix://'.length) };
+  if (address.startsWith('/')) return { grpc: `unix://${address}`, socketPath: address };
+  return { grpc: address, socketPath: undefined };
+}
+
+export interface BoundServer {
+  readonly server: grpc.Server;
+  /** The address clients dial: `unix:///path` or `127.0.0.1:<bound port>`. */
+  readonly address: string;
+  /** Graceful stop: refuses new calls, waits for running ones up to `graceMs`, then cancels them; removes the socket. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Creates a server with Berth's message limits; register services on it, then call `listen`. */
+export function createServer(): grpc.Server {
+  return new grpc.Server(channelOptions);
+}
+
+/**
+ * Binds `server` to `address`. A unix socket gets mode 0660 (root and its group only); a stale socket file
+ * left by a crashed process is replaced, but a socket another live server answers on is refused.
+ */
+export async function listen(server: grpc.Server, address: string): Promise<BoundServer> {
+  const addr = parseListenAddress(address);
+  if (addr.socketPath) await removeStaleSocket(addr.socketPath);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(addr.grpc, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  if (addr.socketPath) await chmod(addr.socketPath, 0o660);
+  const dial = addr.socketPath ? addr.grpc : `${addr.grpc.replace(/:\d+$/, '')}:${port}`;
+  let closed: Promise<void> | undefined;
+  return {
+    server,
+    address: dial,
+    close: (graceMs = 5_000) => (closed ??= shutdown(server, graceMs, addr.socketPath)),
+  };
+}
+
+async function shutdown(server: grpc.Server, graceMs: number, socketPath: string | undefined): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    timer.unref();
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  if (socketPath) await unlink(socketPath).catch((e: unknown) => (hasErrno(e, 'ENOENT') ? undefined : Promise.reject(e)));
+}
+
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    const st = await lstat(path);
+    if (!st.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  } catch (e) {
+    if (hasErrno(e, 'ENOENT')) return;
+    throw e;
+  }
+  if (await socketAnswers(path)) throw new Error(`${path} is in use by another server`);
+  await unlink(path);
+}
+
+async function socketAnswers(path: string): Promise<boolean> {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const s = net.createConnection(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Normalizes an address for grpc-js clients (`/path.sock` → `unix:///path.sock`). */
+export function dialTarget(address: string): string {
+  return parseListenAddress(address).grpc;
+}

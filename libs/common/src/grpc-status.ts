@@ -21,6 +21,8 @@ const toStatus: Record<ErrorCode, grpc.status> = {
   unknown: grpc.status.UNKNOWN,
 };
 
+const codeNames = new Set<string>(Object.values(ErrorCode));
+
 const fromStatus = new Map<number, ErrorCode>(
   Object.entries(toStatus).map(([code, status]) => [status, code as ErrorCode]),
 );
@@ -46,6 +48,11 @@ export function isGrpcStatusError(e: unknown): e is GrpcStatusError & Error {
 export function toGrpcError(e: unknown): GrpcStatusError {
   if (isGrpcStatusError(e)) return { code: e.code, details: e.details };
   if (e instanceof ServiceError) return { code: toStatus[e.code], details: e.message };
+  // Errors of leaf modules that carry an errdefs code without depending on ServiceError (e.g. filter syntax).
+  const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+  if (typeof code === 'string' && codeNames.has(code)) {
+    return { code: toStatus[code as ErrorCode], details: (e as Error).message };
+  }
   if (typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'AbortError') {
     return { code: grpc.status.CANCELLED, details: 'context canceled' };
   }

@@ -1,0 +1,144 @@
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { openDb, type Db } from '@berth/common/db';
+import { createInProcessBus, type EventBus } from '@berth/common/event-bus';
+import { listen, createServer } from '@berth/common/grpc-server';
+import { createOpsServer } from '@berth/common/http-server';
+import { closeAll, type Closer } from '@berth/common/lifecycle';
+import type { Logger } from '@berth/common/log';
+import { createNatsBus } from '@berth/common/nats-event-bus';
+import { registerAll, type ServiceModule } from '@berth/common/service';
+import { createGatewayModule, loadNodeUuid, type BerthServiceName } from '@berth/gateway';
+import { createMetadataModule } from '@berth/metadata';
+import type { BerthdConfig } from './config.js';
+
+export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['BERTH_REVISION'] ?? 'dev' };
+
+/** What a process runs: every implemented service (all-in-one), or one of them, or the gateway alone. */
+export type Role = { readonly kind: 'all' } | { readonly kind: 'serve'; readonly service: BerthServiceName | 'gateway' };
+
+/** The services built so far; the rest are reached through the gateway when configured. */
+const implemented = ['metadata'] as const satisfies readonly BerthServiceName[];
+type Implemented = (typeof implemented)[number];
+
+export interface RunningNode {
+  /** The address clients dial (`unix:///…` or `host:port`). */
+  readonly address: string;
+  readonly httpUrl: string | undefined;
+  readonly modules: readonly ServiceModule[];
+  close(): Promise<void>;
+}
+
+/** Starts a Berth process for `role`: opens its dependencies, builds its modules, serves them. */
+export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Promise<RunningNode> {
+  const closers: Closer[] = [];
+  try {
+    const local: Implemented[] =
+      role.kind === 'all' ? [...implemented] : role.service === 'gateway' ? [] : [requireImplemented(role.service)];
+    const lazy = lazyDeps(cfg, log, closers);
+    const modules: ServiceModule[] = [];
+    for (const name of local) {
+      const m = await buildModule(name, lazy);
+      modules.push(m);
+      closers.push({ name, close: () => m.close() });
+    }
+
+    const upstreams: Partial<Record<BerthServiceName, string>> = {};
+    if (role.kind === 'all' || role.service === 'gateway') {
+      for (const [name, svc] of Object.entries(cfg.services) as Array<[BerthServiceName, { address?: string }]>) {
+        if (svc.address && !(local as string[]).includes(name)) upstreams[name] = svc.address;
+      }
+    }
+    const gateway = createGatewayModule({
+      log,
+      build: version,
+      uuid: await loadNodeUuid(join(cfg.root, 'node-uuid')),
+      local: modules,
+      upstreams,
+    });
+    closers.push({ name: 'gateway', close: () => gateway.close() });
+
+    const server = createServer();
+    registerAll(server, [gateway, ...modules]);
+    const address =
+      role.kind === 'serve' && role.service !== 'gateway' ? cfg.services[role.service].address ?? cfg.address : cfg.address;
+    if (address.startsWith('/') || address.startsWith('unix://')) {
+      await mkdir(dirname(address.replace(/^unix:\/\//, '')), { recursive: true, mode: 0o711 });
+    }
+    const bound = await listen(server, address);
+    closers.push({ name: 'grpc', close: () => bound.close() });
+    log.info('serving', { address: bound.address, services: [gateway, ...modules].map((m) => m.name) });
+
+    let httpUrl: string | undefined;
+    if (cfg.http) {
+      const ops = createOpsServer({
+        log,
+        service: role.kind === 'all' ? 'berthd' : role.service,
+        notReady: async () => {
+          for (const m of [gateway, ...modules]) {
+            const reason = await m.notReady?.();
+            if (reason) return `${m.name}: ${reason}`;
+          }
+          return undefined;
+        },
+      });
+      httpUrl = await ops.listen(cfg.http);
+      closers.push({ name: 'http', close: () => ops.close() });
+    }
+
+    return {
+      address: bound.address,
+      httpUrl,
+      modules,
+      close: () => closeAll(closers, log),
+    };
+  } catch (e) {
+    await closeAll(closers, log);
+    throw e;
+  }
+}
+
+function requireImplemented(name: BerthServiceName): Implemented {
+  if ((implemented as readonly string[]).includes(name)) return name as Implemented;
+  throw new Error(`service ${name} is not implemented yet`);
+}
+
+interface LazyDeps {
+  readonly log: Logger;
+  db(): Promise<Db>;
+  bus(): Promise<EventBus>;
+}
+
+/** Opens each dependency on first use only, so a process serving the gateway alone needs no database. */
+function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[]): LazyDeps {
+  let db: Promise<Db> | undefined;
+  let bus: Promise<EventBus> | undefined;
+  return {
+    log,
+    db: () =>
+      (db ??= (async () => {
+        let url = cfg.postgres;
+        if (!url) {
+          const dir = join(cfg.root, 'db');
+          await mkdir(dir, { recursive: true, mode: 0o700 });
+          url = `pglite://${dir}`;
+        }
+        const opened = await openDb(url);
+        closers.push({ name: 'db', close: () => opened.close() });
+        return opened;
+      })()),
+    bus: () =>
+      (bus ??= (async () => {
+        const opened = cfg.nats ? await createNatsBus({ url: cfg.nats, log }) : createInProcessBus();
+        closers.push({ name: 'events', close: () => opened.close() });
+        return opened;
+      })()),
+  };
+}
+
+async function buildModule(name: Implemented, deps: LazyDeps): Promise<ServiceModule> {
+  switch (name) {
+    case 'metadata':
+      return createMetadataModule({ db: await deps.db(), bus: await deps.bus(), log: deps.log });
+  }
+}

@@ -1,0 +1,44 @@
+import { join } from 'node:path';
+import { ConfigReader, type ConfigSources } from '@berth/common/config';
+import type { LogLevel } from '@berth/common/log';
+import { berthServiceNames, type BerthServiceName } from '@berth/gateway';
+
+/** Everything berthd needs, resolved from flags, BERTH_* environment variables, a JSON file and defaults. */
+export interface BerthdConfig {
+  /** Persistent data (embedded database, blobs, snapshots). Default /var/lib/berth. */
+  readonly root: string;
+  /** Runtime state (sockets, bundles). Default /run/berth. */
+  readonly state: string;
+  /** The node socket ctr talks to. Default <state>/berth.sock. */
+  readonly address: string;
+  /** Postgres URL; unset means PGlite under <root>/db. */
+  readonly postgres: string | undefined;
+  /** NATS URL; unset means the in-process bus. */
+  readonly nats: string | undefined;
+  /** Ops HTTP (health, metrics) listen address, e.g. 127.0.0.1:9345; unset disables it. */
+  readonly http: string | undefined;
+  readonly logLevel: LogLevel;
+  /** Per service: the address it listens on when served alone, which the gateway forwards to. */
+  readonly services: Readonly<Record<BerthServiceName, { readonly address: string | undefined }>>;
+}
+
+export function loadConfig(sources: ConfigSources): BerthdConfig {
+  const r = new ConfigReader(sources);
+  const root = r.str('root', '/var/lib/berth');
+  const state = r.str('state', '/run/berth');
+  const services = Object.fromEntries(
+    berthServiceNames.map((name) => [name, { address: r.optional(`${name}.address`) }]),
+  ) as Record<BerthServiceName, { address: string | undefined }>;
+  const cfg: BerthdConfig = {
+    root,
+    state,
+    address: r.str('address', join(state, 'berth.sock')),
+    postgres: r.optional('postgres'),
+    nats: r.optional('nats'),
+    http: r.optional('http'),
+    logLevel: r.oneOf('log-level', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
+    services,
+  };
+  r.throwIfInvalid();
+  return Object.freeze(cfg);
+}

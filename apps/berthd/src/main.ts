@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { readConfigFile } from '@berth/common/config';
+import { onShutdownSignal } from '@berth/common/lifecycle';
+import { createLogger } from '@berth/common/log';
+import { berthServiceNames, type BerthServiceName } from '@berth/gateway';
+import { startNode, type Role } from './compose.js';
+import { loadConfig } from './config.js';
+
+const usage = `usage:
+  berthd [--root DIR] [--state DIR] [--address SOCKET] [--postgres URL] [--nats URL] [--http HOST:PORT] [--config FILE]
+      all services in one process (PGlite and in-process events unless --postgres / --nats)
+  berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--address ADDR]
+      one service alone (cluster mode)`;
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      root: { type: 'string' },
+      state: { type: 'string' },
+      address: { type: 'string', short: 'a' },
+      postgres: { type: 'string' },
+      nats: { type: 'string' },
+      http: { type: 'string' },
+      config: { type: 'string', short: 'c' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    return;
+  }
+  let role: Role = { kind: 'all' };
+  if (positionals.length > 0) {
+    const [verb, service] = positionals;
+    if (verb !== 'serve' || !service || !isServeTarget(service)) throw new Error(`bad arguments\n${usage}`);
+    role = { kind: 'serve', service };
+  }
+  const { config: configFile, help: _help, ...flags } = values;
+  const file = await readConfigFile(configFile ?? process.env['BERTH_CONFIG']);
+  const cfg = loadConfig({ flags, env: process.env, file });
+  const log = createLogger({ level: cfg.logLevel, fields: { pid: process.pid } });
+  const node = await startNode(cfg, role, log);
+  onShutdownSignal(async (signal) => {
+    log.info('shutting down', { signal });
+    await node.close();
+  });
+}
+
+function isServeTarget(s: string): s is BerthServiceName | 'gateway' {
+  return s === 'gateway' || (berthServiceNames as string[]).includes(s);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`berthd: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,155 @@
+import { ALWAYS, AllOf, AnyOf, Operator, Selector } from './filter.js';
+import type { Filter } from './filter.js';
+import { FilterSyntaxError } from './filter-syntax-error.js';
+import { compileGoRegexp } from './go-regexp.js';
+import { EOF, ILLEGAL, Scanner, Token } from './scanner.js';
+import { QuoteSyntaxError, unquote } from './unquote.js';
+
+/*
+ * Grammar (containerd 1.6 `filters/parser.go`):
+ *
+ *   selectors := selector ("," selector)*
+ *   selector  := fieldpath [operator value]
+ *   fieldpath := field ("." field)*
+ *   field     := quoted | [A-Za-z0-9_]+
+ *   operator  := "==" | "!=" | "~="
+ *   value     := quoted | <run of graphic characters other than "," and whitespace>
+ *   quoted    := Go-style string quoted with "…" (for ~= values also /…/ or |…|)
+ *
+ * There is no OR inside one string; `|` only delimits a quoted regexp. Whitespace is skipped before a
+ * field, an operator and a value, but not before "," or the end (containerd peeks without skipping).
+ */
+
+const COMMA = 0x2c;
+const DOT = 0x2e;
+
+class Parser {
+  private readonly scanner: Scanner;
+
+  constructor(private readonly input: string) {
+    this.scanner = new Scanner(input);
+  }
+
+  private fail(position: number, reason: string): never {
+    throw new FilterSyntaxError(this.input, position, reason);
+  }
+
+  selectors(): Selector[] {
+    const out = [this.selector()];
+    for (;;) {
+      const ch = this.scanner.peek();
+      if (ch === EOF) return out;
+      if (ch !== COMMA) {
+        const shown = ch === ILLEGAL ? '\uFFFD' : String.fromCodePoint(ch);
+        this.fail(this.scanner.ppos, `unexpected input: ${shown}`);
+      }
+      this.scanner.scan(); // the comma
+      out.push(this.selector());
+    }
+  }
+
+  private selector(): Selector {
+    const fieldPath = this.fieldPath();
+    const ahead = this.scanner.peek();
+    if (ahead === COMMA || ahead === EOF) return new Selector(fieldPath, Operator.Present, '');
+    const operator = this.operator();
+    const { value, pos } = this.value(operator === Operator.Matches);
+    if (operator !== Operator.Matches) return new Selector(fieldPath, operator, value);
+    try {
+      return new Selector(fieldPath, operator, value, compileGoRegexp(value));
+    } catch (e) {
+      const detail = e instanceof Error ? e.message : String(e);
+      return this.fail(pos, `invalid regular expression ${JSON.stringify(value)}: ${detail}`);
+    }
+  }
+
+  private fieldPath(): string[] {
+    const parts = [this.field()];
+    while (this.scanner.peek() === DOT) {
+      this.scanner.scan(); // the dot
+      parts.push(this.field());
+    }
+    return parts;
+  }
+
+  private field(): string {
+    const t = this.scanner.scan();
+    switch (t.token) {
+      case Token.Field:
+        return t.text;
+      case Token.Quoted:
+        return this.unquote(t.pos, t.text, false);
+      case Token.Illegal:
+        return this.fail(t.pos, this.scanner.err);
+      default:
+        return this.fail(t.pos, 'expected field or quoted');
+    }
+  }
+
+  private operator(): Operator {
+    const t = this.scanner.scan();
+    if (t.token === Token.Illegal) this.fail(t.pos, this.scanner.err);
+    if (t.token !== Token.Operator) this.fail(t.pos, 'expected an operator ("=="|"!="|"~=")');
+    switch (t.text) {
+      case '==':
+        return Operator.Equal;
+      case '!=':
+        return Operator.NotEqual;
+      case '~=':
+        return Operator.Matches;
+      default:
+        return this.fail(t.pos, `unsupported operator ${JSON.stringify(t.text)}`);
+    }
+  }
+
+  private value(allowRegexpQuotes: boolean): { value: string; pos: number } {
+    const t = this.scanner.scan();
+    switch (t.token) {
+      case Token.Value:
+      case Token.Field:
+        return { value: t.text, pos: t.pos };
+      case Token.Quoted:
+        return { value: this.unquote(t.pos, t.text, allowRegexpQuotes), pos: t.pos };
+      case Token.Illegal:
+        return this.fail(t.pos, this.scanner.err);
+      default:
+        return this.fail(t.pos, 'expected value or quoted');
+    }
+  }
+
+  private unquote(pos: number, literal: string, allowRegexpQuotes: boolean): string {
+    if (!allowRegexpQuotes && !literal.startsWith('"')) this.fail(pos, 'invalid quote encountered');
+    try {
+      return unquote(literal);
+    } catch (e) {
+      if (e instanceof QuoteSyntaxError) return this.fail(pos, `unquoting failed: ${e.message}`);
+      throw e;
+    }
+  }
+}
+
+/** Internal: the selectors of one non-empty filter string (exposed for tests). Throws `FilterSyntaxError`. */
+export function parseSelectors(input: string): Selector[] {
+  return new Parser(input).selectors();
+}
+
+/**
+ * Parses one filter string (comma-separated selectors, all of which must match), like containerd's
+ * `filters.Parse`. The empty string yields `ALWAYS`. Throws `FilterSyntaxError` for any malformed input,
+ * including a `~=` pattern that is not a valid Go regular expression.
+ */
+export function parseFilter(input: string): Filter {
+  if (input === '') return ALWAYS;
+  return new AllOf(parseSelectors(input));
+}
+
+/**
+ * Parses the repeated `filters` field of a List/Subscribe request, like containerd's `filters.ParseAll`:
+ * the result matches an object if any string matches it. No strings, or any empty string (`ctr` sends
+ * `[""]`), matches everything. Every string is parsed; the first bad one throws `FilterSyntaxError`.
+ */
+export function parseFilters(inputs: readonly string[]): Filter {
+  const filters = inputs.map(parseFilter);
+  if (filters.length === 0 || filters.includes(ALWAYS)) return ALWAYS;
+  return filters.length === 1 && filters[0] !== undefined ? filters[0] : new AnyOf(filters);
+}

@@ -1,0 +1,34 @@
+import type * as grpc from '@grpc/grpc-js';
+
+/** One gRPC service implementation ready to be added to a server. */
+export interface GrpcRegistration {
+  readonly definition: grpc.ServiceDefinition;
+  readonly implementation: grpc.UntypedServiceImplementation;
+}
+
+/** How a service shows itself in `ctr plugins ls` (containerd's plugin type and id). */
+export interface PluginDescription {
+  readonly type: string;
+  readonly id: string;
+  readonly requires?: readonly string[];
+  readonly exports?: Readonly<Record<string, string>>;
+  readonly capabilities?: readonly string[];
+}
+
+/**
+ * A Berth service built from its dependencies: the gRPC services it serves, its plugins, and how to stop
+ * it. The same module is hosted alone (`berthd serve <name>`) or beside the others (all-in-one).
+ */
+export interface ServiceModule {
+  readonly name: string;
+  readonly grpc: readonly GrpcRegistration[];
+  readonly plugins: readonly PluginDescription[];
+  /** A reason while the service cannot serve (a dependency is down); undefined when ready. */
+  notReady?(): Promise<string | undefined>;
+  close(): Promise<void>;
+}
+
+/** Adds every registration of `modules` to `server`. */
+export function registerAll(server: grpc.Server, modules: readonly ServiceModule[]): void {
+  for (const m of modules) for (const r of m.grpc) server.addService(r.definition, r.implementation);
+}

@@ -1,0 +1,25 @@
+import type { Migration } from '@berth/common/db';
+
+/** The `metadata` schema, in order. Every migration has a test in migrations.test.ts; see schema.md. */
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'namespaces and outbox',
+    sql: `
+      CREATE TABLE metadata.namespaces (
+        name        text PRIMARY KEY,
+        labels      jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        updated_at  timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE metadata.outbox (
+        id          bigserial PRIMARY KEY,
+        namespace   text NOT NULL,
+        topic       text NOT NULL,
+        type_url    text NOT NULL,
+        payload     bytea NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
+];

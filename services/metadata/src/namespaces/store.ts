@@ -1,0 +1,128 @@
+import type { Db, Queryable } from '@berth/common/db';
+import { alreadyExists, failedPrecondition, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
+import { validateIdentifier } from '@berth/common/identifiers';
+import { validateLabels } from '@berth/common/labels';
+import { enqueue } from '../db/outbox.js';
+import type { EncodedEvent, NamespaceEvents, NamespaceStore, NamespaceUsage } from './types.js';
+
+export interface NamespaceStoreDeps {
+  readonly db: Db;
+  readonly events: NamespaceEvents;
+  /** Every owner of namespaced resources, this service's own tables included. */
+  readonly usage: readonly NamespaceUsage[];
+  /** Called after a commit that enqueued events. */
+  readonly onCommit: () => void;
+}
+
+type LabelRow = { labels: Record<string, string> | string };
+
+const parseLabels = (v: Record<string, string> | string): Record<string, string> =>
+  typeof v === 'string' ? (JSON.parse(v) as Record<string, string>) : v;
+
+export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
+  const { db } = deps;
+
+  const emit = async (tx: Queryable, namespace: string, e: EncodedEvent): Promise<void> =>
+    enqueue(tx, { namespace, topic: e.topic, typeUrl: e.typeUrl, payload: e.payload });
+
+  return {
+    async get(_ctx, name) {
+      validateIdentifier(name);
+      const [row] = await db.query<LabelRow>('SELECT labels FROM metadata.namespaces WHERE name = $1', [name]);
+      return { name, labels: row ? parseLabels(row.labels) : {} };
+    },
+
+    async list() {
+      const rows = await db.query<LabelRow & { name: string }>(
+        'SELECT name, labels FROM metadata.namespaces ORDER BY name',
+      );
+      return rows.map((r) => ({ name: r.name, labels: parseLabels(r.labels) }));
+    },
+
+    async create(_ctx, ns) {
+      validateIdentifier(ns.name);
+      validateNamespaceLabels(ns.labels);
+      const labels = withoutEmpty(ns.labels);
+      try {
+        await db.transaction(async (tx) => {
+          await tx.query('INSERT INTO metadata.namespaces (name, labels) VALUES ($1, $2::jsonb)', [
+            ns.name,
+            JSON.stringify(labels),
+          ]);
+          await emit(tx, ns.name, deps.events.created({ name: ns.name, labels }));
+        });
+      } catch (e) {
+        if (isAlreadyExists(e)) throw alreadyExists(`namespace ${JSON.stringify(ns.name)}`, e);
+        throw e;
+      }
+      deps.onCommit();
+      return { name: ns.name, labels };
+    },
+
+    async update(_ctx, ns, paths) {
+      validateIdentifier(ns.name);
+      for (const p of paths) {
+        if (!p.startsWith('labels.')) throw invalidArgument(`cannot update ${JSON.stringify(p)} field`);
+      }
+      validateNamespaceLabels(ns.labels);
+      const result = await db.transaction(async (tx) => {
+        const [row] = await tx.query<LabelRow>('SELECT labels FROM metadata.namespaces WHERE name = $1 FOR UPDATE', [
+          ns.name,
+        ]);
+        let labels: Record<string, string>;
+        if (paths.length > 0) {
+          labels = { ...(row ? parseLabels(row.labels) : {}) };
+          for (const p of paths) {
+            const key = p.slice('labels.'.length);
+            const value = ns.labels[key];
+            if (value === undefined || value === '') delete labels[key];
+            else labels[key] = value;
+          }
+        } else {
+          labels = withoutEmpty(ns.labels);
+        }
+        await tx.query(
+          `INSERT INTO metadata.namespaces (name, labels) VALUES ($1, $2::jsonb)
+           ON CONFLICT (name) DO UPDATE SET labels = EXCLUDED.labels, updated_at = now()`,
+          [ns.name, JSON.stringify(labels)],
+        );
+        const updated = { name: ns.name, labels };
+        await emit(tx, ns.name, deps.events.updated(updated));
+        return updated;
+      });
+      deps.onCommit();
+      return result;
+    },
+
+    async delete(ctx, name) {
+      validateIdentifier(name);
+      const held = (await Promise.all(deps.usage.map((u) => u.resourcesIn(ctx, name)))).flat();
+      if (held.length > 0) {
+        throw failedPrecondition(`namespace ${JSON.stringify(name)} must be empty, but it still has ${held.join(', ')}`);
+      }
+      await db.transaction(async (tx) => {
+        const rows = await tx.query('DELETE FROM metadata.namespaces WHERE name = $1 RETURNING name', [name]);
+        if (rows.length === 0) throw notFound(`namespace ${JSON.stringify(name)}`);
+        await emit(tx, name, deps.events.deleted(name));
+      });
+      deps.onCommit();
+    },
+  };
+}
+
+function validateNamespaceLabels(labels: Readonly<Record<string, string>>): void {
+  try {
+    validateLabels(labels);
+  } catch (e) {
+    throw invalidArgument(`namespace.Labels: ${(e as Error).message.replace(/: invalid argument$/, '')}`, e);
+  }
+}
+
+function withoutEmpty(labels: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
+}
+
+/** Brings a namespace into being, inside the transaction that creates a resource in it. */
+export async function ensureNamespace(tx: Queryable, name: string): Promise<void> {
+  await tx.query('INSERT INTO metadata.namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [name]);
+}

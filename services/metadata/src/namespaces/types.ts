@@ -1,0 +1,45 @@
+import type { RequestContext } from '@berth/common/context';
+
+export interface Namespace {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/**
+ * Reports which kinds of resources a namespace still holds (`images`, `blobs`, `snapshots on "overlayfs"
+ * snapshotter`, …); an empty list means it may be deleted. Each service that keeps namespaced resources
+ * provides one.
+ */
+export interface NamespaceUsage {
+  resourcesIn(ctx: RequestContext, namespace: string): Promise<string[]>;
+}
+
+/** containerd's namespace store semantics. */
+export interface NamespaceStore {
+  /** Labels of `name`; an unknown namespace answers with no labels, never not_found (ctr relies on it). */
+  get(ctx: RequestContext, name: string): Promise<Namespace>;
+  list(ctx: RequestContext): Promise<Namespace[]>;
+  /** invalid_argument for a bad name or label; already_exists when present. Publishes /namespaces/create. */
+  create(ctx: RequestContext, ns: Namespace): Promise<Namespace>;
+  /**
+   * Updates labels: with `paths` only the `labels.<key>` named (an empty value removes the label), without
+   * them all labels are replaced. Creates the namespace if it did not exist, as containerd does. Publishes
+   * /namespaces/update.
+   */
+  update(ctx: RequestContext, ns: Namespace, paths: readonly string[]): Promise<Namespace>;
+  /** failed_precondition while it holds resources; not_found when absent. Publishes /namespaces/delete. */
+  delete(ctx: RequestContext, name: string): Promise<void>;
+}
+
+/** The encoded events this store writes to the outbox. */
+export interface NamespaceEvents {
+  created(ns: Namespace): EncodedEvent;
+  updated(ns: Namespace): EncodedEvent;
+  deleted(name: string): EncodedEvent;
+}
+
+export interface EncodedEvent {
+  readonly topic: string;
+  readonly typeUrl: string;
+  readonly payload: Uint8Array;
+}

@@ -7,6 +7,7 @@ import { createOpsServer } from '@berth/common/http-server';
 import { closeAll, type Closer } from '@berth/common/lifecycle';
 import type { Logger } from '@berth/common/log';
 import { createNatsBus } from '@berth/common/nats-event-bus';
+import { namespaceUsageClient, namespaceUsageRegistration, type NamespaceUsage } from '@berth/common/namespace-usage';
 import { registerAll, type ServiceModule } from '@berth/common/service';
 import { createGatewayModule, loadNodeUuid, type BerthServiceName } from '@berth/gateway';
 import { createMetadataModule } from '@berth/metadata';
@@ -37,8 +38,10 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
       role.kind === 'all' ? [...implemented] : role.service === 'gateway' ? [] : [requireImplemented(role.service)];
     const lazy = lazyDeps(cfg, log, closers);
     const modules: ServiceModule[] = [];
-    for (const name of local) {
-      const m = await buildModule(name, lazy);
+    // Metadata goes last: before deleting a namespace it asks the owners of the other namespaced resources.
+    for (const name of [...local].sort((a, b) => Number(a === 'metadata') - Number(b === 'metadata'))) {
+      const usage = name === 'metadata' ? namespaceUsageOf(cfg, modules, local, closers) : [];
+      const m = await buildModule(name, lazy, usage);
       modules.push(m);
       closers.push({ name, close: () => m.close() });
     }
@@ -60,6 +63,13 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
 
     const server = createServer();
     registerAll(server, [gateway, ...modules]);
+    if (role.kind === 'serve') {
+      // Alone, a service answers metadata's namespace-usage questions over gRPC.
+      for (const m of modules) if (m.namespaceUsage) {
+        const r = namespaceUsageRegistration(m.namespaceUsage, log);
+        server.addService(r.definition, r.implementation);
+      }
+    }
     const address =
       role.kind === 'serve' && role.service !== 'gateway' ? cfg.services[role.service].address ?? cfg.address : cfg.address;
     if (address.startsWith('/') || address.startsWith('unix://')) {
@@ -136,9 +146,28 @@ function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[]): LazyDeps {
   };
 }
 
-async function buildModule(name: Implemented, deps: LazyDeps): Promise<ServiceModule> {
+/** Who metadata asks before deleting a namespace: local modules directly, remote services over gRPC. */
+function namespaceUsageOf(
+  cfg: BerthdConfig,
+  built: readonly ServiceModule[],
+  local: readonly Implemented[],
+  closers: Closer[],
+): NamespaceUsage[] {
+  const usage: NamespaceUsage[] = built.flatMap((m) => (m.namespaceUsage ? [m.namespaceUsage] : []));
+  for (const name of ['content', 'snapshots'] as const) {
+    const address = cfg.services[name].address;
+    if (address && !(local as readonly string[]).includes(name)) {
+      const client = namespaceUsageClient(address);
+      closers.push({ name: `${name}-usage`, close: async () => client.close() });
+      usage.push(client);
+    }
+  }
+  return usage;
+}
+
+async function buildModule(name: Implemented, deps: LazyDeps, usage: readonly NamespaceUsage[]): Promise<ServiceModule> {
   switch (name) {
     case 'metadata':
-      return createMetadataModule({ db: await deps.db(), bus: await deps.bus(), log: deps.log });
+      return createMetadataModule({ db: await deps.db(), bus: await deps.bus(), log: deps.log, usage });
   }
 }

@@ -1,4 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
+import type { NamespaceUsage } from './namespace-usage.js';
 
 /** One gRPC service implementation ready to be added to a server. */
 export interface GrpcRegistration {
@@ -23,6 +24,8 @@ export interface ServiceModule {
   readonly name: string;
   readonly grpc: readonly GrpcRegistration[];
   readonly plugins: readonly PluginDescription[];
+  /** Present on services that keep namespaced resources: what a namespace still holds here. */
+  readonly namespaceUsage?: NamespaceUsage;
   /** A reason while the service cannot serve (a dependency is down); undefined when ready. */
   notReady?(): Promise<string | undefined>;
   close(): Promise<void>;

@@ -8,10 +8,8 @@ import { migrations } from './db/migrations.js';
 import { namespaceEvents } from './events.js';
 import { createNamespacesServer } from './grpc/namespaces-server.js';
 import { createNamespaceStore } from './namespaces/store.js';
-import type { NamespaceUsage } from './namespaces/types.js';
+import type { NamespaceUsage } from '@berth/common/namespace-usage';
 import { startOutboxRelay } from './outbox-relay.js';
-
-export type { NamespaceUsage } from './namespaces/types.js';
 
 export interface MetadataDeps {
   readonly db: Db;

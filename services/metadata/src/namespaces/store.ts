@@ -3,7 +3,8 @@ import { alreadyExists, failedPrecondition, invalidArgument, isAlreadyExists, no
 import { validateIdentifier } from '@berth/common/identifiers';
 import { validateLabels } from '@berth/common/labels';
 import { enqueue } from '../db/outbox.js';
-import type { EncodedEvent, NamespaceEvents, NamespaceStore, NamespaceUsage } from './types.js';
+import type { NamespaceUsage } from '@berth/common/namespace-usage';
+import type { EncodedEvent, NamespaceEvents, NamespaceStore } from './types.js';
 
 export interface NamespaceStoreDeps {
   readonly db: Db;

@@ -5,15 +5,6 @@ export interface Namespace {
   readonly labels: Readonly<Record<string, string>>;
 }
 
-/**
- * Reports which kinds of resources a namespace still holds (`images`, `blobs`, `snapshots on "overlayfs"
- * snapshotter`, …); an empty list means it may be deleted. Each service that keeps namespaced resources
- * provides one.
- */
-export interface NamespaceUsage {
-  resourcesIn(ctx: RequestContext, namespace: string): Promise<string[]>;
-}
-
 /** containerd's namespace store semantics. */
 export interface NamespaceStore {
   /** Labels of `name`; an unknown namespace answers with no labels, never not_found (ctr relies on it). */

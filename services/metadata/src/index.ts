@@ -1,5 +1,6 @@
 import type { Db } from '@berth/common/db';
 import { migrate } from '@berth/common/db';
+import { startOutboxRelay } from '@berth/common/outbox';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import type { ServiceModule } from '@berth/common/service';
@@ -9,7 +10,6 @@ import { namespaceEvents } from './events.js';
 import { createNamespacesServer } from './grpc/namespaces-server.js';
 import { createNamespaceStore } from './namespaces/store.js';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
-import { startOutboxRelay } from './outbox-relay.js';
 
 export interface MetadataDeps {
   readonly db: Db;
@@ -28,7 +28,7 @@ export interface MetadataModule extends ServiceModule {
 export async function createMetadataModule(deps: MetadataDeps): Promise<MetadataModule> {
   const log = deps.log.child({ service: 'metadata' });
   await migrate(deps.db, 'metadata', migrations);
-  const relay = startOutboxRelay({ db: deps.db, bus: deps.bus, log, source: 'metadata' });
+  const relay = startOutboxRelay({ db: deps.db, schema: 'metadata', bus: deps.bus, log });
   const namespaces = createNamespaceStore({
     db: deps.db,
     events: namespaceEvents,

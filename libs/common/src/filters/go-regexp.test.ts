@@ -92,7 +92,7 @@ describe('compileGoRegexp: Go semantics', () => {
     expect(matches('^a{,2}$', 'a{,2}')).toBe(true);
     expect(matches('^a{01}$', 'a{01}')).toBe(true);
     expect(matches('^x}$', 'x}')).toBe(true);
-    expect(matches('^*?', '')).toBe(false === true ? false : matches('^*?', ''));
+    expect(matches('^*a', 'a')).toBe(true); // Go lets an empty-width assertion be repeated
   });
 
   it('groups and flags', () => {
@@ -111,6 +111,7 @@ describe('compileGoRegexp: Go semantics', () => {
     expect(matches('^(a|)$', '')).toBe(true);
     expect(matches('^()$', '')).toBe(true);
     expect(matches('^(?)a$', 'a')).toBe(true);
+    expect(matches('^(?i:x\\d)$', 'X1')).toBe(true);
   });
 });
 

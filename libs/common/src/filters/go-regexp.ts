@@ -284,7 +284,8 @@ class Translator {
       default: {
         const set = this.classEscape();
         if (set !== undefined) {
-          if (flags.i !== this.globalFold) this.checkFoldSet();
+          // \d, \s, \w are caseless; \p classes are not.
+          if (flags.i !== this.globalFold && /^\\[pP]/.test(set)) this.checkFoldSet();
           return [set];
         }
         return [this.literal(this.escapeChar(), flags)];

@@ -18,6 +18,11 @@ import { QuoteSyntaxError, unquote } from './unquote.js';
  *
  * There is no OR inside one string; `|` only delimits a quoted regexp. Whitespace is skipped before a
  * field, an operator and a value, but not before "," or the end (containerd peeks without skipping).
+ * Bare field parts cannot hold `-`, `/` or `:`; label keys with them must be quoted
+ * (`labels."containerd.io/gc.root"`). `labels.a.b` parses as three parts; adaptors re-join the parts after
+ * `labels` with `.`, so it reads the same label as `labels."a.b"`. Escapes inside `/…/` or `|…|` are the Go
+ * string escapes (only the delimiter, `\\` and a b f n r t v x u U octal), so `~=/\d/` is a syntax error while
+ * bare `~=\d` is fine.
  */
 
 const COMMA = 0x2c;

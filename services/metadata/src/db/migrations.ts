@@ -1,4 +1,5 @@
 import type { Migration } from '@berth/common/db';
+import { outboxTableSql } from '@berth/common/outbox';
 
 /** The `metadata` schema, in order. Every migration has a test in migrations.test.ts; see schema.md. */
 export const migrations: readonly Migration[] = [
@@ -12,14 +13,7 @@ export const migrations: readonly Migration[] = [
         created_at  timestamptz NOT NULL DEFAULT now(),
         updated_at  timestamptz NOT NULL DEFAULT now()
       );
-      CREATE TABLE metadata.outbox (
-        id          bigserial PRIMARY KEY,
-        namespace   text NOT NULL,
-        topic       text NOT NULL,
-        type_url    text NOT NULL,
-        payload     bytea NOT NULL,
-        created_at  timestamptz NOT NULL DEFAULT now()
-      );
+      ${outboxTableSql('metadata')}
     `,
   },
 ];

@@ -2,7 +2,7 @@ import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, failedPrecondition, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
 import { validateIdentifier } from '@berth/common/identifiers';
 import { validateLabels } from '@berth/common/labels';
-import { enqueue } from '../db/outbox.js';
+import { enqueue } from '@berth/common/outbox';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
 import type { EncodedEvent, NamespaceEvents, NamespaceStore } from './types.js';
 
@@ -24,7 +24,7 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
   const { db } = deps;
 
   const emit = async (tx: Queryable, namespace: string, e: EncodedEvent): Promise<void> =>
-    enqueue(tx, { namespace, topic: e.topic, typeUrl: e.typeUrl, payload: e.payload });
+    enqueue(tx, 'metadata', { namespace, topic: e.topic, typeUrl: e.typeUrl, payload: e.payload });
 
   return {
     async get(_ctx, name) {

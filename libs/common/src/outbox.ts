@@ -1,7 +1,66 @@
-import type { Db } from '@berth/common/db';
-import type { EventPublisher } from '@berth/common/event-bus';
-import type { Logger } from '@berth/common/log';
-import { oldest, removeUpTo } from './db/outbox.js';
+import type { Db, Queryable } from './db.js';
+import type { EventPublisher } from './event-bus.js';
+import type { Logger } from './log.js';
+
+/**
+ * The transactional outbox: a service writes the events of a change into `<schema>.outbox` in the same
+ * transaction as the change, and a relay publishes them afterwards. A bus outage delays events; it never
+ * loses them or fails the change.
+ */
+
+/** An event waiting in the outbox: its payload is already the encoded containerd event message. */
+export interface OutboxEvent {
+  readonly namespace: string;
+  readonly topic: string;
+  readonly typeUrl: string;
+  readonly payload: Uint8Array;
+}
+
+interface OutboxRow extends OutboxEvent {
+  readonly id: number;
+  readonly createdAt: Date;
+}
+
+/** The migration SQL that creates `<schema>.outbox`; include it in the service's own migrations. */
+export function outboxTableSql(schema: string): string {
+  return `CREATE TABLE ${schema}.outbox (
+    id          bigserial PRIMARY KEY,
+    namespace   text NOT NULL,
+    topic       text NOT NULL,
+    type_url    text NOT NULL,
+    payload     bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+  );`;
+}
+
+/** Adds an event inside the caller's transaction, so it exists exactly when the change commits. */
+export async function enqueue(tx: Queryable, schema: string, e: OutboxEvent): Promise<void> {
+  await tx.query(`INSERT INTO ${schema}.outbox (namespace, topic, type_url, payload) VALUES ($1, $2, $3, $4)`, [
+    e.namespace,
+    e.topic,
+    e.typeUrl,
+    Buffer.from(e.payload),
+  ]);
+}
+
+async function oldest(tx: Queryable, schema: string, limit: number): Promise<OutboxRow[]> {
+  const rows = await tx.query<{
+    id: number | string;
+    namespace: string;
+    topic: string;
+    type_url: string;
+    payload: Uint8Array;
+    created_at: Date;
+  }>(`SELECT id, namespace, topic, type_url, payload, created_at FROM ${schema}.outbox ORDER BY id LIMIT $1`, [limit]);
+  return rows.map((r) => ({
+    id: Number(r.id),
+    namespace: r.namespace,
+    topic: r.topic,
+    typeUrl: r.type_url,
+    payload: r.payload,
+    createdAt: r.created_at,
+  }));
+}
 
 export interface OutboxRelay {
   /** Asks the relay to look at the outbox now (after a commit that enqueued events). */
@@ -13,10 +72,10 @@ export interface OutboxRelay {
 
 export interface OutboxRelayOptions {
   readonly db: Db;
+  /** The service's schema, which holds its `outbox` table. */
+  readonly schema: string;
   readonly bus: EventPublisher;
   readonly log: Logger;
-  /** Used to make event ids unique across services sharing one bus. */
-  readonly source: string;
   /** How often to look even without a kick (other replicas' commits). Default 1 s. */
   readonly pollMs?: number;
   readonly batch?: number;
@@ -43,10 +102,10 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
     let failure: unknown;
     const full = await opts.db.transaction(async (tx) => {
       const [lock] = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [
-        'berth.metadata.outbox',
+        `berth.${opts.schema}.outbox`,
       ]);
       if (!lock?.ok) return false;
-      const rows = await oldest(tx, batch);
+      const rows = await oldest(tx, opts.schema, batch);
       let last: number | undefined;
       try {
         for (const r of rows) {
@@ -57,7 +116,7 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
               topic: r.topic,
               event: { typeUrl: r.typeUrl, value: r.payload },
             },
-            { id: `${opts.source}-${r.id}` },
+            { id: `${opts.schema}-${r.id}` },
           );
           last = r.id;
         }
@@ -65,7 +124,7 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
         // Commit what was published, so a long outage cannot outlast the bus's dedupe window and re-send it.
         failure = e;
       }
-      if (last !== undefined) await removeUpTo(tx, last);
+      if (last !== undefined) await tx.query(`DELETE FROM ${opts.schema}.outbox WHERE id <= $1`, [last]);
       return rows.length === batch;
     });
     if (failure !== undefined) throw failure;
@@ -87,7 +146,7 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
         return;
       }
     } while (again && !closed);
-    const empty = (await opts.db.query<{ n: number | string }>('SELECT count(*) AS n FROM metadata.outbox'))[0];
+    const empty = (await opts.db.query<{ n: number | string }>(`SELECT count(*) AS n FROM ${opts.schema}.outbox`))[0];
     if (Number(empty?.n ?? 0) === 0) for (const done of idle.splice(0)) done();
   };
 

@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = resolve(fileURLToPath(import.meta.url), '../../../..');
+const berthdMain = join(repoRoot, 'apps/berthd/dist/main.js');
+
+export interface BerthdProcess {
+  /** The socket path the process listens on. */
+  readonly socket: string;
+  readonly dir: string;
+  readonly child: ChildProcess;
+  /** Everything the process wrote to stderr so far (JSON log lines). */
+  logs(): string;
+  /** SIGTERM, then waits for exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface StartOptions {
+  /** e.g. ['serve', 'metadata']; default all-in-one. */
+  readonly role?: readonly string[];
+  /** Extra flags, e.g. ['--postgres', url, '--nats', url]. */
+  readonly args?: readonly string[];
+  /** A JSON config file written for the process. */
+  readonly config?: unknown;
+  /** Directory for root/state/socket; a fresh temp dir by default (removed by `stop`). */
+  readonly dir?: string;
+  /** Socket path; default <dir>/berth.sock. For `serve <service>`, also its listen address. */
+  readonly socket?: string;
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+/** Starts `berthd` as a child process and waits until its socket accepts connections. */
+export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProcess> {
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'berth-e2e-')));
+  const socket = opts.socket ?? join(dir, 'berth.sock');
+  const args = [berthdMain, ...(opts.role ?? []), '--root', join(dir, 'root'), '--state', join(dir, 'state')];
+  // A service served alone listens on its configured `<service>.address` if the config names one.
+  if (opts.role?.[0] !== 'serve' || opts.role[1] === 'gateway' || opts.socket) args.push('--address', socket);
+  if (opts.config !== undefined) {
+    const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+    await writeFile(file, JSON.stringify(opts.config));
+    args.push('--config', file);
+  }
+  args.push(...(opts.args ?? []));
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+
+  const deadline = Date.now() + 30_000;
+  while (!(await answers(socket))) {
+    if (child.exitCode !== null) throw new Error(`berthd exited with ${child.exitCode}:\n${stderr}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`berthd did not listen on ${socket} within 30 s:\n${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    socket,
+    dir,
+    child,
+    logs: () => stderr,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const code = await exited;
+      if (ownDir) await rm(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
+
+function answers(socket: string): Promise<boolean> {
+  return new Promise((r) => {
+    const s = connect(socket);
+    s.once('connect', () => {
+      s.destroy();
+      r(true);
+    });
+    s.once('error', () => r(false));
+  });
+}

@@ -27,6 +27,8 @@ export interface RunningNode {
   readonly address: string;
   readonly httpUrl: string | undefined;
   readonly modules: readonly ServiceModule[];
+  /** The event bus this process publishes to (opened on first use); lets an embedding host subscribe. */
+  bus(): Promise<EventBus>;
   close(): Promise<void>;
 }
 
@@ -100,6 +102,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
       address: bound.address,
       httpUrl,
       modules,
+      bus: lazy.bus,
       close: () => closeAll(closers, log),
     };
   } catch (e) {

@@ -21,8 +21,10 @@ export interface NatsBusOptions {
   readonly stream?: string;
   /** Subject prefix; an event lands on `<prefix>.<namespace>.<topic parts>`. Default `berth.events`. */
   readonly subjectPrefix?: string;
-  /** Retention. Default 24 h. */
+  /** Retention by age. Default 24 h. */
   readonly maxAgeMs?: number;
+  /** Retention by count: the oldest events go first once the stream holds this many. Default unlimited. */
+  readonly maxEvents?: number;
   /** How long publishes wait for the server before failing (so callers can retry). Default 5 s. */
   readonly publishTimeoutMs?: number;
 }
@@ -49,6 +51,7 @@ export async function createNatsBus(opts: NatsBusOptions): Promise<EventBus> {
   const stream = opts.stream ?? 'BERTH_EVENTS';
   const prefix = opts.subjectPrefix ?? 'berth.events';
   const maxAgeNs = (opts.maxAgeMs ?? 24 * 3600_000) * 1_000_000;
+  const maxMsgs = opts.maxEvents ?? -1;
   const nc: NatsConnection = await connect({
     servers: opts.url,
     name: 'berth',
@@ -62,15 +65,25 @@ export async function createNatsBus(opts: NatsBusOptions): Promise<EventBus> {
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     max_age: maxAgeNs,
+    max_msgs: maxMsgs,
     duplicate_window: 120 * 1_000_000_000,
   };
   try {
     await jsm.streams.info(stream);
-    await jsm.streams.update(stream, { max_age: maxAgeNs });
+    await jsm.streams.update(stream, { max_age: maxAgeNs, max_msgs: maxMsgs });
   } catch {
     await jsm.streams.add(config);
   }
   const js: JetStreamClient = jetstream(nc, { timeout: opts.publishTimeoutMs ?? 5_000 });
+  // While the client is reconnecting, a publish would sit in its buffer until the timeout; failing at once
+  // lets callers (the outbox relay) back off instead of stalling, and nothing is sent twice out of order.
+  let connected = true;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') connected = false;
+      else if (s.type === 'reconnect') connected = true;
+    }
+  })();
 
   return {
     async publish(e: EventEnvelope, popts?: PublishOptions) {
@@ -80,6 +93,7 @@ export async function createNatsBus(opts: NatsBusOptions): Promise<EventBus> {
         topic: e.topic,
         event: { typeUrl: e.event.typeUrl, value: Buffer.from(e.event.value) },
       }).finish();
+      if (!connected) throw unavailable(`publish ${e.topic}: not connected to NATS`);
       try {
         await js.publish(subjectFor(prefix, e.namespace, e.topic), data, popts?.id ? { msgID: popts.id } : undefined);
       } catch (err) {

@@ -21,7 +21,11 @@ interface OutboxRow extends OutboxEvent {
   readonly createdAt: Date;
 }
 
-/** The migration SQL that creates `<schema>.outbox`; include it in the service's own migrations. */
+/**
+ * The migration SQL that creates `<schema>.outbox`; include it in the service's own migrations.
+ * `outbox_source` holds one random id per database: row ids restart in every new database, so event ids
+ * sent to the bus for deduplication are `<schema>-<source>-<row id>`, unique across databases sharing a bus.
+ */
 export function outboxTableSql(schema: string): string {
   return `CREATE TABLE ${schema}.outbox (
     id          bigserial PRIMARY KEY,
@@ -30,11 +34,18 @@ export function outboxTableSql(schema: string): string {
     type_url    text NOT NULL,
     payload     bytea NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
-  );`;
+  );
+  CREATE TABLE ${schema}.outbox_source (id text PRIMARY KEY);
+  INSERT INTO ${schema}.outbox_source (id) VALUES (gen_random_uuid()::text);`;
 }
 
-/** Adds an event inside the caller's transaction, so it exists exactly when the change commits. */
+/**
+ * Adds an event inside the caller's transaction, so it exists exactly when the change commits. Writers of one
+ * namespace are serialized from here to their commit, so within a namespace the outbox id order is the commit
+ * order and an event never becomes visible after a later one of the same namespace.
+ */
 export async function enqueue(tx: Queryable, schema: string, e: OutboxEvent): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`berth.${schema}.outbox.${e.namespace}`]);
   await tx.query(`INSERT INTO ${schema}.outbox (namespace, topic, type_url, payload) VALUES ($1, $2, $3, $4)`, [
     e.namespace,
     e.topic,
@@ -97,16 +108,31 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
   let timer: NodeJS.Timeout | undefined;
   const idle: Array<() => void> = [];
 
-  /** One batch: true when it was full (there may be more). Throws after committing the progress made. */
-  const drainOnce = async (): Promise<boolean> => {
-    let failure: unknown;
-    const full = await opts.db.transaction(async (tx) => {
+  /**
+   * Runs `fn` as the only relay of this schema. On a server, replicas exclude each other with a
+   * transaction-scoped advisory lock; PGlite is one process with one relay per schema, and holding a
+   * transaction there would stall every other query of the process while the bus is slow.
+   */
+  const exclusively = async <T>(fn: (q: Queryable) => Promise<T>, otherwise: T): Promise<T> => {
+    if (opts.db.kind === 'pglite') return fn(opts.db);
+    return opts.db.transaction(async (tx) => {
       const [lock] = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [
         `berth.${opts.schema}.outbox`,
       ]);
-      if (!lock?.ok) return false;
-      const rows = await oldest(tx, opts.schema, batch);
-      let last: number | undefined;
+      return lock?.ok ? fn(tx) : otherwise;
+    });
+  };
+
+  let source: string | undefined;
+
+  /** One batch: true when it was full (there may be more). Throws after committing the progress made. */
+  const drainOnce = async (): Promise<boolean> => {
+    let failure: unknown;
+    const full = await exclusively(async (q) => {
+      source ??= (await q.query<{ id: string }>(`SELECT id FROM ${opts.schema}.outbox_source LIMIT 1`))[0]?.id;
+      if (source === undefined) throw new Error(`${opts.schema}.outbox_source is empty`);
+      const rows = await oldest(q, opts.schema, batch);
+      const published: number[] = [];
       try {
         for (const r of rows) {
           await opts.bus.publish(
@@ -116,17 +142,20 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
               topic: r.topic,
               event: { typeUrl: r.typeUrl, value: r.payload },
             },
-            { id: `${opts.schema}-${r.id}` },
+            { id: `${opts.schema}-${source}-${r.id}` },
           );
-          last = r.id;
+          published.push(r.id);
         }
       } catch (e) {
         // Commit what was published, so a long outage cannot outlast the bus's dedupe window and re-send it.
         failure = e;
       }
-      if (last !== undefined) await tx.query(`DELETE FROM ${opts.schema}.outbox WHERE id <= $1`, [last]);
-      return rows.length === batch;
-    });
+      // By id, not `id <= last`: a lower id committed meanwhile by another writer has not been published yet.
+      if (published.length > 0) {
+        await q.query(`DELETE FROM ${opts.schema}.outbox WHERE id = ANY($1::bigint[])`, [`{${published.join(',')}}`]);
+      }
+      return rows.length === batch && failure === undefined;
+    }, false);
     if (failure !== undefined) throw failure;
     return full;
   };

@@ -28,8 +28,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The containerd package ships a daemon; Berth's tests start their own private one when comparing.
-pkill -x containerd 2>/dev/null || true
 
 # Postgres and NATS as this machine kind runs them (see the env notes); tests use them at their standard ports.
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

@@ -1,4 +1,4 @@
-import { invalidArgument } from './errors.js';
+import { invalidArgument, wrap } from './errors.js';
 import { validateIdentifier } from './identifiers.js';
 
 /** An event as containerd carries it: the payload stays an encoded `Any` with containerd's type URL. */
@@ -14,7 +14,10 @@ export interface StoredEvent extends EventEnvelope {
   readonly seq: number;
 }
 
-/** Where a subscription starts: only new events, everything retained, after a sequence, or at a time. */
+/**
+ * Where a subscription starts: only new events, everything retained, at a sequence (inclusive; resume after
+ * event N with `seq: N + 1`), or at the first event the bus accepted at or after a time.
+ */
 export type ReplayFrom =
   | { readonly kind: 'new' }
   | { readonly kind: 'all' }
@@ -53,12 +56,20 @@ export interface EventBus extends EventPublisher {
   close(): Promise<void>;
 }
 
-/** containerd's rule (`events/exchange`): topics start with `/` and each component is an identifier. */
+/**
+ * containerd's rule (`events/exchange` validateTopic): topics start with `/` and each component is an
+ * identifier. Messages are containerd's; callers add the `envelope topic "<topic>"` context as it does.
+ */
 export function validateTopic(topic: string): void {
-  if (!topic.startsWith('/')) throw invalidArgument(`must start with '/': ${JSON.stringify(topic)}`);
+  if (topic === '') throw invalidArgument('must not be empty');
+  if (!topic.startsWith('/')) throw invalidArgument(`must start with '/'`);
   if (topic.length === 1) throw invalidArgument('must have at least one component');
   for (const part of topic.slice(1).split('/')) {
-    validateIdentifier(part);
+    try {
+      validateIdentifier(part);
+    } catch (e) {
+      throw wrap(e, `failed validation on component ${JSON.stringify(part)}`);
+    }
   }
 }
 
@@ -71,6 +82,12 @@ export interface InProcessBusOptions {
   readonly dedupeWindowMs?: number;
 }
 
+/** A retained event and when the bus accepted it (what replay by time and retention by age use, as JetStream). */
+interface Slot {
+  readonly event: StoredEvent;
+  readonly at: number;
+}
+
 /**
  * The all-in-one bus: an in-memory log with the same semantics as the JetStream one (sequence numbers,
  * replay from a time or a sequence, retention, dedupe by id). Subscribers hold a cursor into the log, so a
@@ -80,28 +97,42 @@ export function createInProcessBus(opts: InProcessBusOptions = {}): EventBus {
   const maxAgeMs = opts.maxAgeMs ?? 24 * 3600_000;
   const maxEvents = opts.maxEvents ?? 100_000;
   const dedupeWindowMs = opts.dedupeWindowMs ?? 120_000;
-  const log: StoredEvent[] = [];
+  // log[head..] are the retained events, with consecutive sequence numbers; the dropped prefix is cut off in
+  // chunks so retention costs O(1) per publish.
+  let log: Slot[] = [];
+  let head = 0;
   let nextSeq = 1;
+  let lastAt = 0;
   const seenIds = new Map<string, number>();
   let wake: { promise: Promise<void>; resolve: () => void } = deferred();
   let closed = false;
 
-  const trim = (): void => {
-    const cutoff = Date.now() - maxAgeMs;
-    let drop = Math.max(0, log.length - maxEvents);
-    while (drop < log.length && (log[drop]?.timestamp.getTime() ?? Infinity) < cutoff) drop++;
-    if (drop > 0) log.splice(0, drop);
-    const idCutoff = Date.now() - dedupeWindowMs;
+  const firstSeq = (): number => log[head]?.event.seq ?? nextSeq;
+
+  const trim = (now: number): void => {
+    const cutoff = now - maxAgeMs;
+    while (head < log.length && (log.length - head > maxEvents || (log[head]?.at ?? Infinity) < cutoff)) head++;
+    if (head >= 4096 && head * 2 >= log.length) {
+      log = log.slice(head);
+      head = 0;
+    }
+    const idCutoff = now - dedupeWindowMs;
     for (const [id, at] of seenIds) {
       if (at >= idCutoff) break;
       seenIds.delete(id);
     }
   };
 
-  /** Index in `log` of the first event with seq >= `seq`. */
-  const indexOfSeq = (seq: number): number => {
-    const first = log[0]?.seq ?? nextSeq;
-    return Math.max(0, Math.min(log.length, seq - first));
+  /** The first retained sequence accepted at or after `t` (binary search: acceptance times never decrease). */
+  const seqAtTime = (t: number): number => {
+    let lo = head;
+    let hi = log.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((log[mid]?.at ?? Infinity) < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return log[lo]?.event.seq ?? nextSeq;
   };
 
   const startSeq = (from: ReplayFrom): number => {
@@ -109,45 +140,45 @@ export function createInProcessBus(opts: InProcessBusOptions = {}): EventBus {
       case 'new':
         return nextSeq;
       case 'all':
-        return log[0]?.seq ?? nextSeq;
+        return firstSeq();
       case 'seq':
         return from.seq;
-      case 'time': {
-        const t = from.time.getTime();
-        const found = log.find((e) => e.timestamp.getTime() >= t);
-        return found?.seq ?? nextSeq;
-      }
+      case 'time':
+        return seqAtTime(from.time.getTime());
     }
   };
 
   return {
     async publish(envelope, popts) {
       if (closed) throw new Error('event bus closed');
+      const now = Date.now();
       if (popts?.id !== undefined) {
         if (seenIds.has(popts.id)) return;
-        seenIds.set(popts.id, Date.now());
+        seenIds.set(popts.id, now);
       }
-      log.push({ ...envelope, seq: nextSeq++ });
-      trim();
+      lastAt = Math.max(lastAt, now);
+      log.push({ event: { ...envelope, seq: nextSeq++ }, at: lastAt });
+      trim(now);
       const w = wake;
       wake = deferred();
       w.resolve();
     },
 
     async *subscribe(sopts) {
+      trim(Date.now());
       let seq = startSeq(sopts.from ?? { kind: 'new' });
       const aborted = new Promise<void>((resolve) => {
         if (sopts.signal.aborted) resolve();
         sopts.signal.addEventListener('abort', () => resolve(), { once: true });
       });
       while (!sopts.signal.aborted && !closed) {
-        const first = log[0]?.seq ?? nextSeq;
+        const first = firstSeq();
         if (seq < first) seq = first;
         if (seq >= nextSeq) {
           await Promise.race([wake.promise, aborted]);
           continue;
         }
-        const e = log[indexOfSeq(seq)];
+        const e = log[head + (seq - first)]?.event;
         seq++;
         if (!e) continue;
         if (sopts.namespace !== undefined && e.namespace !== sopts.namespace) continue;

@@ -16,4 +16,56 @@ export const migrations: readonly Migration[] = [
       ${outboxTableSql('metadata')}
     `,
   },
+  {
+    version: 2,
+    name: 'images, containers, leases',
+    // Names and ids sort as bytes (COLLATE "C"), as containerd's bolt buckets list them.
+    sql: `
+      CREATE TABLE metadata.images (
+        namespace           text NOT NULL REFERENCES metadata.namespaces (name),
+        name                text COLLATE "C" NOT NULL,
+        labels              jsonb NOT NULL DEFAULT '{}'::jsonb,
+        target_media_type   text NOT NULL,
+        target_digest       text NOT NULL,
+        target_size         bigint NOT NULL,
+        target_annotations  jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at          timestamptz NOT NULL,
+        updated_at          timestamptz NOT NULL,
+        PRIMARY KEY (namespace, name)
+      );
+      CREATE TABLE metadata.containers (
+        namespace             text NOT NULL REFERENCES metadata.namespaces (name),
+        id                    text COLLATE "C" NOT NULL,
+        labels                jsonb NOT NULL DEFAULT '{}'::jsonb,
+        image                 text NOT NULL DEFAULT '',
+        runtime_name          text NOT NULL,
+        runtime_options_type  text,
+        runtime_options       bytea,
+        spec_type             text NOT NULL,
+        spec                  bytea NOT NULL,
+        snapshotter           text NOT NULL DEFAULT '',
+        snapshot_key          text NOT NULL DEFAULT '',
+        extensions            jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at            timestamptz NOT NULL,
+        updated_at            timestamptz NOT NULL,
+        PRIMARY KEY (namespace, id)
+      );
+      CREATE TABLE metadata.leases (
+        namespace   text NOT NULL REFERENCES metadata.namespaces (name) ON DELETE CASCADE,
+        id          text COLLATE "C" NOT NULL,
+        labels      jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at  timestamptz NOT NULL,
+        PRIMARY KEY (namespace, id)
+      );
+      CREATE TABLE metadata.lease_resources (
+        namespace   text NOT NULL,
+        lease       text COLLATE "C" NOT NULL,
+        kind        text COLLATE "C" NOT NULL,
+        snapshotter text COLLATE "C" NOT NULL DEFAULT '',
+        id          text COLLATE "C" NOT NULL,
+        PRIMARY KEY (namespace, lease, kind, snapshotter, id),
+        FOREIGN KEY (namespace, lease) REFERENCES metadata.leases (namespace, id) ON DELETE CASCADE
+      );
+    `,
+  },
 ];

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 demo=${BERTH_DEMO_DIR:-/tmp/berth-demo}
 sock="$demo/berth.sock"
 rm -rf "$demo" && mkdir -p "$demo"
-node apps/berthd/dist/main.js --root "$demo/root" --state "$demo/state" --address "$sock" --log-level warn \
+node --import ./apps/berthd/dist/instrument.js apps/berthd/dist/main.js --root "$demo/root" --state "$demo/state" --address "$sock" --log-level warn \
   2>"$demo/berthd.log" &
 berthd=$!
 trap 'kill -TERM $berthd 2>/dev/null; wait $berthd 2>/dev/null || true' EXIT

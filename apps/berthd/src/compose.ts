@@ -12,6 +12,7 @@ import { registerAll, type ServiceModule } from '@berth/common/service';
 import { createEventsModule } from '@berth/events';
 import { createGatewayModule, loadNodeUuid, type BerthServiceName } from '@berth/gateway';
 import { createMetadataModule } from '@berth/metadata';
+import { createSnapshotsModule } from '@berth/snapshots';
 import type { BerthdConfig } from './config.js';
 
 export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['BERTH_REVISION'] ?? 'dev' };
@@ -20,7 +21,7 @@ export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['B
 export type Role = { readonly kind: 'all' } | { readonly kind: 'serve'; readonly service: BerthServiceName | 'gateway' };
 
 /** The services built so far; the rest are reached through the gateway when configured. */
-const implemented = ['metadata', 'events'] as const satisfies readonly BerthServiceName[];
+const implemented = ['metadata', 'events', 'snapshots'] as const satisfies readonly BerthServiceName[];
 type Implemented = (typeof implemented)[number];
 
 export interface RunningNode {
@@ -123,6 +124,7 @@ function requireImplemented(name: BerthServiceName): Implemented {
 
 interface LazyDeps {
   readonly log: Logger;
+  readonly cfg: BerthdConfig;
   db(): Promise<Db>;
   bus(): Promise<EventBus>;
 }
@@ -133,6 +135,7 @@ function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[]): LazyDeps {
   let bus: Promise<EventBus> | undefined;
   return {
     log,
+    cfg,
     db: () =>
       (db ??= (async () => {
         let url = cfg.postgres;
@@ -184,5 +187,15 @@ async function buildModule(name: Implemented, deps: LazyDeps, usage: readonly Na
     case 'events':
       // All-in-one: the same bus object the other modules publish to. Alone: JetStream (checked in startNode).
       return createEventsModule({ bus: await deps.bus(), log: deps.log });
+    case 'snapshots':
+      return createSnapshotsModule({
+        db: await deps.db(),
+        bus: await deps.bus(),
+        log: deps.log,
+        root: join(deps.cfg.root, 'snapshots'),
+        node: await loadNodeUuid(join(deps.cfg.root, 'node-uuid')),
+        // Namespaces and leases: metadata's own address when served apart, else this node's socket.
+        metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address,
+      });
   }
 }

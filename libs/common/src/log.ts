@@ -1,4 +1,6 @@
-/** Structured JSON logs, one object per line, with fields carried by child loggers. */
+import { trace } from '@opentelemetry/api';
+
+/** Structured JSON logs, one object per line, with fields carried by child loggers and the active trace id. */
 
 export const LogLevel = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 } as const;
 export type LogLevel = keyof typeof LogLevel;
@@ -28,6 +30,11 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     const emit = (level: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields): void => {
       if (LogLevel[level] < threshold) return;
       const line: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base };
+      const span = trace.getActiveSpan()?.spanContext();
+      if (span) {
+        line['trace_id'] = span.traceId;
+        line['span_id'] = span.spanId;
+      }
       if (fields) for (const [k, v] of Object.entries(fields)) line[k] = v instanceof Error ? errorFields(v) : v;
       write(`${JSON.stringify(line)}\n`);
     };

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), '../../../..');
 const berthdMain = join(repoRoot, 'apps/berthd/dist/main.js');
+const berthdInstrument = join(repoRoot, 'apps/berthd/dist/instrument.js');
 
 export interface BerthdProcess {
   /** The socket path the process listens on. */
@@ -38,7 +39,7 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'berth-e2e-')));
   const socket = opts.socket ?? join(dir, 'berth.sock');
-  const args = [berthdMain, ...(opts.role ?? []), '--root', join(dir, 'root'), '--state', join(dir, 'state')];
+  const args = ['--import', berthdInstrument, berthdMain, ...(opts.role ?? []), '--root', join(dir, 'root'), '--state', join(dir, 'state')];
   // A service served alone listens on its configured `<service>.address` if the config names one.
   if (opts.role?.[0] !== 'serve' || opts.role[1] === 'gateway' || opts.socket) args.push('--address', socket);
   if (opts.config !== undefined) {

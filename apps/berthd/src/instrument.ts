@@ -7,7 +7,8 @@ import { register } from 'node:module';
 import { startTelemetry, telemetryRequested } from '@berth/common/telemetry';
 
 if (telemetryRequested(process.env)) {
-  register('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
+  // Only grpc-js is instrumented; hooking every other module would slow startup for nothing.
+  register('@opentelemetry/instrumentation/hook.mjs', import.meta.url, { data: { include: ['@grpc/grpc-js'] } });
   const role = process.argv.includes('serve') ? process.argv[process.argv.indexOf('serve') + 1] : 'berthd';
   const telemetry = await startTelemetry({ serviceName: `berth-${role ?? 'berthd'}`, env: process.env });
   // Flush spans when the process ends, whichever way main decides to exit.

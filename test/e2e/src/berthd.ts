@@ -54,12 +54,12 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
   child.stdout?.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
 
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   while (!(await answers(socket))) {
     if (child.exitCode !== null) throw new Error(`berthd exited with ${child.exitCode}:\n${stderr}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`berthd did not listen on ${socket} within 30 s:\n${stderr}`);
+      throw new Error(`berthd did not listen on ${socket} within 60 s:\n${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -2,9 +2,9 @@ import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, failedPrecondition, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
 import { validateIdentifier } from '@berth/common/identifiers';
 import { validateLabels } from '@berth/common/labels';
+import { enqueue } from '@berth/common/outbox';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
-import { enqueueEvent } from '../outbox.js';
-import type { NamespaceEvents, NamespaceStore } from './types.js';
+import type { EncodedEvent, NamespaceEvents, NamespaceStore } from './types.js';
 
 export interface NamespaceStoreDeps {
   readonly db: Db;
@@ -22,6 +22,9 @@ const parseLabels = (v: Record<string, string> | string): Record<string, string>
 
 export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
   const { db } = deps;
+
+  const emit = async (tx: Queryable, namespace: string, e: EncodedEvent): Promise<void> =>
+    enqueue(tx, 'metadata', { namespace, topic: e.topic, typeUrl: e.typeUrl, payload: e.payload });
 
   return {
     async get(_ctx, name) {
@@ -47,7 +50,7 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
             ns.name,
             JSON.stringify(labels),
           ]);
-          await enqueueEvent(tx, ns.name, deps.events.created({ name: ns.name, labels }));
+          await emit(tx, ns.name, deps.events.created({ name: ns.name, labels }));
         });
       } catch (e) {
         if (isAlreadyExists(e)) throw alreadyExists(`namespace ${JSON.stringify(ns.name)}`, e);
@@ -85,7 +88,7 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
           [ns.name, JSON.stringify(labels)],
         );
         const updated = { name: ns.name, labels };
-        await enqueueEvent(tx, ns.name, deps.events.updated(updated));
+        await emit(tx, ns.name, deps.events.updated(updated));
         return updated;
       });
       deps.onCommit();
@@ -94,39 +97,18 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
 
     async delete(ctx, name) {
       validateIdentifier(name);
-      const elsewhere = (await Promise.all(deps.usage.map((u) => u.resourcesIn(ctx, name)))).flat();
+      const held = (await Promise.all(deps.usage.map((u) => u.resourcesIn(ctx, name)))).flat();
+      if (held.length > 0) {
+        throw failedPrecondition(`namespace ${JSON.stringify(name)} must be empty, but it still has ${held.join(', ')}`);
+      }
       await db.transaction(async (tx) => {
-        // The row lock keeps images and containers from being created in it until this commits.
-        const [row] = await tx.query('SELECT name FROM metadata.namespaces WHERE name = $1 FOR UPDATE', [name]);
-        const held = [...(await ownResources(tx, name)), ...elsewhere].sort((a, b) => rank(a) - rank(b));
-        if (held.length > 0) {
-          throw failedPrecondition(`namespace ${JSON.stringify(name)} must be empty, but it still has ${held.join(', ')}`);
-        }
-        if (!row) throw notFound(`namespace ${JSON.stringify(name)}`);
-        await tx.query('DELETE FROM metadata.namespaces WHERE name = $1', [name]);
-        await enqueueEvent(tx, name, deps.events.deleted(name));
+        const rows = await tx.query('DELETE FROM metadata.namespaces WHERE name = $1 RETURNING name', [name]);
+        if (rows.length === 0) throw notFound(`namespace ${JSON.stringify(name)}`);
+        await emit(tx, name, deps.events.deleted(name));
       });
       deps.onCommit();
     },
   };
-}
-
-/** What this service's own tables still hold in a namespace, worded as containerd's listNs does. */
-async function ownResources(tx: Queryable, name: string): Promise<string[]> {
-  const [row] = await tx.query<{ images: boolean; containers: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM metadata.images WHERE namespace = $1) AS images,
-            EXISTS (SELECT 1 FROM metadata.containers WHERE namespace = $1) AS containers`,
-    [name],
-  );
-  return [...(row?.images ? ['images'] : []), ...(row?.containers ? ['containers'] : [])];
-}
-
-/** containerd lists what a namespace holds in this order: images, blobs, containers, snapshots. */
-function rank(kind: string): number {
-  if (kind === 'images') return 0;
-  if (kind === 'blobs') return 1;
-  if (kind === 'containers') return 2;
-  return 3;
 }
 
 function validateNamespaceLabels(labels: Readonly<Record<string, string>>): void {

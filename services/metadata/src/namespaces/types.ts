@@ -1,5 +1,4 @@
 import type { RequestContext } from '@berth/common/context';
-import type { EncodedEvent } from '../outbox.js';
 
 export interface Namespace {
   readonly name: string;
@@ -19,10 +18,7 @@ export interface NamespaceStore {
    * /namespaces/update.
    */
   update(ctx: RequestContext, ns: Namespace, paths: readonly string[]): Promise<Namespace>;
-  /**
-   * failed_precondition while it holds images or containers, or another service reports resources in it;
-   * its leases go with it. not_found when absent. Publishes /namespaces/delete.
-   */
+  /** failed_precondition while it holds resources; not_found when absent. Publishes /namespaces/delete. */
   delete(ctx: RequestContext, name: string): Promise<void>;
 }
 
@@ -31,4 +27,10 @@ export interface NamespaceEvents {
   created(ns: Namespace): EncodedEvent;
   updated(ns: Namespace): EncodedEvent;
   deleted(name: string): EncodedEvent;
+}
+
+export interface EncodedEvent {
+  readonly topic: string;
+  readonly typeUrl: string;
+  readonly payload: Uint8Array;
 }

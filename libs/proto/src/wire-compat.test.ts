@@ -19,7 +19,7 @@ import {
   type ServiceDescriptorProto,
 } from '@bufbuild/protobuf/wkt';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildOurSet, buildReferenceSet, healthReferencePresent, missingReference, SKIP } from './test-support/reference.js';
+import { buildOurSet, buildReferenceSet, missingReference, SKIP } from './test-support/reference.js';
 
 interface Index {
   messages: Map<string, { file: string; msg: DescriptorProto }>;
@@ -164,11 +164,6 @@ describe.skipIf(SKIP)('wire compatibility with containerd 1.6 protos', () => {
 
   it('every containerd message, enum and service matches ours on the wire', () => {
     expect(compareSets(reference, ours)).toEqual([]);
-  });
-
-  it.skipIf(!healthReferencePresent())('grpc.health.v1 matches the upstream health.proto', () => {
-    const ref = indexSet(reference, true);
-    expect(ref.services.has('.grpc.health.v1.Health')).toBe(true);
   });
 
   it('our grpc.health.v1.Health has the standard shape', () => {

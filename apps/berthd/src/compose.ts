@@ -9,6 +9,7 @@ import type { Logger } from '@berth/common/log';
 import { createNatsBus } from '@berth/common/nats-event-bus';
 import { namespaceUsageClient, namespaceUsageRegistration, type NamespaceUsage } from '@berth/common/namespace-usage';
 import { registerAll, type ServiceModule } from '@berth/common/service';
+import { createEventsModule } from '@berth/events';
 import { createGatewayModule, loadNodeUuid, type BerthServiceName } from '@berth/gateway';
 import { createMetadataModule } from '@berth/metadata';
 import type { BerthdConfig } from './config.js';
@@ -19,7 +20,7 @@ export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['B
 export type Role = { readonly kind: 'all' } | { readonly kind: 'serve'; readonly service: BerthServiceName | 'gateway' };
 
 /** The services built so far; the rest are reached through the gateway when configured. */
-const implemented = ['metadata'] as const satisfies readonly BerthServiceName[];
+const implemented = ['metadata', 'events'] as const satisfies readonly BerthServiceName[];
 type Implemented = (typeof implemented)[number];
 
 export interface RunningNode {
@@ -38,6 +39,9 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
   try {
     const local: Implemented[] =
       role.kind === 'all' ? [...implemented] : role.service === 'gateway' ? [] : [requireImplemented(role.service)];
+    if (role.kind === 'serve' && role.service === 'events' && !cfg.nats) {
+      throw new Error("serve events needs --nats: alone, an in-process bus would see no other service's events");
+    }
     const lazy = lazyDeps(cfg, log, closers);
     const modules: ServiceModule[] = [];
     // Metadata goes last: before deleting a namespace it asks the owners of the other namespaced resources.
@@ -94,6 +98,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
           return undefined;
         },
       });
+      for (const m of [gateway, ...modules]) m.http?.(ops.app);
       httpUrl = await ops.listen(cfg.http);
       closers.push({ name: 'http', close: () => ops.close() });
     }
@@ -142,7 +147,11 @@ function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[]): LazyDeps {
       })()),
     bus: () =>
       (bus ??= (async () => {
-        const opened = cfg.nats ? await createNatsBus({ url: cfg.nats, log }) : createInProcessBus();
+        const retention = {
+          maxAgeMs: cfg.events.maxAgeSeconds * 1000,
+          ...(cfg.events.maxEvents > 0 ? { maxEvents: cfg.events.maxEvents } : {}),
+        };
+        const opened = cfg.nats ? await createNatsBus({ url: cfg.nats, log, ...retention }) : createInProcessBus(retention);
         closers.push({ name: 'events', close: () => opened.close() });
         return opened;
       })()),
@@ -172,5 +181,8 @@ async function buildModule(name: Implemented, deps: LazyDeps, usage: readonly Na
   switch (name) {
     case 'metadata':
       return createMetadataModule({ db: await deps.db(), bus: await deps.bus(), log: deps.log, usage });
+    case 'events':
+      // All-in-one: the same bus object the other modules publish to. Alone: JetStream (checked in startNode).
+      return createEventsModule({ bus: await deps.bus(), log: deps.log });
   }
 }

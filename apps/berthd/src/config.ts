@@ -18,6 +18,8 @@ export interface BerthdConfig {
   /** Ops HTTP (health, metrics) listen address, e.g. 127.0.0.1:9345; unset disables it. */
   readonly http: string | undefined;
   readonly logLevel: LogLevel;
+  /** Event stream retention (`events.max-age-seconds`, default 86400; `events.max-events`, 0 = the bus default). */
+  readonly events: { readonly maxAgeSeconds: number; readonly maxEvents: number };
   /** Per service: the address it listens on when served alone, which the gateway forwards to. */
   readonly services: Readonly<Record<BerthServiceName, { readonly address: string | undefined }>>;
 }
@@ -37,6 +39,7 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
     nats: r.optional('nats'),
     http: r.optional('http'),
     logLevel: r.oneOf('log-level', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
+    events: { maxAgeSeconds: r.int('events.max-age-seconds', 86_400), maxEvents: r.int('events.max-events', 0) },
     services,
   };
   r.throwIfInvalid();

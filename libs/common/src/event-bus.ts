@@ -104,8 +104,14 @@ export function createInProcessBus(opts: InProcessBusOptions = {}): EventBus {
   let nextSeq = 1;
   let lastAt = 0;
   const seenIds = new Map<string, number>();
-  let wake: { promise: Promise<void>; resolve: () => void } = deferred();
+  // Subscribers waiting for the next publish. One resolver per wait, dropped when called: a long-lived
+  // subscription must not accumulate reactions on a promise that never settles.
+  const waiters = new Set<() => void>();
   let closed = false;
+  const wakeAll = (): void => {
+    for (const w of waiters) w();
+    waiters.clear();
+  };
 
   const firstSeq = (): number => log[head]?.event.seq ?? nextSeq;
 
@@ -159,45 +165,43 @@ export function createInProcessBus(opts: InProcessBusOptions = {}): EventBus {
       lastAt = Math.max(lastAt, now);
       log.push({ event: { ...envelope, seq: nextSeq++ }, at: lastAt });
       trim(now);
-      const w = wake;
-      wake = deferred();
-      w.resolve();
+      wakeAll();
     },
 
     async *subscribe(sopts) {
       trim(Date.now());
       let seq = startSeq(sopts.from ?? { kind: 'new' });
-      const aborted = new Promise<void>((resolve) => {
-        if (sopts.signal.aborted) resolve();
-        sopts.signal.addEventListener('abort', () => resolve(), { once: true });
-      });
-      while (!sopts.signal.aborted && !closed) {
-        const first = firstSeq();
-        if (seq < first) seq = first;
-        if (seq >= nextSeq) {
-          await Promise.race([wake.promise, aborted]);
-          continue;
+      let waiting: (() => void) | undefined;
+      const onAbort = (): void => waiting?.();
+      sopts.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        while (!sopts.signal.aborted && !closed) {
+          const first = firstSeq();
+          if (seq < first) seq = first;
+          if (seq >= nextSeq) {
+            await new Promise<void>((resolve) => {
+              waiting = resolve;
+              waiters.add(resolve);
+            });
+            waiting = undefined;
+            continue;
+          }
+          const e = log[head + (seq - first)]?.event;
+          seq++;
+          if (!e) continue;
+          if (sopts.namespace !== undefined && e.namespace !== sopts.namespace) continue;
+          if (sopts.match && !sopts.match(e)) continue;
+          yield e;
         }
-        const e = log[head + (seq - first)]?.event;
-        seq++;
-        if (!e) continue;
-        if (sopts.namespace !== undefined && e.namespace !== sopts.namespace) continue;
-        if (sopts.match && !sopts.match(e)) continue;
-        yield e;
+      } finally {
+        sopts.signal.removeEventListener('abort', onAbort);
+        if (waiting) waiters.delete(waiting);
       }
     },
 
     async close() {
       closed = true;
-      wake.resolve();
+      wakeAll();
     },
   };
-}
-
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve: () => void = () => undefined;
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }

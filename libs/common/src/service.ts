@@ -1,4 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
+import type { FastifyInstance } from 'fastify';
 import type { NamespaceUsage } from './namespace-usage.js';
 
 /** One gRPC service implementation ready to be added to a server. */
@@ -28,6 +29,8 @@ export interface ServiceModule {
   readonly namespaceUsage?: NamespaceUsage;
   /** A reason while the service cannot serve (a dependency is down); undefined when ready. */
   notReady?(): Promise<string | undefined>;
+  /** Adds the service's own routes to the process's ops HTTP server (when one is configured), before it listens. */
+  http?(app: FastifyInstance): void;
   close(): Promise<void>;
 }
 

@@ -8,6 +8,7 @@ import { LeasesService } from '@berth/proto/containerd/services/leases/v1/leases
 import { NamespacesService } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { TasksService } from '@berth/proto/containerd/services/tasks/v1/tasks';
+import { EventsReplayService } from '@berth/proto/berth/internal/v1/events';
 
 /** Which Berth service owns which containerd gRPC services. */
 export const ownedServices = {
@@ -16,7 +17,7 @@ export const ownedServices = {
   snapshots: [SnapshotsService],
   diff: [DiffService],
   tasks: [TasksService],
-  events: [EventsService],
+  events: [EventsService, EventsReplayService],
 } as const satisfies Record<string, readonly grpc.ServiceDefinition[]>;
 
 export type BerthServiceName = keyof typeof ownedServices;

@@ -1,0 +1,126 @@
+import { parseArgs } from 'node:util';
+import type * as grpc from '@grpc/grpc-js';
+import { ctrEventLine } from '@berth/events/payloads';
+import { EventsReplayClient } from '@berth/proto/berth/internal/v1/events';
+import { EventsClient, type Envelope } from '@berth/proto/containerd/services/events/v1/events';
+import { UsageError, type Command, type GlobalOptions, type Output } from '../command.js';
+import { callMetadata, dial } from '../connection.js';
+
+const usage = `usage: berth events [--since TIME|DURATION] [--from-seq N] [--seq] [FILTER…]
+
+Prints events as \`ctr events\` does: <timestamp> <namespace> <topic> <json(event)>.
+Filters use containerd's syntax and are OR-ed, e.g.
+  berth events 'topic=="/tasks/exit"' 'topic~="/images/",namespace==default' 'event.name==web'
+
+  --since TIME|DURATION  first replay the retained events from TIME (RFC 3339) or DURATION ago (90s, 10m, 1h30m)
+  --from-seq N           first replay the retained events from stream sequence N
+  --seq                  prefix each line with the event's stream sequence (resume later with --from-seq seq+1)
+Without --since/--from-seq only new events are shown, through containerd's Events.Subscribe.`;
+
+/** `berth events`: watch (and with --since/--from-seq, replay) the event stream through the node socket. */
+export const eventsCommand: Command = {
+  name: 'events',
+  summary: 'watch events, filtered, optionally replayed from a time or a sequence',
+  usage,
+  async run(args, global, io, signal) {
+    const { values, positionals } = parseArgs({
+      args: [...args],
+      allowPositionals: true,
+      options: {
+        since: { type: 'string' },
+        'from-seq': { type: 'string' },
+        seq: { type: 'boolean', default: false },
+      },
+    });
+    const since = values.since === undefined ? undefined : parseSince(values.since, new Date());
+    const fromSeq = values['from-seq'] === undefined ? undefined : parseSeq(values['from-seq']);
+    if (since && fromSeq !== undefined) throw new UsageError('--since and --from-seq exclude each other');
+    if (values.seq || since || fromSeq !== undefined) {
+      return replay(global, io, signal, { filters: positionals, fromSeq: fromSeq ?? 0, since, withSeq: values.seq });
+    }
+    return live(global, io, signal, positionals);
+  },
+};
+
+/** containerd's Events.Subscribe, as `ctr events` calls it. */
+function live(global: GlobalOptions, io: Output, signal: AbortSignal, filters: string[]): Promise<number> {
+  const client = dial(EventsClient, global);
+  const stream = client.subscribe({ filters }, callMetadata(global));
+  return drain(stream, client, io, signal, (e: Envelope) => print(io, e));
+}
+
+/** Berth's EventsReplay.Subscribe: the same stream, from a point, with sequence numbers. */
+function replay(
+  global: GlobalOptions,
+  io: Output,
+  signal: AbortSignal,
+  req: { filters: string[]; fromSeq: number; since: Date | undefined; withSeq: boolean },
+): Promise<number> {
+  const client = dial(EventsReplayClient, global);
+  // --seq alone still needs a starting point the server understands: "new" is from_seq 0 with no since.
+  const stream = client.subscribe({ filters: req.filters, fromSeq: req.fromSeq, since: req.since }, callMetadata(global));
+  return drain(stream, client, io, signal, (m: { seq: number; envelope?: Envelope | undefined }) => {
+    if (m.envelope) print(io, m.envelope, req.withSeq ? m.seq : undefined);
+  });
+}
+
+function print(io: Output, e: Envelope, seq?: number): void {
+  const line = ctrEventLine({
+    timestamp: e.timestamp ?? new Date(0),
+    namespace: e.namespace,
+    topic: e.topic,
+    event: e.event,
+  });
+  // ctr skips what it cannot decode, with a warning; so do we.
+  if (line === undefined) io.err(`warning: cannot unmarshal an event from Any (type ${JSON.stringify(e.event?.typeUrl ?? '')}), skipped`);
+  else io.out(seq === undefined ? line : `${seq} ${line}`);
+}
+
+/** Reads the stream until it ends, fails, or the user interrupts. */
+function drain<T>(
+  stream: grpc.ClientReadableStream<T>,
+  client: grpc.Client,
+  io: Output,
+  signal: AbortSignal,
+  onItem: (item: T) => void,
+): Promise<number> {
+  return new Promise((resolve) => {
+    const cancel = (): void => stream.cancel();
+    signal.addEventListener('abort', cancel, { once: true });
+    stream.on('data', onItem);
+    stream.on('error', (err: grpc.ServiceError) => {
+      if (!signal.aborted) io.err(`berth: ${err.details || err.message}`);
+      finish(signal.aborted ? 0 : 1);
+    });
+    stream.on('end', () => finish(0));
+    let done = false;
+    const finish = (code: number): void => {
+      if (done) return;
+      done = true;
+      signal.removeEventListener('abort', cancel);
+      client.close();
+      resolve(code);
+    };
+  });
+}
+
+/** An RFC 3339 time, or a duration before `now` in Go's notation (`90s`, `10m`, `1h30m`, `1.5h`). */
+export function parseSince(v: string, now: Date): Date {
+  const units: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 };
+  const parts = [...v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  if (parts.length > 0 && parts.map((p) => p[0]).join('') === v) {
+    const ms = parts.reduce((sum, p) => sum + Number(p[1]) * (units[p[2] ?? ''] ?? 0), 0);
+    return new Date(now.getTime() - ms);
+  }
+  if (/^\d{4}-\d\d-\d\dT/.test(v)) {
+    const t = new Date(v);
+    if (!Number.isNaN(t.getTime())) return t;
+  }
+  throw new UsageError(`--since: ${JSON.stringify(v)} is neither an RFC 3339 time nor a duration (90s, 10m, 1h30m)`);
+}
+
+function parseSeq(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`--from-seq: ${JSON.stringify(v)} is not a positive integer`);
+  return n;
+}

@@ -1,0 +1,7 @@
+import { createInProcessBus } from '@berth/common/event-bus';
+import { busConformance } from './bus.suite.js';
+
+busConformance('in-process', async (opts) => {
+  const bus = createInProcessBus(opts?.maxEvents !== undefined ? { maxEvents: opts.maxEvents } : {});
+  return { bus, peer: bus, teardown: () => bus.close() };
+});

@@ -9,9 +9,12 @@ import type { Logger } from '@berth/common/log';
 import { createNatsBus } from '@berth/common/nats-event-bus';
 import { namespaceUsageClient, namespaceUsageRegistration, type NamespaceUsage } from '@berth/common/namespace-usage';
 import { registerAll, type ServiceModule } from '@berth/common/service';
+import { createContentModule, type BlobBackendConfig } from '@berth/content';
 import { createEventsModule } from '@berth/events';
 import { createGatewayModule, loadNodeUuid, type BerthServiceName } from '@berth/gateway';
 import { createMetadataModule } from '@berth/metadata';
+import { createSnapshotsModule } from '@berth/snapshots';
+import { createDiffModule } from '@berth/diff';
 import type { BerthdConfig } from './config.js';
 
 export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['BERTH_REVISION'] ?? 'dev' };
@@ -20,7 +23,7 @@ export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['B
 export type Role = { readonly kind: 'all' } | { readonly kind: 'serve'; readonly service: BerthServiceName | 'gateway' };
 
 /** The services built so far; the rest are reached through the gateway when configured. */
-const implemented = ['metadata', 'events'] as const satisfies readonly BerthServiceName[];
+const implemented = ['metadata', 'events', 'snapshots', 'content', 'diff'] as const satisfies readonly BerthServiceName[];
 type Implemented = (typeof implemented)[number];
 
 export interface RunningNode {
@@ -40,7 +43,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     const local: Implemented[] =
       role.kind === 'all' ? [...implemented] : role.service === 'gateway' ? [] : [requireImplemented(role.service)];
     if (role.kind === 'serve' && role.service === 'events' && !cfg.nats) {
-      throw new Error("serve events needs --nats: alone, an in-process bus would see no other service's events");
+      throw new Error('serve events needs --nats: alone, an in-process bus would see no other service\'s events');
     }
     const lazy = lazyDeps(cfg, log, closers);
     const modules: ServiceModule[] = [];
@@ -123,6 +126,7 @@ function requireImplemented(name: BerthServiceName): Implemented {
 
 interface LazyDeps {
   readonly log: Logger;
+  readonly cfg: BerthdConfig;
   db(): Promise<Db>;
   bus(): Promise<EventBus>;
 }
@@ -133,6 +137,7 @@ function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[]): LazyDeps {
   let bus: Promise<EventBus> | undefined;
   return {
     log,
+    cfg,
     db: () =>
       (db ??= (async () => {
         let url = cfg.postgres;
@@ -184,5 +189,52 @@ async function buildModule(name: Implemented, deps: LazyDeps, usage: readonly Na
     case 'events':
       // All-in-one: the same bus object the other modules publish to. Alone: JetStream (checked in startNode).
       return createEventsModule({ bus: await deps.bus(), log: deps.log });
+    case 'snapshots':
+      return createSnapshotsModule({
+        db: await deps.db(),
+        bus: await deps.bus(),
+        log: deps.log,
+        root: join(deps.cfg.root, 'snapshots'),
+        node: await loadNodeUuid(join(deps.cfg.root, 'node-uuid')),
+        // Namespaces and leases: metadata's own address when served apart, else this node's socket.
+        metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address,
+      });
+    case 'diff':
+      return createDiffModule({
+        log: deps.log,
+        // Layers stream from content: its own address when served apart, else this node's socket.
+        contentAddress: deps.cfg.services.content.address ?? deps.cfg.address,
+        tmpRoot: join(deps.cfg.state, 'diff'),
+      });
+    case 'content':
+      return createContentModule({
+        db: await deps.db(),
+        bus: await deps.bus(),
+        log: deps.log,
+        backend: contentBackend(deps.cfg),
+        // Namespaces and leases: metadata's own address when served apart, else this node's socket.
+        metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address,
+      });
   }
+}
+
+/** The blob backend from `content.*` config: fs under <root>/content, or an S3 bucket. */
+function contentBackend(cfg: BerthdConfig): BlobBackendConfig {
+  if (cfg.content.backend === 'fs') return { kind: 'fs', root: join(cfg.root, 'content') };
+  const s3 = cfg.content.s3;
+  if (!s3.endpoint) throw new Error('content.backend s3 needs content.s3.endpoint');
+  const url = new URL(s3.endpoint);
+  const useSSL = url.protocol === 'https:';
+  return {
+    kind: 's3',
+    endPoint: url.hostname,
+    port: url.port ? Number(url.port) : useSSL ? 443 : 80,
+    useSSL,
+    accessKey: s3.accessKey,
+    secretKey: s3.secretKey,
+    region: s3.region,
+    bucket: s3.bucket,
+    prefix: s3.prefix,
+    partSize: s3.partSize,
+  };
 }

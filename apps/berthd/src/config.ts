@@ -20,8 +20,25 @@ export interface BerthdConfig {
   readonly logLevel: LogLevel;
   /** Event stream retention (`events.max-age-seconds`, default 86400; `events.max-events`, 0 = the bus default). */
   readonly events: { readonly maxAgeSeconds: number; readonly maxEvents: number };
+  /** Where content keeps blob bytes: `content.backend` fs (default, under <root>/content) or s3 (`content.s3.*`). */
+  readonly content: ContentConfig;
   /** Per service: the address it listens on when served alone, which the gateway forwards to. */
   readonly services: Readonly<Record<BerthServiceName, { readonly address: string | undefined }>>;
+}
+
+export interface ContentConfig {
+  readonly backend: 'fs' | 's3';
+  /** `content.s3.endpoint` (http(s)://host:port), `.bucket` (default berth), `.access-key`, `.secret-key`,
+   * `.region` (default us-east-1), `.prefix` (key prefix, default empty), `.part-size` (bytes, default 16 MiB). */
+  readonly s3: {
+    readonly endpoint: string | undefined;
+    readonly bucket: string;
+    readonly accessKey: string;
+    readonly secretKey: string;
+    readonly region: string;
+    readonly prefix: string;
+    readonly partSize: number;
+  };
 }
 
 export function loadConfig(sources: ConfigSources): BerthdConfig {
@@ -40,6 +57,18 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
     http: r.optional('http'),
     logLevel: r.oneOf('log-level', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
     events: { maxAgeSeconds: r.int('events.max-age-seconds', 86_400), maxEvents: r.int('events.max-events', 0) },
+    content: {
+      backend: r.oneOf('content.backend', ['fs', 's3'] as const, 'fs'),
+      s3: {
+        endpoint: r.optional('content.s3.endpoint'),
+        bucket: r.str('content.s3.bucket', 'berth'),
+        accessKey: r.str('content.s3.access-key', ''),
+        secretKey: r.str('content.s3.secret-key', ''),
+        region: r.str('content.s3.region', 'us-east-1'),
+        prefix: r.str('content.s3.prefix', ''),
+        partSize: r.int('content.s3.part-size', 16 * 1024 * 1024),
+      },
+    },
     services,
   };
   r.throwIfInvalid();

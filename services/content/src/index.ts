@@ -1,0 +1,83 @@
+import type { Db } from '@berth/common/db';
+import { migrate } from '@berth/common/db';
+import type { EventPublisher } from '@berth/common/event-bus';
+import type { Logger } from '@berth/common/log';
+import { startOutboxRelay } from '@berth/common/outbox';
+import type { ServiceModule } from '@berth/common/service';
+import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
+import { createContentStore } from './content/store.js';
+import { noMetadata } from './content/types.js';
+import { createContentRepo } from './db/content-repo.js';
+import { migrations } from './db/migrations.js';
+import { contentDeleted } from './events.js';
+import { createContentServer } from './grpc/content-server.js';
+import { encodeReadResponse } from './grpc/read-codec.js';
+import { createMetadataLink } from './metadata-link.js';
+import { createBlobStore, type BlobBackendConfig } from './store/index.js';
+
+export type { BlobBackendConfig, S3Options } from './store/index.js';
+
+export interface ContentDeps {
+  readonly db: Db;
+  readonly bus: EventPublisher;
+  readonly log: Logger;
+  readonly backend: BlobBackendConfig;
+  /**
+   * gRPC address of the metadata service (namespaces come into being, leases hold content). Unset runs
+   * content alone: no namespace creation, no lease attachment.
+   */
+  readonly metadataAddress?: string;
+}
+
+export interface ContentModule extends ServiceModule {
+  /** Resolves once every committed event has reached the bus. */
+  flushEvents(): Promise<void>;
+}
+
+/** Builds the content service: migrations, blob backend, outbox relay, gRPC service. */
+export async function createContentModule(deps: ContentDeps): Promise<ContentModule> {
+  const log = deps.log.child({ service: 'content' });
+  await migrate(deps.db, 'content', migrations);
+  const blobs = await createBlobStore(deps.backend);
+  const relay = startOutboxRelay({ db: deps.db, schema: 'content', bus: deps.bus, log });
+  const link = deps.metadataAddress ? createMetadataLink(deps.metadataAddress, log) : undefined;
+  const repo = createContentRepo(deps.db);
+  const store = createContentStore({
+    repo,
+    blobs,
+    metadata: link ?? noMetadata,
+    deleted: contentDeleted,
+    onCommit: relay.kick,
+    log,
+  });
+  return {
+    name: 'content',
+    grpc: [
+      {
+        definition: { ...ContentService, read: { ...ContentService.read, responseSerialize: encodeReadResponse } },
+        implementation: createContentServer(store, log),
+      },
+    ],
+    plugins: [
+      { type: 'io.containerd.content.v1', id: 'content', exports: { backend: blobs.kind } },
+      { type: 'io.containerd.grpc.v1', id: 'content', requires: ['io.containerd.content.v1'] },
+    ],
+    namespaceUsage: {
+      resourcesIn: async (_ctx, namespace) => ((await repo.hasBlobs(namespace)) ? ['blobs'] : []),
+    },
+    async notReady() {
+      try {
+        await deps.db.query('SELECT 1');
+        return undefined;
+      } catch (e) {
+        return `database: ${(e as Error).message}`;
+      }
+    },
+    flushEvents: relay.flush,
+    async close() {
+      link?.close();
+      await relay.close();
+      await blobs.close();
+    },
+  };
+}

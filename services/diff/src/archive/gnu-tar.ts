@@ -1,0 +1,92 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { ErrorCode, ServiceError } from '@berth/common/errors';
+
+/**
+ * A GNU tar process extracting what is written to it into `dir`. GNU tar creates files, devices, links,
+ * owners, modes, times and xattrs natively and ~10× faster than a JS extractor; the caller has already
+ * validated every member it forwards (tar never sees a member that could escape `dir`).
+ */
+export class GnuTarSink {
+  private child: ChildProcessByStdio<Writable, null, Readable> | undefined;
+  private exited: Promise<void> | undefined;
+  private stderr = '';
+
+  constructor(
+    private readonly dir: string,
+    private readonly xattrArgs: readonly string[] = ['--xattrs-include=*', '--xattrs-exclude=trusted.*'],
+  ) {}
+
+  private start(): ChildProcessByStdio<Writable, null, Readable> {
+    const child = spawn(
+      'tar',
+      [
+        '--extract',
+        '--file=-',
+        `--directory=${this.dir}`,
+        // Every member was checked and re-encoded with its resolved path by the caller; with this, tar
+        // creates symlinks at once instead of deferring them, so the tree matches the caller's model.
+        '--absolute-names',
+        '--numeric-owner',
+        '--same-owner',
+        '--same-permissions',
+        '--xattrs',
+        ...this.xattrArgs,
+        '--warning=no-timestamp',
+        '--warning=no-unknown-keyword',
+      ],
+      { stdio: ['pipe', 'ignore', 'pipe'] },
+    );
+    this.stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      if (this.stderr.length < 8192) this.stderr += d.toString();
+    });
+    // EPIPE when tar dies early is reported through its exit status and stderr instead.
+    child.stdin.on('error', () => undefined);
+    this.exited = new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code, signal) => {
+        if (code === 0) resolve();
+        else reject(new ServiceError(ErrorCode.Unknown, `failed to extract layer: tar exited with ${code ?? signal}: ${this.stderr.trim()}`));
+      });
+    });
+    this.child = child;
+    return child;
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    const child = this.child ?? this.start();
+    if (!child.stdin.write(chunk)) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = (): void => {
+          child.off('close', onClose);
+          resolve();
+        };
+        const onClose = (): void => {
+          child.stdin.off('drain', onDrain);
+          reject(new ServiceError(ErrorCode.Unknown, `failed to extract layer: ${this.stderr.trim() || 'tar exited early'}`));
+        };
+        child.stdin.once('drain', onDrain);
+        child.once('close', onClose);
+      });
+    }
+  }
+
+  /** Ends the archive and waits until tar has applied everything written so far. */
+  async finish(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    child.stdin.end(Buffer.alloc(1024));
+    await this.exited;
+  }
+
+  /** Kills tar (on failure of the caller); never throws. */
+  async abort(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (!child) return;
+    child.kill('SIGKILL');
+    await this.exited?.catch(() => undefined);
+  }
+}

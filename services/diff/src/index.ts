@@ -1,0 +1,37 @@
+import type { Logger } from '@berth/common/log';
+import type { ServiceModule } from '@berth/common/service';
+import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
+import { createApplier } from './apply/applier.js';
+import { createDiffer } from './compare/differ.js';
+import { contentClient } from './content/content-client.js';
+import { createDiffServer } from './grpc/diff-server.js';
+
+export type { Applier, Descriptor } from './apply/applier.js';
+export { MediaType } from './apply/media-types.js';
+
+export interface DiffDeps {
+  readonly log: Logger;
+  /** The content service (`Content.Read`/`Write`): the node socket in all-in-one, its own address when apart. */
+  readonly contentAddress: string;
+  /** Where temporary mount points are created (runtime state). */
+  readonly tmpRoot: string;
+}
+
+/** Builds the node's differ (containerd's `walking` differ): stateless, needs the node's mounts. */
+export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
+  const log = deps.log.child({ service: 'diff' });
+  const content = contentClient(deps.contentAddress);
+  const applier = createApplier({ content, tmpRoot: deps.tmpRoot });
+  const differ = createDiffer({ content, tmpRoot: deps.tmpRoot });
+  return {
+    name: 'diff',
+    grpc: [{ definition: DiffService, implementation: createDiffServer(applier, differ, log) }],
+    plugins: [
+      { type: 'io.containerd.differ.v1', id: 'walking', requires: ['io.containerd.metadata.v1'] },
+      { type: 'io.containerd.grpc.v1', id: 'diff', requires: ['io.containerd.differ.v1'] },
+    ],
+    async close() {
+      content.close();
+    },
+  };
+}

@@ -1,0 +1,79 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { promisify } from 'node:util';
+import { invalidArgument } from '@berth/common/errors';
+
+const run = promisify(execFile);
+
+/** A mount as containerd's API carries it. */
+export interface Mount {
+  readonly type: string;
+  readonly source: string;
+  readonly options: readonly string[];
+}
+
+/** mount(2) takes the option string in one page; containerd leaves 512 bytes of slack too. */
+const pageSize = 4096;
+
+/**
+ * An overlay with an upper dir can be written directly (as containerd's applier does): the upper dir
+ * and the lower dirs, nearest first. Undefined for anything else.
+ */
+export function overlayUpper(mounts: readonly Mount[]): { upper: string; lowers: string[] } | undefined {
+  const [m] = mounts;
+  if (mounts.length !== 1 || !m || m.type !== 'overlay') return undefined;
+  const upper = m.options.find((o) => o.startsWith('upperdir='))?.slice('upperdir='.length);
+  if (!upper) return undefined;
+  const lower = m.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length);
+  return { upper, lowers: lower ? lower.split(':') : [] };
+}
+
+/**
+ * The overlay options made short enough for one page: lower dirs relative to their longest common parent,
+ * which becomes the working directory of the mount call (the kernel resolves them against it).
+ */
+export function compactOverlayOptions(options: readonly string[]): { cwd: string | undefined; options: string[] } {
+  if (options.join(',').length < pageSize - 512) return { cwd: undefined, options: [...options] };
+  const lowerOpt = options.find((o) => o.startsWith('lowerdir='));
+  if (!lowerOpt) return { cwd: undefined, options: [...options] };
+  const lowers = lowerOpt.slice('lowerdir='.length).split(':');
+  let common = posix.dirname(lowers[0] ?? '/');
+  for (const l of lowers) while (common !== '/' && !l.startsWith(`${common}/`)) common = posix.dirname(common);
+  const rel = lowers.map((l) => posix.relative(common, l));
+  const out = options.map((o) => (o === lowerOpt ? `lowerdir=${rel.join(':')}` : o));
+  return { cwd: common, options: out };
+}
+
+async function mountOne(m: Mount, target: string): Promise<void> {
+  if (m.type === 'bind') {
+    const recursive = m.options.includes('rbind');
+    await run('mount', [recursive ? '--rbind' : '--bind', m.source, target]);
+    if (m.options.includes('ro')) await run('mount', ['-o', 'remount,bind,ro', target]);
+    return;
+  }
+  if (m.type === 'overlay') {
+    const { cwd, options } = compactOverlayOptions(m.options);
+    await run('mount', ['-t', 'overlay', m.source || 'overlay', target, '-o', options.join(',')], cwd ? { cwd } : {});
+    return;
+  }
+  throw invalidArgument(`unsupported mount type ${JSON.stringify(m.type)}`);
+}
+
+/** Mounts `mounts` on a fresh directory under `tmpRoot`, runs `fn` on it, and always unmounts. */
+export async function withTempMount<T>(mounts: readonly Mount[], tmpRoot: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  if (mounts.length === 0) throw invalidArgument('no mounts given');
+  await mkdir(tmpRoot, { recursive: true, mode: 0o700 });
+  const dir = await mkdtemp(join(tmpRoot, 'mnt-'));
+  let mounted = 0;
+  try {
+    for (const m of mounts) {
+      await mountOne(m, dir);
+      mounted++;
+    }
+    return await fn(dir);
+  } finally {
+    for (; mounted > 0; mounted--) await run('umount', ['--recursive', dir]);
+    await rmdir(dir);
+  }
+}

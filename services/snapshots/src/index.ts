@@ -1,0 +1,93 @@
+import { join } from 'node:path';
+import type { Db } from '@berth/common/db';
+import { migrate } from '@berth/common/db';
+import type { EventPublisher } from '@berth/common/event-bus';
+import type { Logger } from '@berth/common/log';
+import type { NamespaceUsage } from '@berth/common/namespace-usage';
+import { startOutboxRelay } from '@berth/common/outbox';
+import type { ServiceModule } from '@berth/common/service';
+import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
+import { migrations } from './db/migrations.js';
+import { snapshotEvents } from './events.js';
+import { createSnapshotsServer } from './grpc/snapshots-server.js';
+import { metadataPeer } from './peers/metadata.js';
+import { nativeDriver, overlayDriver, overlaySupportsIndex, type Driver } from './snapshots/driver.js';
+import { createSnapshotter } from './snapshots/store.js';
+import type { Snapshotter } from './snapshots/types.js';
+
+export type { Info, Kind, Mount, Snapshotter, Usage } from './snapshots/types.js';
+
+export interface SnapshotsDeps {
+  readonly db: Db;
+  readonly bus: EventPublisher;
+  readonly log: Logger;
+  /** Where snapshot directories go: `<root>/<snapshotter>/<id>/`. */
+  readonly root: string;
+  /** This node's identity; rows of other nodes sharing the database are not this node's snapshots. */
+  readonly node: string;
+  /** Metadata's address (Namespaces, Leases); unset runs without namespace registration and leases. */
+  readonly metadataAddress?: string;
+}
+
+export interface SnapshotsModule extends ServiceModule {
+  readonly namespaceUsage: NamespaceUsage;
+  /** The snapshotters by name, for callers in the same process (tests, benchmarks). */
+  readonly snapshotters: ReadonlyMap<string, Snapshotter>;
+  /** Resolves once every committed event has reached the bus. */
+  flushEvents(): Promise<void>;
+}
+
+/** Builds the snapshots service: `overlayfs` (default) and `native` snapshotters over one Postgres schema. */
+export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<SnapshotsModule> {
+  const log = deps.log.child({ service: 'snapshots' });
+  await migrate(deps.db, 'snapshots', migrations);
+  const relay = startOutboxRelay({ db: deps.db, schema: 'snapshots', bus: deps.bus, log });
+  const metadata = deps.metadataAddress ? metadataPeer(deps.metadataAddress) : undefined;
+  const drivers: Driver[] = [
+    overlayDriver(join(deps.root), { indexOff: await overlaySupportsIndex() }),
+    nativeDriver(join(deps.root)),
+  ];
+  const snapshotters = new Map<string, Snapshotter>(
+    drivers.map((driver) => [
+      driver.name,
+      createSnapshotter({ db: deps.db, node: deps.node, driver, events: snapshotEvents, metadata, onCommit: relay.kick }),
+    ]),
+  );
+  const namespaceUsage: NamespaceUsage = {
+    async resourcesIn(_ctx, namespace) {
+      // Any node's snapshots keep a namespace alive, not only this node's.
+      const rows = await deps.db.query<{ snapshotter: string }>(
+        'SELECT DISTINCT snapshotter FROM snapshots.snapshots WHERE namespace = $1 ORDER BY snapshotter',
+        [namespace],
+      );
+      return rows.map((r) => `snapshots on ${JSON.stringify(r.snapshotter)} snapshotter`);
+    },
+  };
+  return {
+    name: 'snapshots',
+    grpc: [{ definition: SnapshotsService, implementation: createSnapshotsServer(snapshotters, log) }],
+    plugins: [
+      ...drivers.map((d) => ({
+        type: 'io.containerd.snapshotter.v1',
+        id: d.name,
+        exports: { root: d.dir },
+      })),
+      { type: 'io.containerd.grpc.v1', id: 'snapshots', requires: ['io.containerd.snapshotter.v1'] },
+    ],
+    namespaceUsage,
+    snapshotters,
+    async notReady() {
+      try {
+        await deps.db.query('SELECT 1');
+        return undefined;
+      } catch (e) {
+        return `database: ${(e as Error).message}`;
+      }
+    },
+    flushEvents: relay.flush,
+    async close() {
+      await relay.close();
+      metadata?.close();
+    },
+  };
+}

@@ -1,17 +1,24 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { Envelope } from '@berth/proto/containerd/services/events/v1/events';
 import {
   AckPolicy,
   DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
   jetstream,
   jetstreamManager,
   RetentionPolicy,
   StorageType,
-  type JetStreamClient,
-  type JetStreamManager,
 } from '@nats-io/jetstream';
-import { Envelope } from '@berth/proto/containerd/services/events/v1/events';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { unavailable } from './errors.js';
-import type { EventBus, EventEnvelope, PublishOptions, ReplayFrom, StoredEvent, SubscribeOptions } from './event-bus.js';
+import type {
+  EventBus,
+  EventEnvelope,
+  PublishOptions,
+  ReplayFrom,
+  StoredEvent,
+  SubscribeOptions,
+} from './event-bus.js';
 import type { Logger } from './log.js';
 
 export interface NatsBusOptions {
@@ -135,7 +142,11 @@ export async function createNatsBus(opts: NatsBusOptions): Promise<EventBus> {
   };
 }
 
-function deliverFrom(from: ReplayFrom): { deliver_policy: DeliverPolicy; opt_start_seq?: number; opt_start_time?: string } {
+function deliverFrom(from: ReplayFrom): {
+  deliver_policy: DeliverPolicy;
+  opt_start_seq?: number;
+  opt_start_time?: string;
+} {
   switch (from.kind) {
     case 'new':
       return { deliver_policy: DeliverPolicy.New };

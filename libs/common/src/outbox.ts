@@ -45,13 +45,11 @@ export function outboxTableSql(schema: string): string {
  * order and an event never becomes visible after a later one of the same namespace.
  */
 export async function enqueue(tx: Queryable, schema: string, e: OutboxEvent): Promise<void> {
-  await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`berth.${schema}.outbox.${e.namespace}`]);
-  await tx.query(`INSERT INTO ${schema}.outbox (namespace, topic, type_url, payload) VALUES ($1, $2, $3, $4)`, [
-    e.namespace,
-    e.topic,
-    e.typeUrl,
-    Buffer.from(e.payload),
-  ]);
+  await tx.query(
+    `WITH serialized AS (SELECT pg_advisory_xact_lock(hashtext($5)))
+     INSERT INTO ${schema}.outbox (namespace, topic, type_url, payload) SELECT $1, $2, $3, $4 FROM serialized`,
+    [e.namespace, e.topic, e.typeUrl, Buffer.from(e.payload), `berth.${schema}.outbox.${e.namespace}`],
+  );
 }
 
 async function oldest(tx: Queryable, schema: string, limit: number): Promise<OutboxRow[]> {
@@ -170,13 +168,20 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
         failures = 0;
       } catch (e) {
         failures++;
-        if (failures === 1 || failures % 20 === 0) opts.log.warn('outbox relay: publish failed, will retry', { err: e, failures });
+        if (failures === 1 || failures % 20 === 0)
+          opts.log.warn('outbox relay: publish failed, will retry', { err: e, failures });
         schedule(Math.min(5_000, 50 * 2 ** Math.min(failures, 7)));
         return;
       }
     } while (again && !closed);
+    if (idle.length === 0) return;
     const empty = (await opts.db.query<{ n: number | string }>(`SELECT count(*) AS n FROM ${opts.schema}.outbox`))[0];
     if (Number(empty?.n ?? 0) === 0) for (const done of idle.splice(0)) done();
+  };
+
+  /** A kick after a commit; while the bus is failing, the backoff timer decides when to try again. */
+  const kick = (): void => {
+    if (failures === 0) trigger();
   };
 
   const trigger = (): void => {
@@ -203,7 +208,7 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
 
   schedule(0);
   return {
-    kick: trigger,
+    kick,
     flush: () =>
       new Promise<void>((resolve) => {
         idle.push(resolve);

@@ -1,15 +1,27 @@
 import type { Db } from '@berth/common/db';
 import { migrate } from '@berth/common/db';
-import { startOutboxRelay } from '@berth/common/outbox';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
-import type { ServiceModule } from '@berth/common/service';
-import { NamespacesService } from '@berth/proto/containerd/services/namespaces/v1/namespace';
-import { migrations } from './db/migrations.js';
-import { namespaceEvents } from './events.js';
-import { createNamespacesServer } from './grpc/namespaces-server.js';
-import { createNamespaceStore } from './namespaces/store.js';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
+import { startOutboxRelay } from '@berth/common/outbox';
+import type { ServiceModule } from '@berth/common/service';
+import { ContainersService } from '@berth/proto/containerd/services/containers/v1/containers';
+import { ImagesService } from '@berth/proto/containerd/services/images/v1/images';
+import { LeasesService } from '@berth/proto/containerd/services/leases/v1/leases';
+import { NamespacesService } from '@berth/proto/containerd/services/namespaces/v1/namespace';
+import { createContainerStore } from './containers/store.js';
+import { migrations } from './db/migrations.js';
+import { containerEvents, imageEvents, namespaceEvents } from './events.js';
+import { type GarbageCollector, noGarbageCollector } from './gc.js';
+import { createContainersServer } from './grpc/containers-server.js';
+import { createImagesServer } from './grpc/images-server.js';
+import { createLeasesServer } from './grpc/leases-server.js';
+import { createNamespacesServer } from './grpc/namespaces-server.js';
+import { createImageStore } from './images/store.js';
+import { createLeaseStore } from './leases/store.js';
+import { createNamespaceStore } from './namespaces/store.js';
+
+export type { GarbageCollector } from './gc.js';
 
 export interface MetadataDeps {
   readonly db: Db;
@@ -17,6 +29,10 @@ export interface MetadataDeps {
   readonly log: Logger;
   /** Other owners of namespaced resources (content, snapshots) consulted before a namespace is deleted. */
   readonly usage?: readonly NamespaceUsage[];
+  /** Run by deletes that ask for `sync`; none by default (see GarbageCollector). */
+  readonly gc?: GarbageCollector;
+  /** How often the outbox relay looks for events committed by other replicas. Default 1 s. */
+  readonly outboxPollMs?: number;
 }
 
 export interface MetadataModule extends ServiceModule {
@@ -28,19 +44,37 @@ export interface MetadataModule extends ServiceModule {
 export async function createMetadataModule(deps: MetadataDeps): Promise<MetadataModule> {
   const log = deps.log.child({ service: 'metadata' });
   await migrate(deps.db, 'metadata', migrations);
-  const relay = startOutboxRelay({ db: deps.db, schema: 'metadata', bus: deps.bus, log });
+  const relay = startOutboxRelay({
+    db: deps.db,
+    schema: 'metadata',
+    bus: deps.bus,
+    log,
+    ...(deps.outboxPollMs !== undefined ? { pollMs: deps.outboxPollMs } : {}),
+  });
+  const gc = deps.gc ?? noGarbageCollector;
   const namespaces = createNamespaceStore({
     db: deps.db,
     events: namespaceEvents,
     usage: deps.usage ?? [],
     onCommit: relay.kick,
   });
+  const images = createImageStore({ db: deps.db, events: imageEvents, onCommit: relay.kick });
+  const containers = createContainerStore({ db: deps.db, events: containerEvents, onCommit: relay.kick });
+  const leases = createLeaseStore({ db: deps.db });
   return {
     name: 'metadata',
-    grpc: [{ definition: NamespacesService, implementation: createNamespacesServer(namespaces, log) }],
+    grpc: [
+      { definition: NamespacesService, implementation: createNamespacesServer(namespaces, log) },
+      { definition: ImagesService, implementation: createImagesServer(images, gc, log) },
+      { definition: ContainersService, implementation: createContainersServer(containers, log) },
+      { definition: LeasesService, implementation: createLeasesServer(leases, gc, log) },
+    ],
     plugins: [
       { type: 'io.containerd.metadata.v1', id: 'postgres', exports: { backend: deps.db.kind } },
       { type: 'io.containerd.grpc.v1', id: 'namespaces', requires: ['io.containerd.metadata.v1'] },
+      { type: 'io.containerd.grpc.v1', id: 'images', requires: ['io.containerd.metadata.v1'] },
+      { type: 'io.containerd.grpc.v1', id: 'containers', requires: ['io.containerd.metadata.v1'] },
+      { type: 'io.containerd.grpc.v1', id: 'leases', requires: ['io.containerd.metadata.v1'] },
     ],
     async notReady() {
       try {

@@ -80,13 +80,13 @@ export function createContentRepo(db: Db) {
     async insertBlob(q: Queryable, ns: string, digest: string, size: number, labels: Readonly<Record<string, string>>, at: Date): Promise<boolean> {
       const rows = await q.query(
         `INSERT INTO content.blobs (namespace, digest, size, labels, created_at, updated_at)
-         VALUES ($1, $2, $3, $4::jsonb, $5, $5) ON CONFLICT (namespace, digest) DO NOTHING RETURNING digest`,
+         VALUES ($1, $2, $3, $4::text::jsonb, $5, $5) ON CONFLICT (namespace, digest) DO NOTHING RETURNING digest`,
         [ns, digest, size, JSON.stringify(labels), at],
       );
       return rows.length > 0;
     },
     async setLabels(q: Queryable, ns: string, digest: string, labels: Readonly<Record<string, string>>, at: Date): Promise<void> {
-      await q.query('UPDATE content.blobs SET labels = $3::jsonb, updated_at = $4 WHERE namespace = $1 AND digest = $2', [
+      await q.query('UPDATE content.blobs SET labels = $3::text::jsonb, updated_at = $4 WHERE namespace = $1 AND digest = $2', [
         ns,
         digest,
         JSON.stringify(labels),

@@ -1,6 +1,6 @@
+import { invalidArgument } from '@berth/common/errors';
 import { handlers } from '@berth/common/grpc-handlers';
 import type { Logger } from '@berth/common/log';
-import { invalidArgument } from '@berth/common/errors';
 import type { NamespacesServer } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import type { NamespaceStore } from '../namespaces/types.js';
 

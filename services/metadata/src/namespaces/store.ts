@@ -2,9 +2,9 @@ import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, failedPrecondition, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
 import { validateIdentifier } from '@berth/common/identifiers';
 import { validateLabels } from '@berth/common/labels';
-import { enqueue } from '@berth/common/outbox';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
-import type { EncodedEvent, NamespaceEvents, NamespaceStore } from './types.js';
+import { enqueueEvent } from '../outbox.js';
+import type { NamespaceEvents, NamespaceStore } from './types.js';
 
 export interface NamespaceStoreDeps {
   readonly db: Db;
@@ -22,9 +22,6 @@ const parseLabels = (v: Record<string, string> | string): Record<string, string>
 
 export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
   const { db } = deps;
-
-  const emit = async (tx: Queryable, namespace: string, e: EncodedEvent): Promise<void> =>
-    enqueue(tx, 'metadata', { namespace, topic: e.topic, typeUrl: e.typeUrl, payload: e.payload });
 
   return {
     async get(_ctx, name) {
@@ -46,11 +43,11 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
       const labels = withoutEmpty(ns.labels);
       try {
         await db.transaction(async (tx) => {
-          await tx.query('INSERT INTO metadata.namespaces (name, labels) VALUES ($1, $2::jsonb)', [
+          await tx.query('INSERT INTO metadata.namespaces (name, labels) VALUES ($1, $2::text::jsonb)', [
             ns.name,
             JSON.stringify(labels),
           ]);
-          await emit(tx, ns.name, deps.events.created({ name: ns.name, labels }));
+          await enqueueEvent(tx, ns.name, deps.events.created({ name: ns.name, labels }));
         });
       } catch (e) {
         if (isAlreadyExists(e)) throw alreadyExists(`namespace ${JSON.stringify(ns.name)}`, e);
@@ -83,12 +80,12 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
           labels = withoutEmpty(ns.labels);
         }
         await tx.query(
-          `INSERT INTO metadata.namespaces (name, labels) VALUES ($1, $2::jsonb)
+          `INSERT INTO metadata.namespaces (name, labels) VALUES ($1, $2::text::jsonb)
            ON CONFLICT (name) DO UPDATE SET labels = EXCLUDED.labels, updated_at = now()`,
           [ns.name, JSON.stringify(labels)],
         );
         const updated = { name: ns.name, labels };
-        await emit(tx, ns.name, deps.events.updated(updated));
+        await enqueueEvent(tx, ns.name, deps.events.updated(updated));
         return updated;
       });
       deps.onCommit();
@@ -97,18 +94,41 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
 
     async delete(ctx, name) {
       validateIdentifier(name);
-      const held = (await Promise.all(deps.usage.map((u) => u.resourcesIn(ctx, name)))).flat();
-      if (held.length > 0) {
-        throw failedPrecondition(`namespace ${JSON.stringify(name)} must be empty, but it still has ${held.join(', ')}`);
-      }
+      const elsewhere = (await Promise.all(deps.usage.map((u) => u.resourcesIn(ctx, name)))).flat();
       await db.transaction(async (tx) => {
-        const rows = await tx.query('DELETE FROM metadata.namespaces WHERE name = $1 RETURNING name', [name]);
-        if (rows.length === 0) throw notFound(`namespace ${JSON.stringify(name)}`);
-        await emit(tx, name, deps.events.deleted(name));
+        // The row lock keeps images and containers from being created in it until this commits.
+        const [row] = await tx.query('SELECT name FROM metadata.namespaces WHERE name = $1 FOR UPDATE', [name]);
+        const held = [...(await ownResources(tx, name)), ...elsewhere].sort((a, b) => rank(a) - rank(b));
+        if (held.length > 0) {
+          throw failedPrecondition(
+            `namespace ${JSON.stringify(name)} must be empty, but it still has ${held.join(', ')}`,
+          );
+        }
+        if (!row) throw notFound(`namespace ${JSON.stringify(name)}`);
+        await tx.query('DELETE FROM metadata.namespaces WHERE name = $1', [name]);
+        await enqueueEvent(tx, name, deps.events.deleted(name));
       });
       deps.onCommit();
     },
   };
+}
+
+/** What this service's own tables still hold in a namespace, worded as containerd's listNs does. */
+async function ownResources(tx: Queryable, name: string): Promise<string[]> {
+  const [row] = await tx.query<{ images: boolean; containers: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM metadata.images WHERE namespace = $1) AS images,
+            EXISTS (SELECT 1 FROM metadata.containers WHERE namespace = $1) AS containers`,
+    [name],
+  );
+  return [...(row?.images ? ['images'] : []), ...(row?.containers ? ['containers'] : [])];
+}
+
+/** containerd lists what a namespace holds in this order: images, blobs, containers, snapshots. */
+function rank(kind: string): number {
+  if (kind === 'images') return 0;
+  if (kind === 'blobs') return 1;
+  if (kind === 'containers') return 2;
+  return 3;
 }
 
 function validateNamespaceLabels(labels: Readonly<Record<string, string>>): void {
@@ -123,7 +143,9 @@ function withoutEmpty(labels: Readonly<Record<string, string>>): Record<string, 
   return Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
 }
 
-/** Brings a namespace into being, inside the transaction that creates a resource in it. */
-export async function ensureNamespace(tx: Queryable, name: string): Promise<void> {
-  await tx.query('INSERT INTO metadata.namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING', [name]);
-}
+/**
+ * Prefix for the statement that creates a resource in namespace `$1`: brings the namespace into being in the
+ * same statement (one round trip fewer; the foreign key sees the row at the end of the statement).
+ */
+export const ensuringNamespace =
+  'WITH ensured_namespace AS (INSERT INTO metadata.namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING)';

@@ -1,4 +1,5 @@
 import type { RequestContext } from '@berth/common/context';
+import type { EncodedEvent } from '../outbox.js';
 
 export interface Namespace {
   readonly name: string;
@@ -18,7 +19,10 @@ export interface NamespaceStore {
    * /namespaces/update.
    */
   update(ctx: RequestContext, ns: Namespace, paths: readonly string[]): Promise<Namespace>;
-  /** failed_precondition while it holds resources; not_found when absent. Publishes /namespaces/delete. */
+  /**
+   * failed_precondition while it holds images or containers, or another service reports resources in it;
+   * its leases go with it. not_found when absent. Publishes /namespaces/delete.
+   */
   delete(ctx: RequestContext, name: string): Promise<void>;
 }
 
@@ -27,10 +31,4 @@ export interface NamespaceEvents {
   created(ns: Namespace): EncodedEvent;
   updated(ns: Namespace): EncodedEvent;
   deleted(name: string): EncodedEvent;
-}
-
-export interface EncodedEvent {
-  readonly topic: string;
-  readonly typeUrl: string;
-  readonly payload: Uint8Array;
 }

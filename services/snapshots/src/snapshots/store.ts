@@ -156,7 +156,7 @@ export function createSnapshotter(deps: SnapshotterDeps): Snapshotter {
       const id = await db.transaction(async (tx) => {
         const [row] = await tx.query<{ id: number | string }>(
           `INSERT INTO snapshots.snapshots (node, snapshotter, namespace, key, kind, parent_id, labels)
-           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) RETURNING id`,
+           VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb) RETURNING id`,
           [...scope(ns), key, kind, parentRow ? Number(parentRow.id) : null, JSON.stringify(labels)],
         );
         if (!row) throw new Error('insert returned no id');
@@ -213,7 +213,7 @@ export function createSnapshotter(deps: SnapshotterDeps): Snapshotter {
             throw failedPrecondition(`failed to commit snapshot: snapshot ${JSON.stringify(key)} is not active`);
           }
           await tx.query(
-            `UPDATE snapshots.snapshots SET key = $2, kind = 'committed', labels = $3::jsonb, size = $4, inodes = $5,
+            `UPDATE snapshots.snapshots SET key = $2, kind = 'committed', labels = $3::text::jsonb, size = $4, inodes = $5,
                created_at = now(), updated_at = now() WHERE id = $1`,
             [Number(r.id), commitName, JSON.stringify(labels), usage.size, usage.inodes],
           );
@@ -276,7 +276,7 @@ export function createSnapshotter(deps: SnapshotterDeps): Snapshotter {
         }
         labels = Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
         validateSnapshotLabels(labels);
-        await tx.query('UPDATE snapshots.snapshots SET labels = $2::jsonb, updated_at = now() WHERE id = $1', [
+        await tx.query('UPDATE snapshots.snapshots SET labels = $2::text::jsonb, updated_at = now() WHERE id = $1', [
           Number(r.id),
           JSON.stringify(labels),
         ]);

@@ -1,0 +1,283 @@
+import { requireNamespace } from '@berth/common/context';
+import type { Db, Queryable } from '@berth/common/db';
+import { alreadyExists, invalidArgument, isAlreadyExists, notFound, wrap } from '@berth/common/errors';
+import { adaptorFromObject } from '@berth/common/filters/index';
+import { validateIdentifier } from '@berth/common/identifiers';
+import { bytesColumn, jsonColumn } from '../db/columns.js';
+import { compileFilters } from '../filters.js';
+import { sortedMap, validateLabelMap, withoutEmpty } from '../label-maps.js';
+import { ensuringNamespace } from '../namespaces/store.js';
+import { enqueueEvent } from '../outbox.js';
+import type { AnyValue, Container, ContainerEvents, ContainerInput, ContainerStore } from './types.js';
+
+export interface ContainerStoreDeps {
+  readonly db: Db;
+  readonly events: ContainerEvents;
+  /** Called after a commit that enqueued events. */
+  readonly onCommit: () => void;
+}
+
+type StoredExtensions = Record<string, { type_url: string; value: string }>;
+
+interface ContainerRow {
+  [column: string]: unknown;
+  id: string;
+  labels: Record<string, string> | string;
+  image: string;
+  runtime_name: string;
+  runtime_options_type: string | null;
+  runtime_options: Uint8Array | null;
+  spec_type: string;
+  spec: Uint8Array;
+  snapshotter: string;
+  snapshot_key: string;
+  extensions: StoredExtensions | string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const columns =
+  'id, labels, image, runtime_name, runtime_options_type, runtime_options, spec_type, spec, snapshotter, snapshot_key, extensions, created_at, updated_at';
+
+function fromRow(r: ContainerRow): Container {
+  const extensions: Record<string, AnyValue> = {};
+  for (const [k, v] of Object.entries(jsonColumn(r.extensions))) {
+    extensions[k] = { typeUrl: v.type_url, value: Buffer.from(v.value, 'base64') };
+  }
+  return {
+    id: r.id,
+    labels: jsonColumn(r.labels),
+    image: r.image,
+    runtime: {
+      name: r.runtime_name,
+      options:
+        r.runtime_options_type === null
+          ? undefined
+          : { typeUrl: r.runtime_options_type, value: bytesColumn(r.runtime_options ?? new Uint8Array()) },
+    },
+    spec: { typeUrl: r.spec_type, value: bytesColumn(r.spec) },
+    snapshotter: r.snapshotter,
+    snapshotKey: r.snapshot_key,
+    extensions,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function storedExtensions(ext: Readonly<Record<string, AnyValue>>): StoredExtensions {
+  const out: StoredExtensions = {};
+  for (const [k, v] of Object.entries(sortedMap(ext))) {
+    out[k] = { type_url: v.typeUrl, value: Buffer.from(v.value).toString('base64') };
+  }
+  return out;
+}
+
+/** The fields containerd's container filters see (`metadata/adaptors.go` adaptContainer). */
+export function containerAdaptor(c: Container): ReturnType<typeof adaptorFromObject> {
+  return adaptorFromObject({ id: c.id, 'runtime.name': c.runtime.name, image: c.image, labels: c.labels });
+}
+
+/** containerd's `validateContainer`. */
+function validateContainer(c: ContainerInput): void {
+  try {
+    validateIdentifier(c.id);
+  } catch (e) {
+    throw wrap(e, 'container.ID');
+  }
+  if (Object.hasOwn(c.extensions, '')) throw invalidArgument('container.Extension keys must not be zero-length');
+  validateLabelMap('containers.Labels', c.labels);
+  if (c.runtime.name === '') throw invalidArgument('container.Runtime.Name must be set');
+  if (!c.spec) throw invalidArgument('container.Spec must be set');
+  if (c.snapshotKey !== '' && c.snapshotter === '') {
+    throw invalidArgument('container.Snapshotter must be set if container.SnapshotKey is set');
+  }
+}
+
+/** Paths replaced by an update without a mask; snapshotter and runtime are immutable. */
+const fullReplace = ['labels', 'spec', 'extensions', 'image', 'snapshotkey'] as const;
+
+function applyMask(current: Container, req: ContainerInput, mask: readonly string[]): ContainerInput {
+  let paths = mask;
+  if (paths.length === 0) {
+    paths = fullReplace;
+    if (current.snapshotter !== req.snapshotter) throw invalidArgument('container.Snapshotter field is immutable');
+    if (current.runtime.name !== req.runtime.name) throw invalidArgument('container.Runtime.Name field is immutable');
+  }
+  let labels: Record<string, string> = { ...current.labels };
+  let extensions: Record<string, AnyValue> = { ...current.extensions };
+  let { spec, image, snapshotKey } = current;
+  for (const path of paths) {
+    if (path.startsWith('labels.')) {
+      const key = path.slice('labels.'.length);
+      labels[key] = req.labels[key] ?? '';
+      continue;
+    }
+    if (path.startsWith('extensions.')) {
+      const key = path.slice('extensions.'.length);
+      const value = req.extensions[key];
+      // containerd stores an empty Any here; removing the key is what a client naming an absent one means.
+      if (value === undefined) delete extensions[key];
+      else extensions[key] = value;
+      continue;
+    }
+    switch (path) {
+      case 'labels':
+        labels = { ...req.labels };
+        break;
+      case 'spec':
+        spec = req.spec;
+        break;
+      case 'extensions':
+        extensions = { ...req.extensions };
+        break;
+      case 'image':
+        image = req.image;
+        break;
+      case 'snapshotkey':
+        snapshotKey = req.snapshotKey;
+        break;
+      default:
+        throw invalidArgument(`cannot update ${JSON.stringify(path)} field on ${JSON.stringify(current.id)}`);
+    }
+  }
+  return { ...current, labels, extensions, spec, image, snapshotKey };
+}
+
+function params(ns: string, c: ContainerInput, createdAt: Date, updatedAt: Date): unknown[] {
+  const spec = c.spec ?? { typeUrl: '', value: new Uint8Array() };
+  return [
+    ns,
+    c.id,
+    JSON.stringify(sortedMap(withoutEmpty(c.labels))),
+    c.image,
+    c.runtime.name,
+    c.runtime.options?.typeUrl ?? null,
+    c.runtime.options ? Buffer.from(c.runtime.options.value) : null,
+    spec.typeUrl,
+    Buffer.from(spec.value),
+    c.snapshotter,
+    c.snapshotKey,
+    JSON.stringify(storedExtensions(c.extensions)),
+    createdAt,
+    updatedAt,
+  ];
+}
+
+export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
+  const { db } = deps;
+
+  const selectOne = async (q: Queryable, ns: string, id: string, lock: boolean): Promise<Container | undefined> => {
+    const [row] = await q.query<ContainerRow>(
+      `SELECT ${columns} FROM metadata.containers WHERE namespace = $1 AND id = $2${lock ? ' FOR UPDATE' : ''}`,
+      [ns, id],
+    );
+    return row ? fromRow(row) : undefined;
+  };
+
+  /** containerd words a miss differently when the namespace never held a container (no bucket). */
+  const anyIn = async (q: Queryable, ns: string): Promise<boolean> =>
+    (await q.query('SELECT 1 FROM metadata.containers WHERE namespace = $1 LIMIT 1', [ns])).length > 0;
+
+  const stored = (c: ContainerInput, createdAt: Date, updatedAt: Date): Container => ({
+    ...c,
+    labels: sortedMap(withoutEmpty(c.labels)),
+    extensions: sortedMap(c.extensions),
+    createdAt,
+    updatedAt,
+  });
+
+  return {
+    async get(ctx, id) {
+      const ns = requireNamespace(ctx);
+      const c = await selectOne(db, ns, id, false);
+      if (!c) throw notFound(`container ${JSON.stringify(id)} in namespace ${JSON.stringify(ns)}`);
+      return c;
+    },
+
+    async list(ctx, filters) {
+      const ns = requireNamespace(ctx);
+      const filter = compileFilters(filters);
+      const rows = await db.query<ContainerRow>(
+        `SELECT ${columns} FROM metadata.containers WHERE namespace = $1 ORDER BY id`,
+        [ns],
+      );
+      return rows.map(fromRow).filter((c) => filter.match(containerAdaptor(c)));
+    },
+
+    async create(ctx, input) {
+      const ns = requireNamespace(ctx);
+      try {
+        validateContainer(input);
+      } catch (e) {
+        throw wrap(e, 'create container failed validation');
+      }
+      const now = new Date();
+      const created = stored(input, now, now);
+      try {
+        await db.transaction(async (tx) => {
+          await tx.query(
+            `${ensuringNamespace} INSERT INTO metadata.containers (namespace, ${columns})
+             VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13, $14)`,
+            params(ns, created, now, now),
+          );
+          await enqueueEvent(tx, ns, deps.events.created(created));
+        });
+      } catch (e) {
+        if (isAlreadyExists(e)) throw alreadyExists(`container ${JSON.stringify(input.id)}`, e);
+        throw e;
+      }
+      deps.onCommit();
+      return created;
+    },
+
+    async update(ctx, input, paths) {
+      const ns = requireNamespace(ctx);
+      if (input.id === '') throw invalidArgument('must specify a container id');
+      const result = await db.transaction(async (tx) => {
+        const current = await selectOne(tx, ns, input.id, true);
+        if (!current) {
+          if (!(await anyIn(tx, ns))) {
+            throw notFound(`cannot update container ${JSON.stringify(input.id)} in namespace ${JSON.stringify(ns)}`);
+          }
+          throw notFound(`container ${JSON.stringify(input.id)}`);
+        }
+        const next = applyMask(current, input, paths);
+        try {
+          validateContainer(next);
+        } catch (e) {
+          throw wrap(e, 'update failed validation');
+        }
+        const updated = stored(next, current.createdAt, new Date());
+        await tx.query(
+          `UPDATE metadata.containers SET labels = $3::text::jsonb, image = $4, runtime_name = $5, runtime_options_type = $6,
+             runtime_options = $7, spec_type = $8, spec = $9, snapshotter = $10, snapshot_key = $11,
+             extensions = $12::text::jsonb, created_at = $13, updated_at = $14
+           WHERE namespace = $1 AND id = $2`,
+          params(ns, updated, updated.createdAt, updated.updatedAt),
+        );
+        await enqueueEvent(tx, ns, deps.events.updated(updated));
+        return updated;
+      });
+      deps.onCommit();
+      return result;
+    },
+
+    async delete(ctx, id) {
+      const ns = requireNamespace(ctx);
+      await db.transaction(async (tx) => {
+        const rows = await tx.query('DELETE FROM metadata.containers WHERE namespace = $1 AND id = $2 RETURNING id', [
+          ns,
+          id,
+        ]);
+        if (rows.length === 0) {
+          if (!(await anyIn(tx, ns))) {
+            throw notFound(`cannot delete container ${JSON.stringify(id)} in namespace ${JSON.stringify(ns)}`);
+          }
+          throw notFound(`container ${id}`);
+        }
+        await enqueueEvent(tx, ns, deps.events.deleted(id));
+      });
+      deps.onCommit();
+    },
+  };
+}

@@ -1,0 +1,270 @@
+import { requireNamespace } from '@berth/common/context';
+import type { Db, Queryable } from '@berth/common/db';
+import { alreadyExists, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
+import { ALWAYS, type FieldAdaptor } from '@berth/common/filters/index';
+import { jsonColumn, numberColumn } from '../db/columns.js';
+import { digestProblem } from '../digest.js';
+import { compileFilters, type FilterColumn, narrowingSql } from '../filters.js';
+import { sortedMap, validateLabelMap, withoutEmpty } from '../label-maps.js';
+import { ensuringNamespace } from '../namespaces/store.js';
+import { enqueueEvent } from '../outbox.js';
+import type { Descriptor, Image, ImageEvents, ImageInput, ImageStore } from './types.js';
+
+export interface ImageStoreDeps {
+  readonly db: Db;
+  readonly events: ImageEvents;
+  /** Called after a commit that enqueued events. */
+  readonly onCommit: () => void;
+}
+
+interface ImageRow {
+  [column: string]: unknown;
+  name: string;
+  labels: Record<string, string> | string;
+  target_media_type: string;
+  target_digest: string;
+  target_size: number | string;
+  target_annotations: Record<string, string> | string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const columns =
+  'name, labels, target_media_type, target_digest, target_size, target_annotations, created_at, updated_at';
+
+function fromRow(r: ImageRow): Image {
+  return {
+    name: r.name,
+    labels: jsonColumn(r.labels),
+    target: {
+      mediaType: r.target_media_type,
+      digest: r.target_digest,
+      size: numberColumn(r.target_size),
+      annotations: jsonColumn(r.target_annotations),
+    },
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** An image as `json_build_array(<columns>)` renders it. */
+type ImageJson = [string, Record<string, string>, string, string, number, Record<string, string>, string, string];
+
+function fromJson([name, labels, mediaType, digest, size, annotations, createdAt, updatedAt]: ImageJson): Image {
+  return {
+    name,
+    labels,
+    target: { mediaType, digest, size, annotations },
+    createdAt: new Date(createdAt),
+    updatedAt: new Date(updatedAt),
+  };
+}
+
+/** The fields containerd's image filters see (`metadata/adaptors.go` adaptImage), without allocating per field. */
+export function imageAdaptor(image: Image): FieldAdaptor {
+  return {
+    field(path) {
+      switch (path[0]) {
+        case 'name':
+          return image.name || undefined;
+        case 'target':
+          if (path[1] === 'digest') return image.target.digest || undefined;
+          if (path[1] === 'mediatype') return image.target.mediaType || undefined;
+          return undefined;
+        case 'labels':
+          return mapField(image.labels, path);
+        case 'annotations':
+          return mapField(image.target.annotations, path);
+        default:
+          return undefined;
+      }
+    },
+  };
+}
+
+/** containerd's checkMap: an empty map has no fields; the rest of the path, joined by `.`, is the key. */
+function mapField(m: Readonly<Record<string, string>>, path: readonly string[]): string | undefined {
+  const key = path.slice(1).join('.');
+  return Object.hasOwn(m, key) ? m[key] : undefined;
+}
+
+/** Which column answers which filter field, for narrowing a List in SQL. */
+function imageColumn(path: readonly string[]): FilterColumn | undefined {
+  const [first, second, ...rest] = path;
+  if (first === 'name' && second === undefined) return { kind: 'text', sql: 'name' };
+  if (first === 'target' && rest.length === 0) {
+    if (second === 'digest') return { kind: 'text', sql: 'target_digest' };
+    if (second === 'mediatype') return { kind: 'text', sql: 'target_media_type' };
+  }
+  if (first === 'labels' && second === undefined) return { kind: 'map', sql: 'labels' };
+  if (first === 'annotations' && second === undefined) return { kind: 'map', sql: 'target_annotations' };
+  return undefined;
+}
+
+/** containerd's `validateImage`: only the fields that are stored are checked. */
+function validateImage(image: ImageInput): void {
+  if (image.name === '') throw invalidArgument('image name must not be empty');
+  validateLabelMap('image.Labels', image.labels);
+  const problem = digestProblem(image.target.digest);
+  if (problem) throw invalidArgument(`Target.Digest ${JSON.stringify(image.target.digest)} invalid: ${problem}`);
+  if (image.target.size <= 0) throw invalidArgument('Target.Size must be greater than zero');
+  if (image.target.mediaType === '') throw invalidArgument('Target.MediaType must be set');
+}
+
+/** The record as stored: labels and annotations with empty values dropped, as containerd's writeMap does. */
+function normalized(image: ImageInput): ImageInput {
+  return {
+    name: image.name,
+    labels: sortedMap(withoutEmpty(image.labels)),
+    target: { ...image.target, annotations: sortedMap(withoutEmpty(image.target.annotations)) },
+  };
+}
+
+/** Applies an update mask the way containerd's imageStore.Update does. */
+function applyMask(current: Image, req: ImageInput, paths: readonly string[]): ImageInput {
+  if (paths.length === 0) return req;
+  let labels: Record<string, string> = { ...current.labels };
+  let target: Descriptor = current.target;
+  let annotations: Record<string, string> = { ...current.target.annotations };
+  for (const path of paths) {
+    if (path.startsWith('labels.')) {
+      const key = path.slice('labels.'.length);
+      labels[key] = req.labels[key] ?? '';
+      continue;
+    }
+    if (path.startsWith('annotations.')) {
+      const key = path.slice('annotations.'.length);
+      annotations[key] = req.target.annotations[key] ?? '';
+      continue;
+    }
+    switch (path) {
+      case 'labels':
+        labels = { ...req.labels };
+        break;
+      case 'target':
+        // The target is replaced as a unit: digest, size and media type only make sense together.
+        target = req.target;
+        annotations = { ...req.target.annotations };
+        break;
+      case 'annotations':
+        annotations = { ...req.target.annotations };
+        break;
+      default:
+        throw invalidArgument(`cannot update ${JSON.stringify(path)} field on image ${JSON.stringify(current.name)}`);
+    }
+  }
+  return { name: current.name, labels, target: { ...target, annotations } };
+}
+
+export function createImageStore(deps: ImageStoreDeps): ImageStore {
+  const { db } = deps;
+
+  const selectOne = async (q: Queryable, ns: string, name: string, lock: boolean): Promise<Image | undefined> => {
+    const [row] = await q.query<ImageRow>(
+      `SELECT ${columns} FROM metadata.images WHERE namespace = $1 AND name = $2${lock ? ' FOR UPDATE' : ''}`,
+      [ns, name],
+    );
+    return row ? fromRow(row) : undefined;
+  };
+
+  return {
+    async get(ctx, name) {
+      const ns = requireNamespace(ctx);
+      const image = await selectOne(db, ns, name, false);
+      if (!image) throw notFound(`image ${JSON.stringify(name)}`);
+      return image;
+    },
+
+    async list(ctx, filters) {
+      const ns = requireNamespace(ctx);
+      const filter = compileFilters(filters);
+      const params: unknown[] = [ns];
+      const narrowed = narrowingSql(filter, imageColumn, params);
+      // One JSON document instead of a row per image: decoding rows dominates a large list, on PGlite most.
+      const [row] = await db.query<{ list: string }>(
+        `SELECT coalesce(json_agg(json_build_array(${columns}) ORDER BY name), '[]')::text AS list
+         FROM metadata.images WHERE namespace = $1${narrowed ? ` AND ${narrowed}` : ''}`,
+        params,
+      );
+      const all = (JSON.parse(row?.list ?? '[]') as ImageJson[]).map(fromJson);
+      return filter === ALWAYS ? all : all.filter((image) => filter.match(imageAdaptor(image)));
+    },
+
+    async create(ctx, input) {
+      const ns = requireNamespace(ctx);
+      validateImage(input);
+      const image = normalized(input);
+      const now = new Date();
+      const created: Image = { ...image, createdAt: now, updatedAt: now };
+      try {
+        await db.transaction(async (tx) => {
+          await tx.query(
+            `${ensuringNamespace} INSERT INTO metadata.images (namespace, ${columns})
+             VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7::text::jsonb, $8, $8)`,
+            [
+              ns,
+              image.name,
+              JSON.stringify(image.labels),
+              image.target.mediaType,
+              image.target.digest,
+              image.target.size,
+              JSON.stringify(image.target.annotations),
+              now,
+            ],
+          );
+          await enqueueEvent(tx, ns, deps.events.created(created));
+        });
+      } catch (e) {
+        if (isAlreadyExists(e)) throw alreadyExists(`image ${JSON.stringify(image.name)}`, e);
+        throw e;
+      }
+      deps.onCommit();
+      return created;
+    },
+
+    async update(ctx, input, paths) {
+      const ns = requireNamespace(ctx);
+      if (input.name === '') throw invalidArgument('image name is required for update');
+      const updated = await db.transaction(async (tx) => {
+        const current = await selectOne(tx, ns, input.name, true);
+        if (!current) throw notFound(`image ${JSON.stringify(input.name)}`);
+        const next = applyMask(current, input, paths);
+        validateImage(next);
+        const image = normalized(next);
+        const result: Image = { ...image, createdAt: current.createdAt, updatedAt: new Date() };
+        await tx.query(
+          `UPDATE metadata.images SET labels = $3::text::jsonb, target_media_type = $4, target_digest = $5,
+             target_size = $6, target_annotations = $7::text::jsonb, updated_at = $8
+           WHERE namespace = $1 AND name = $2`,
+          [
+            ns,
+            image.name,
+            JSON.stringify(image.labels),
+            image.target.mediaType,
+            image.target.digest,
+            image.target.size,
+            JSON.stringify(image.target.annotations),
+            result.updatedAt,
+          ],
+        );
+        await enqueueEvent(tx, ns, deps.events.updated(result));
+        return result;
+      });
+      deps.onCommit();
+      return updated;
+    },
+
+    async delete(ctx, name) {
+      const ns = requireNamespace(ctx);
+      await db.transaction(async (tx) => {
+        const rows = await tx.query('DELETE FROM metadata.images WHERE namespace = $1 AND name = $2 RETURNING name', [
+          ns,
+          name,
+        ]);
+        if (rows.length === 0) throw notFound(`image ${JSON.stringify(name)}`);
+        await enqueueEvent(tx, ns, deps.events.deleted(name));
+      });
+      deps.onCommit();
+    },
+  };
+}

@@ -137,3 +137,13 @@ export async function migrate(db: Db, schema: string, migrations: readonly Migra
   });
   return applied;
 }
+
+/** For `ServiceModule.notReady`: a reason while the database does not answer, undefined when it does. */
+export async function databaseNotReady(db: Queryable): Promise<string | undefined> {
+  try {
+    await db.query('SELECT 1');
+    return undefined;
+  } catch (e) {
+    return `database: ${e instanceof Error ? e.message : String(e)}`;
+  }
+}

@@ -1,18 +1,17 @@
 import type { Db } from '@berth/common/db';
-import { migrate } from '@berth/common/db';
+import { migrate, databaseNotReady } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import { startOutboxRelay } from '@berth/common/outbox';
 import type { ServiceModule } from '@berth/common/service';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
 import { createContentStore } from './content/store.js';
-import { noMetadata } from './content/types.js';
 import { createContentRepo } from './db/content-repo.js';
 import { migrations } from './db/migrations.js';
 import { contentDeleted } from './events.js';
 import { createContentServer } from './grpc/content-server.js';
 import { encodeReadResponse } from './grpc/read-codec.js';
-import { createMetadataLink } from './metadata-link.js';
+import { createMetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer';
 import { createBlobStore, type BlobBackendConfig } from './store/index.js';
 
 export type { BlobBackendConfig, S3Options } from './store/index.js';
@@ -40,12 +39,12 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
   await migrate(deps.db, 'content', migrations);
   const blobs = await createBlobStore(deps.backend);
   const relay = startOutboxRelay({ db: deps.db, schema: 'content', bus: deps.bus, log });
-  const link = deps.metadataAddress ? createMetadataLink(deps.metadataAddress, log) : undefined;
+  const link = deps.metadataAddress ? createMetadataPeer(deps.metadataAddress, log) : undefined;
   const repo = createContentRepo(deps.db);
   const store = createContentStore({
     repo,
     blobs,
-    metadata: link ?? noMetadata,
+    metadata: link ?? noMetadataPeer,
     deleted: contentDeleted,
     onCommit: relay.kick,
     log,
@@ -65,14 +64,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     namespaceUsage: {
       resourcesIn: async (_ctx, namespace) => ((await repo.hasBlobs(namespace)) ? ['blobs'] : []),
     },
-    async notReady() {
-      try {
-        await deps.db.query('SELECT 1');
-        return undefined;
-      } catch (e) {
-        return `database: ${(e as Error).message}`;
-      }
-    },
+    notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
     async close() {
       link?.close();

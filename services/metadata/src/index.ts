@@ -1,5 +1,5 @@
 import type { Db } from '@berth/common/db';
-import { migrate } from '@berth/common/db';
+import { migrate, databaseNotReady } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
@@ -76,14 +76,7 @@ export async function createMetadataModule(deps: MetadataDeps): Promise<Metadata
       { type: 'io.containerd.grpc.v1', id: 'containers', requires: ['io.containerd.metadata.v1'] },
       { type: 'io.containerd.grpc.v1', id: 'leases', requires: ['io.containerd.metadata.v1'] },
     ],
-    async notReady() {
-      try {
-        await deps.db.query('SELECT 1');
-        return undefined;
-      } catch (e) {
-        return `database: ${(e as Error).message}`;
-      }
-    },
+    notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
     close: relay.close,
   };

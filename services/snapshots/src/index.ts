@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Db } from '@berth/common/db';
-import { migrate } from '@berth/common/db';
+import { migrate, databaseNotReady } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
@@ -10,7 +10,7 @@ import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/
 import { migrations } from './db/migrations.js';
 import { snapshotEvents } from './events.js';
 import { createSnapshotsServer } from './grpc/snapshots-server.js';
-import { metadataPeer } from './peers/metadata.js';
+import { createMetadataPeer } from '@berth/common/metadata-peer';
 import { nativeDriver, overlayDriver, overlaySupportsIndex, type Driver } from './snapshots/driver.js';
 import { createSnapshotter } from './snapshots/store.js';
 import type { Snapshotter } from './snapshots/types.js';
@@ -42,7 +42,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
   const log = deps.log.child({ service: 'snapshots' });
   await migrate(deps.db, 'snapshots', migrations);
   const relay = startOutboxRelay({ db: deps.db, schema: 'snapshots', bus: deps.bus, log });
-  const metadata = deps.metadataAddress ? metadataPeer(deps.metadataAddress) : undefined;
+  const metadata = deps.metadataAddress ? createMetadataPeer(deps.metadataAddress, log) : undefined;
   const drivers: Driver[] = [
     overlayDriver(join(deps.root), { indexOff: await overlaySupportsIndex() }),
     nativeDriver(join(deps.root)),
@@ -76,14 +76,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
     ],
     namespaceUsage,
     snapshotters,
-    async notReady() {
-      try {
-        await deps.db.query('SELECT 1');
-        return undefined;
-      } catch (e) {
-        return `database: ${(e as Error).message}`;
-      }
-    },
+    notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
     async close() {
       await relay.close();

@@ -75,25 +75,5 @@ export interface ContentStore {
   writer(ctx: RequestContext, opts: WriterOptions): Promise<Writer>;
 }
 
-/** Kinds of lease resources, as containerd names them. */
-export type LeaseResourceType = 'content' | 'ingests';
-
-/** What content asks of the metadata service. */
-export interface MetadataLink {
-  /** Makes sure the namespace exists (content written in a namespace brings it into being). Never rejects. */
-  ensureNamespace(ctx: RequestContext, namespace: string): Promise<void>;
-  /**
-   * Attaches a resource to the lease of ctx, when it carries one. Rejects as metadata does (not_found for
-   * an unknown lease), except that a metadata without leases is tolerated.
-   */
-  addLeaseResource(ctx: RequestContext, type: LeaseResourceType, id: string): Promise<void>;
-  /** Detaches a resource from the lease of ctx, when it carries one. Best effort: never rejects. */
-  removeLeaseResource(ctx: RequestContext, type: LeaseResourceType, id: string): Promise<void>;
-}
-
-/** A link for a content service running without metadata (tests of content alone). */
-export const noMetadata: MetadataLink = {
-  ensureNamespace: async () => undefined,
-  addLeaseResource: async () => undefined,
-  removeLeaseResource: async () => undefined,
-};
+/** What content asks of the metadata service: namespaces come into being, leases hold content. */
+export type { MetadataPeer as MetadataLink } from '@berth/common/metadata-peer';

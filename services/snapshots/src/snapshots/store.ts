@@ -15,7 +15,7 @@ import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/fi
 import { validateLabels } from '@berth/common/labels';
 import { enqueue } from '@berth/common/outbox';
 import type { EncodedEvent, SnapshotEvents } from '../events.js';
-import type { MetadataPeer } from '../peers/metadata.js';
+import type { MetadataPeer } from '@berth/common/metadata-peer';
 import { diskUsage } from './disk-usage.js';
 import type { Driver } from './driver.js';
 import { Kind, type Info, type Mount, type Snapshotter, type Usage } from './types.js';
@@ -146,7 +146,7 @@ export function createSnapshotter(deps: SnapshotterDeps): Snapshotter {
       }
     }
     await deps.metadata?.ensureNamespace(ctx, ns);
-    if (ctx.lease) await deps.metadata?.addLeaseResource(ctx, ctx.lease, { type: `snapshots/${name}`, id: key });
+    await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, key);
 
     // Committed snapshots never change, so the parent chain read here is the one the row will point at.
     const parentIds = parentRow ? await ancestors(db, Number(parentRow.id)) : [];
@@ -202,7 +202,7 @@ export function createSnapshotter(deps: SnapshotterDeps): Snapshotter {
         throw failedPrecondition(`failed to commit snapshot: snapshot ${JSON.stringify(key)} is not active`);
       }
       if (await find(db, ns, commitName)) throw alreadyExists(`snapshot ${JSON.stringify(commitName)}`);
-      if (ctx.lease) await deps.metadata?.addLeaseResource(ctx, ctx.lease, { type: `snapshots/${name}`, id: commitName });
+      await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, commitName);
       // Measured before the transaction: an active snapshot being committed is no longer written to.
       const usage = await diskUsage(driver.usagePath(Number(active.id)), ctx.signal);
       try {

@@ -14,6 +14,7 @@ import { createEventsModule } from '@berth/events';
 import { createGatewayModule, loadNodeUuid, type BerthServiceName } from '@berth/gateway';
 import { createMetadataModule } from '@berth/metadata';
 import { createSnapshotsModule } from '@berth/snapshots';
+import { createTasksModule } from '@berth/tasks';
 import { createDiffModule } from '@berth/diff';
 import type { BerthdConfig } from './config.js';
 
@@ -23,7 +24,7 @@ export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['B
 export type Role = { readonly kind: 'all' } | { readonly kind: 'serve'; readonly service: BerthServiceName | 'gateway' };
 
 /** The services built so far; the rest are reached through the gateway when configured. */
-const implemented = ['metadata', 'events', 'snapshots', 'content', 'diff'] as const satisfies readonly BerthServiceName[];
+const implemented = ['metadata', 'events', 'snapshots', 'content', 'tasks', 'diff'] as const satisfies readonly BerthServiceName[];
 type Implemented = (typeof implemented)[number];
 
 export interface RunningNode {
@@ -101,7 +102,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
           return undefined;
         },
       });
-      for (const m of [gateway, ...modules]) m.http?.(ops.app);
+      for (const m of [gateway, ...modules]) m.http?.(ops.app, ops.registry);
       httpUrl = await ops.listen(cfg.http);
       closers.push({ name: 'http', close: () => ops.close() });
     }
@@ -205,6 +206,15 @@ async function buildModule(name: Implemented, deps: LazyDeps, usage: readonly Na
         // Layers stream from content: its own address when served apart, else this node's socket.
         contentAddress: deps.cfg.services.content.address ?? deps.cfg.address,
         tmpRoot: join(deps.cfg.state, 'diff'),
+      });
+    case 'tasks':
+      return createTasksModule({
+        bus: await deps.bus(),
+        log: deps.log,
+        state: deps.cfg.state,
+        node: await loadNodeUuid(join(deps.cfg.root, 'node-uuid')),
+        // Container records: metadata's own address when served apart, else this node's socket.
+        metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address,
       });
     case 'content':
       return createContentModule({

@@ -1,5 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { NamespaceUsage } from './namespace-usage.js';
 
 /** One gRPC service implementation ready to be added to a server. */
@@ -29,8 +30,11 @@ export interface ServiceModule {
   readonly namespaceUsage?: NamespaceUsage;
   /** A reason while the service cannot serve (a dependency is down); undefined when ready. */
   notReady?(): Promise<string | undefined>;
-  /** Adds the service's own routes to the process's ops HTTP server (when one is configured), before it listens. */
-  http?(app: FastifyInstance): void;
+  /**
+   * Adds the service's own routes to the process's ops HTTP server (when one is configured), before it listens;
+   * `registry` is the one its `/metrics` serves, for the service's own Prometheus metrics.
+   */
+  http?(app: FastifyInstance, registry?: Registry): void;
   close(): Promise<void>;
 }
 

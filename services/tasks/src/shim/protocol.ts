@@ -1,0 +1,73 @@
+/**
+ * The agent ↔ supervisor protocol: one JSON object per line over the supervisor's unix socket. Requests
+ * carry a `seq` echoed by their reply; exit notices are pushed to every connected agent unasked.
+ */
+
+/** The FIFO paths (or files) a process's stdio goes to, as the client gave them; '' means none. */
+export interface Stdio {
+  readonly stdin: string;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly terminal: boolean;
+}
+
+export type ProcessStatus = 'created' | 'running' | 'stopped';
+
+export interface Exit {
+  readonly pid: number;
+  readonly exitStatus: number;
+  /** ISO 8601. */
+  readonly exitedAt: string;
+}
+
+/** One process of the task: the init process has execId ''. */
+export interface ProcessState {
+  readonly execId: string;
+  readonly pid: number;
+  readonly status: ProcessStatus;
+  readonly io: Stdio;
+  readonly exit?: Exit;
+}
+
+export type Request =
+  /** Hands a spare supervisor its task: it moves its socket to `<dir>/shim.sock` and its logs to the dir. */
+  | {
+      readonly method: 'init';
+      readonly dir: string;
+      readonly id: string;
+      readonly runcRoot: string;
+      readonly runc: string;
+    }
+  | { readonly method: 'create'; readonly bundle: string; readonly io: Stdio }
+  | { readonly method: 'start'; readonly execId: string }
+  /** Registers an exec process (not started); its OCI process spec is already at `processFile`. */
+  | { readonly method: 'exec'; readonly execId: string; readonly io: Stdio; readonly processFile: string }
+  | { readonly method: 'state' }
+  | { readonly method: 'resize'; readonly execId: string; readonly width: number; readonly height: number }
+  | { readonly method: 'closeIO'; readonly execId: string }
+  | { readonly method: 'deleteExec'; readonly execId: string }
+  | { readonly method: 'shutdown' };
+
+export interface ErrorBody {
+  /** A Berth ErrorCode value. */
+  readonly code: string;
+  readonly message: string;
+}
+
+export type Reply =
+  | { readonly seq: number; readonly ok: true; readonly result: unknown }
+  | { readonly seq: number; readonly ok: false; readonly error: ErrorBody };
+
+export interface ExitNotice {
+  readonly event: 'exit';
+  readonly execId: string;
+  readonly exit: Exit;
+}
+
+export type StateResult = { readonly id: string; readonly processes: readonly ProcessState[] };
+export type PidResult = { readonly pid: number };
+
+/** Where a process's exit status is kept until the task is deleted. */
+export const exitFile = (execId: string): string => (execId === '' ? 'init.exit' : `exec-${execId}.exit`);
+export const pidFile = (execId: string): string => (execId === '' ? 'init.pid' : `exec-${execId}.pid`);
+export const socketName = 'shim.sock';

@@ -5,8 +5,8 @@
  *
  *   pnpm --filter @berth/bench content [--size-mib 1024] [--rounds 2]
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, statfsSync, writeFileSync, existsSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, statfsSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -40,13 +40,18 @@ function waitForSocket(path: string, child: ChildProcess, timeoutMs: number): Pr
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = (): void => {
-      if (child.exitCode !== null) return reject(new Error(`containerd exited with ${child.exitCode}`));
+      if (child.exitCode !== null) {
+        reject(new Error(`containerd exited with ${child.exitCode}`));
+        return;
+      }
       const s = connect(path);
       s.once('connect', () => {
         s.destroy();
         resolve();
       });
-      s.once('error', () => (Date.now() > deadline ? reject(new Error('containerd did not listen')) : setTimeout(attempt, 50)));
+      s.once('error', () =>
+        Date.now() > deadline ? reject(new Error('containerd did not listen')) : setTimeout(attempt, 50),
+      );
     };
     attempt();
   });
@@ -103,8 +108,13 @@ await mkdir(join(work, 'berth'));
 await mkdir(join(work, 'containerd'));
 const berth = await startBerthd({ config: { 'log-level': 'warn' }, dir: join(work, 'berth') });
 const containerd = await startContainerd(join(work, 'containerd'));
-const targets = [{ name: 'berth', socket: berth.socket }, ...(containerd ? [{ name: 'containerd', socket: containerd.socket }] : [])];
-const results = new Map<string, { ingest: number[]; read: number[] }>(targets.map((t) => [t.name, { ingest: [], read: [] }]));
+const targets = [
+  { name: 'berth', socket: berth.socket },
+  ...(containerd ? [{ name: 'containerd', socket: containerd.socket }] : []),
+];
+const results = new Map<string, { ingest: number[]; read: number[] }>(
+  targets.map((t) => [t.name, { ingest: [], read: [] }]),
+);
 try {
   console.log(`ctr content ingest / get of a ${sizeMiB} MiB random blob, ${rounds} rounds; node ${process.version}`);
   for (let round = 0; round < rounds; round++) {
@@ -113,21 +123,32 @@ try {
       if (!r) continue;
       const ref = `bench-${round}`;
       const digest = newBlob();
-      const ingest = await timedCtr(t.socket, ['content', 'ingest', '--expected-size', String(bytes), '--expected-digest', digest, ref], file);
+      const ingest = await timedCtr(
+        t.socket,
+        ['content', 'ingest', '--expected-size', String(bytes), '--expected-digest', digest, ref],
+        file,
+      );
       const read = await timedCtr(t.socket, ['content', 'get', digest]);
       await timedCtr(t.socket, ['content', 'rm', digest]);
       r.ingest.push(mbps(ingest));
       r.read.push(mbps(read));
-      console.log(`  round ${round + 1} ${t.name.padEnd(10)} ingest ${mbps(ingest).toFixed(0).padStart(5)} MB/s   get ${mbps(read).toFixed(0).padStart(5)} MB/s`);
+      console.log(
+        `  round ${round + 1} ${t.name.padEnd(10)} ingest ${mbps(ingest).toFixed(0).padStart(5)} MB/s   get ${mbps(read).toFixed(0).padStart(5)} MB/s`,
+      );
     }
   }
   const best = (xs: number[]): number => Math.max(...xs);
   console.log('\nbest of rounds (MB/s, 1 MB = 10^6 bytes):');
-  for (const [name, r] of results) console.log(`  ${name.padEnd(10)} ingest ${best(r.ingest).toFixed(0).padStart(5)}   get ${best(r.read).toFixed(0).padStart(5)}`);
+  for (const [name, r] of results)
+    console.log(
+      `  ${name.padEnd(10)} ingest ${best(r.ingest).toFixed(0).padStart(5)}   get ${best(r.read).toFixed(0).padStart(5)}`,
+    );
   const b = results.get('berth');
   const c = results.get('containerd');
   if (b && c && c.ingest.length > 0) {
-    console.log(`  berth/containerd: ingest ${((100 * best(b.ingest)) / best(c.ingest)).toFixed(0)}%, get ${((100 * best(b.read)) / best(c.read)).toFixed(0)}%`);
+    console.log(
+      `  berth/containerd: ingest ${((100 * best(b.ingest)) / best(c.ingest)).toFixed(0)}%, get ${((100 * best(b.read)) / best(c.read)).toFixed(0)}%`,
+    );
   } else {
     console.log('  containerd is not installed: no side-by-side figures');
   }

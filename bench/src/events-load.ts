@@ -85,11 +85,22 @@ async function subscribe(bus: EventBus, total: number, deadline: number): Promis
 }
 
 async function openNats(t: NatsTarget): Promise<EventBus> {
-  return createNatsBus({ url: t.url, log: nopLogger, stream: t.stream, subjectPrefix: t.subjectPrefix, maxAgeMs: 3600_000 });
+  return createNatsBus({
+    url: t.url,
+    log: nopLogger,
+    stream: t.stream,
+    subjectPrefix: t.subjectPrefix,
+    maxAgeMs: 3600_000,
+  });
 }
 
 /** Publishes `rate`/s for `seconds`, at most `window` unacknowledged at a time; returns when all are accepted. */
-async function publishLoad(bus: EventBus, rate: number, seconds: number, window: number): Promise<{ sent: number; failed: number; ms: number; maxLagMs: number }> {
+async function publishLoad(
+  bus: EventBus,
+  rate: number,
+  seconds: number,
+  window: number,
+): Promise<{ sent: number; failed: number; ms: number; maxLagMs: number }> {
   const total = rate * seconds;
   let sent = 0;
   let failed = 0;
@@ -105,7 +116,12 @@ async function publishLoad(bus: EventBus, rate: number, seconds: number, window:
       const n = sent++;
       inFlight++;
       bus
-        .publish({ timestamp: new Date(), namespace: 'bench', topic: '/bench/load', event: { typeUrl: 'berth.bench.Load', value: payload(n) } })
+        .publish({
+          timestamp: new Date(),
+          namespace: 'bench',
+          topic: '/bench/load',
+          event: { typeUrl: 'berth.bench.Load', value: payload(n) },
+        })
         .catch(() => failed++)
         .finally(() => {
           inFlight--;
@@ -120,10 +136,19 @@ async function publishLoad(bus: EventBus, rate: number, seconds: number, window:
   return { sent, failed, ms: performance.now() - start, maxLagMs };
 }
 
-function report(name: string, rate: number, seconds: number, pub: { sent: number; failed: number; ms: number; maxLagMs: number }, subs: SubscriberResult[], t0: number): boolean {
+function report(
+  name: string,
+  rate: number,
+  seconds: number,
+  pub: { sent: number; failed: number; ms: number; maxLagMs: number },
+  subs: SubscriberResult[],
+  t0: number,
+): boolean {
   const total = rate * seconds;
   console.log(`\n== ${name}: ${total} events at ${rate}/s target (${seconds} s), 2 subscribers`);
-  console.log(`publish: ${pub.sent} sent, ${pub.failed} failed, ${(pub.ms / 1000).toFixed(2)} s → ${Math.round(pub.sent / (pub.ms / 1000))} events/s (worst schedule lag ${pub.maxLagMs.toFixed(0)} ms)`);
+  console.log(
+    `publish: ${pub.sent} sent, ${pub.failed} failed, ${(pub.ms / 1000).toFixed(2)} s → ${Math.round(pub.sent / (pub.ms / 1000))} events/s (worst schedule lag ${pub.maxLagMs.toFixed(0)} ms)`,
+  );
   let ok = pub.failed === 0;
   subs.forEach((s, i) => {
     const lat = summarize(Array.from(s.latencies));
@@ -154,11 +179,18 @@ async function runInProcess(rate: number, seconds: number): Promise<boolean> {
 
 async function runNats(rate: number, seconds: number, url: string | undefined): Promise<boolean> {
   const server = url ? undefined : await useNats();
-  const target: NatsTarget = { url: url ?? server?.url ?? '', stream: uniqueName('BERTH_BENCH_'), subjectPrefix: uniqueName('bench.') };
+  const target: NatsTarget = {
+    url: url ?? server?.url ?? '',
+    stream: uniqueName('BERTH_BENCH_'),
+    subjectPrefix: uniqueName('bench.'),
+  };
   const bus = await openNats(target);
   const total = rate * seconds;
   const workers = [0, 1].map(
-    () => new Worker(new URL(import.meta.url), { workerData: { target, total, deadline: Date.now() + (seconds * 10 + 60) * 1000 } }),
+    () =>
+      new Worker(new URL(import.meta.url), {
+        workerData: { target, total, deadline: Date.now() + (seconds * 10 + 60) * 1000 },
+      }),
   );
   const results = workers.map(
     (w) =>

@@ -9,12 +9,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
-import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import { startBerthd } from '@berth/e2e/berthd';
+import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
+import * as grpc from '@grpc/grpc-js';
 import { fmt, summarize } from './stats.js';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string' }, sequential: { type: 'string' }, inflight: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string' }, sequential: { type: 'string' }, inflight: { type: 'string' } },
+});
 const seconds = Number(values.seconds ?? 5);
 const sequential = Number(values.sequential ?? 3000);
 const inflight = Number(values.inflight ?? 64);

@@ -1,11 +1,11 @@
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { openSync, closeSync, statfsSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, statfsSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBerthd, type BerthdProcess } from './src/berthd.js';
+import { type BerthdProcess, startBerthd } from './src/berthd.js';
 import { ctr, tableRows } from './src/ctr.js';
 
 const GiB = 1024 ** 3;
@@ -57,9 +57,13 @@ describe('ctr content against berthd (all-in-one, filesystem blobs)', () => {
     const digest = `sha256:${execFileSync('sha256sum', [file]).toString().split(' ')[0]}`;
 
     const started = Date.now();
-    const ingest = ctrStream(d.socket, ['content', 'ingest', '--expected-size', String(GiB), '--expected-digest', digest, 'big-ref'], {
-      stdinFile: file,
-    });
+    const ingest = ctrStream(
+      d.socket,
+      ['content', 'ingest', '--expected-size', String(GiB), '--expected-digest', digest, 'big-ref'],
+      {
+        stdinFile: file,
+      },
+    );
     // `ctr content active` lists the ingest (ListStatuses) while it runs.
     let seenActive: string[] | undefined;
     for (let i = 0; i < 400 && !seenActive; i++) {
@@ -95,7 +99,9 @@ describe('ctr content against berthd (all-in-one, filesystem blobs)', () => {
     // Committing the same digest again is not an error for ctr: containerd's client treats AlreadyExists as done.
     const small = join(work, 'again');
     writeFileSync(small, 'x');
-    const again = await ctrStream(d.socket, ['content', 'ingest', '--expected-digest', digest, 'again-ref'], { stdinFile: small }).done;
+    const again = await ctrStream(d.socket, ['content', 'ingest', '--expected-digest', digest, 'again-ref'], {
+      stdinFile: small,
+    }).done;
     expect(again.code, again.stderr).toBe(0);
 
     const rmResult = await ctr(d.socket, ['content', 'rm', digest]);
@@ -133,12 +139,16 @@ describe('ctr content against berthd (all-in-one, filesystem blobs)', () => {
     const file = join(work, 'bad');
     writeFileSync(file, 'some bytes');
     const wrong = `sha256:${'0'.repeat(64)}`;
-    const mismatch = await ctrStream(d.socket, ['content', 'ingest', '--expected-digest', wrong, 'bad-ref'], { stdinFile: file }).done;
+    const mismatch = await ctrStream(d.socket, ['content', 'ingest', '--expected-digest', wrong, 'bad-ref'], {
+      stdinFile: file,
+    }).done;
     expect(mismatch.code).not.toBe(0);
     expect(mismatch.stderr).toContain(`unexpected commit digest sha256:`);
     expect(mismatch.stderr).toContain(`expected ${wrong}: failed precondition`);
 
-    const size = await ctrStream(d.socket, ['content', 'ingest', '--expected-size', '11', 'bad-size'], { stdinFile: file }).done;
+    const size = await ctrStream(d.socket, ['content', 'ingest', '--expected-size', '11', 'bad-size'], {
+      stdinFile: file,
+    }).done;
     expect(size.code).not.toBe(0);
     expect(size.stderr).toContain('failed to read expected number of bytes: unexpected EOF');
 
@@ -161,7 +171,8 @@ describe('ctr content against berthd (all-in-one, filesystem blobs)', () => {
     const data = randomBytes(1000);
     writeFileSync(file, data);
     const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-    const ing = await ctrStream(d.socket, ['content', 'ingest', 'iso-ref'], { stdinFile: file, namespace: 'team-a' }).done;
+    const ing = await ctrStream(d.socket, ['content', 'ingest', 'iso-ref'], { stdinFile: file, namespace: 'team-a' })
+      .done;
     expect(ing.code, ing.stderr).toBe(0);
     expect((await ctr(d.socket, ['content', 'ls', '-q'], { namespace: 'team-a' })).stdout.trim()).toBe(digest);
     expect((await ctr(d.socket, ['content', 'ls', '-q'], { namespace: 'team-b' })).stdout.trim()).toBe('');

@@ -1,12 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestNats, useNats } from '@berth/testing/nats';
 import { freePort } from '@berth/testing/ports';
-import { useNats, type TestNats } from '@berth/testing/nats';
-import { startBerthd, type BerthdProcess } from './src/berthd.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BerthdProcess, startBerthd } from './src/berthd.js';
 import { ctr } from './src/ctr.js';
 
 const berthMain = join(resolve(fileURLToPath(import.meta.url), '../../..'), 'apps/berth/dist/main.js');
@@ -41,7 +41,8 @@ function watch(cmd: string, args: readonly string[]): Watcher {
         const hit = lines().find(pred);
         if (hit !== undefined) return hit;
         if (child.exitCode !== null) throw new Error(`${cmd} exited with ${child.exitCode}: ${err}`);
-        if (Date.now() > deadline) throw new Error(`${cmd}: no matching line within ${timeoutMs} ms; got:\n${out}\nstderr: ${err}`);
+        if (Date.now() > deadline)
+          throw new Error(`${cmd}: no matching line within ${timeoutMs} ms; got:\n${out}\nstderr: ${err}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     },
@@ -106,7 +107,9 @@ describe('events: real ctr events against berthd (all-in-one)', () => {
 
     const created = parse(await all.waitFor((l) => l.includes(' shell2 /namespaces/create ')));
     expect(created.json).toEqual({ name: 'shell2', labels: { team: 'blue' } });
-    expect(Math.abs(Date.parse(created.ts.replace(' +0000 UTC', 'Z').replace(' ', 'T')) - Date.now())).toBeLessThan(60_000);
+    expect(Math.abs(Date.parse(created.ts.replace(' +0000 UTC', 'Z').replace(' ', 'T')) - Date.now())).toBeLessThan(
+      60_000,
+    );
     const updated = parse(await all.waitFor((l) => l.includes(' shell2 /namespaces/update ')));
     expect(updated.json).toEqual({ name: 'shell2', labels: { team: 'red' } });
     const deleted = parse(await all.waitFor((l) => l.includes(' shell2 /namespaces/delete ')));
@@ -141,7 +144,16 @@ describe('events: real ctr events against berthd (all-in-one)', () => {
     expect(parse(mine).json).toEqual({ name: 'cli1', labels: { k: 'v' } });
 
     // Replay: everything since `before`, with sequence numbers, ends only when interrupted.
-    const replay = watch(process.execPath, [berthMain, '--address', d.socket, 'events', '--since', before.toISOString(), '--seq', 'namespace==cli1']);
+    const replay = watch(process.execPath, [
+      berthMain,
+      '--address',
+      d.socket,
+      'events',
+      '--since',
+      before.toISOString(),
+      '--seq',
+      'namespace==cli1',
+    ]);
     watchers.push(replay);
     const withSeq = await replay.waitFor((l) => l.includes('/namespaces/create'));
     const m = /^(\d+) (.*)$/.exec(withSeq);
@@ -160,7 +172,9 @@ describe('events: real ctr events against berthd (all-in-one)', () => {
     expect((await ctr(d.socket, ['namespaces', 'create', 'sse1'])).code).toBe(0);
     expect((await ctr(d.socket, ['namespaces', 'rm', 'sse1'])).code).toBe(0);
     const ac = new AbortController();
-    const res = await fetch(`${httpUrl}/v1/events?from-seq=1&filter=${encodeURIComponent('namespace==sse1')}`, { signal: ac.signal });
+    const res = await fetch(`${httpUrl}/v1/events?from-seq=1&filter=${encodeURIComponent('namespace==sse1')}`, {
+      signal: ac.signal,
+    });
     expect(res.status).toBe(200);
     const reader = res.body?.getReader();
     if (!reader) throw new Error('no body');
@@ -230,6 +244,8 @@ describe('events: cluster mode (serve events + serve metadata on NATS JetStream,
   });
 
   it('serve events refuses to start without NATS', async () => {
-    await expect(startBerthd({ role: ['serve', 'events'], socket: join(dir, 'lonely.sock') })).rejects.toThrow(/serve events needs --nats/);
+    await expect(startBerthd({ role: ['serve', 'events'], socket: join(dir, 'lonely.sock') })).rejects.toThrow(
+      /serve events needs --nats/,
+    );
   });
 });

@@ -1,17 +1,17 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startNode, type RunningNode } from '@berth/berthd/compose';
+import { type RunningNode, startNode } from '@berth/berthd/compose';
 import { loadConfig } from '@berth/berthd/config';
 import type { StoredEvent } from '@berth/common/event-bus';
 import { nopLogger } from '@berth/common/log';
 import { NamespaceCreate, NamespaceDelete, NamespaceUpdate } from '@berth/proto/containerd/events/namespace';
 import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
-import { usePostgres, type TestPostgres } from '@berth/testing/postgres';
-import { useNats, type TestNats } from '@berth/testing/nats';
-import { startBerthd, type BerthdProcess } from './src/berthd.js';
+import { type TestNats, useNats } from '@berth/testing/nats';
+import { type TestPostgres, usePostgres } from '@berth/testing/postgres';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BerthdProcess, startBerthd } from './src/berthd.js';
 import { ctr, tableRows } from './src/ctr.js';
 
 type Backend = { db: 'pglite' | 'postgres'; bus: 'in-process' | 'nats' };
@@ -138,13 +138,14 @@ describe.each(matrix)('namespaces on $db with events on $bus', (backend) => {
       `namespace "nope${ns}": not found`,
     ]);
     expect(
-      await codeOf(call((md, cb) => client.update({ namespace: { name: `x${ns}`, labels: {} }, updateMask: ['name'] }, md, cb))),
+      await codeOf(
+        call((md, cb) => client.update({ namespace: { name: `x${ns}`, labels: {} }, updateMask: ['name'] }, md, cb)),
+      ),
     ).toEqual([grpc.status.INVALID_ARGUMENT, 'cannot update "name" field: invalid argument']);
     await call((md, cb) => client.create({ namespace: { name: `dup${ns}`, labels: {} } }, md, cb));
-    expect(await codeOf(call((md, cb) => client.create({ namespace: { name: `dup${ns}`, labels: {} } }, md, cb)))).toEqual([
-      grpc.status.ALREADY_EXISTS,
-      `namespace "dup${ns}": already exists`,
-    ]);
+    expect(
+      await codeOf(call((md, cb) => client.create({ namespace: { name: `dup${ns}`, labels: {} } }, md, cb))),
+    ).toEqual([grpc.status.ALREADY_EXISTS, `namespace "dup${ns}": already exists`]);
     await call((md, cb) => client.delete({ name: `dup${ns}` }, md, cb));
     const after = await call<{ namespaces: unknown[] }>((md, cb) => client.list({ filter: '' }, md, cb));
     expect(after.namespaces).toEqual(before.namespaces);

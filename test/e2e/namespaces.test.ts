@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBerthd, type BerthdProcess } from './src/berthd.js';
+import { type BerthdProcess, startBerthd } from './src/berthd.js';
 import { ctr, tableRows } from './src/ctr.js';
 
 describe('ctr against berthd (all-in-one, embedded defaults)', () => {
@@ -55,7 +55,9 @@ describe('ctr against berthd (all-in-one, embedded defaults)', () => {
   it('refuses bad input with containerd error messages and changes nothing', async () => {
     const bad = await ctr(d.socket, ['namespaces', 'create', 'bad name']);
     expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toContain('ctr: identifier "bad name" must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$: invalid argument');
+    expect(bad.stderr).toContain(
+      'ctr: identifier "bad name" must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$: invalid argument',
+    );
 
     const long = await ctr(d.socket, ['namespaces', 'create', 'a'.repeat(77)]);
     expect(long.stderr).toContain('greater than maximum length (76 characters): invalid argument');

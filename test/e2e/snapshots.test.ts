@@ -1,13 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { DiffClient, type ApplyResponse } from '@berth/proto/containerd/services/diff/v1/diff';
+import { type ApplyResponse, DiffClient } from '@berth/proto/containerd/services/diff/v1/diff';
 import type { Mount } from '@berth/proto/containerd/types/mount';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBerthd, type BerthdProcess } from './src/berthd.js';
+import { type BerthdProcess, startBerthd } from './src/berthd.js';
 import { ctr, tableRows } from './src/ctr.js';
 
 /** Runs the `mount …` line ctr prints (`mount -t <type> <source> <target> -o <options>`) on this host. */
@@ -16,7 +16,14 @@ function mountAsPrinted(line: string): void {
   if (!m) throw new Error(`unexpected mount line: ${line}`);
   const [, type, source, target, options] = m as unknown as [string, string, string, string, string];
   // mount(8) takes bind mounts as an option, not a filesystem type.
-  if (type === 'bind') execFileSync('mount', ['--bind', '-o', options.replace(/(^|,)rbind(,|$)/, '$1$2').replace(/^,|,$/g, ''), source, target]);
+  if (type === 'bind')
+    execFileSync('mount', [
+      '--bind',
+      '-o',
+      options.replace(/(^|,)rbind(,|$)/, '$1$2').replace(/^,|,$/g, ''),
+      source,
+      target,
+    ]);
   else execFileSync('mount', ['-t', type, source, target, '-o', options]);
 }
 
@@ -141,8 +148,16 @@ describe('ctr snapshots against berthd (all-in-one)', () => {
       const tar1 = execFileSync('tar', ['-C', join(work, 'l1'), '--numeric-owner', '-cf', '-', 'etc']);
       const tar2 = execFileSync('tar', ['-C', join(work, 'l2'), '--numeric-owner', '-cf', '-', 'etc']);
       const layers = [
-        { blob: execFileSync('gzip', ['-c'], { input: tar1 }), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', tar: tar1 },
-        { blob: execFileSync('zstd', ['-q', '-c'], { input: tar2 }), mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd', tar: tar2 },
+        {
+          blob: execFileSync('gzip', ['-c'], { input: tar1 }),
+          mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+          tar: tar1,
+        },
+        {
+          blob: execFileSync('zstd', ['-q', '-c'], { input: tar2 }),
+          mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd',
+          tar: tar2,
+        },
       ];
       const client = new DiffClient(`unix://${d.socket}`, grpc.credentials.createInsecure());
       const md = new grpc.Metadata();
@@ -151,7 +166,11 @@ describe('ctr snapshots against berthd (all-in-one)', () => {
         let parent = '';
         for (const [i, l] of layers.entries()) {
           const digest = sha(l.blob);
-          const ingest = await ctr(d.socket, ['content', 'ingest', '--expected-digest', digest, '--expected-size', String(l.blob.length), `layer-${i}`], { input: l.blob });
+          const ingest = await ctr(
+            d.socket,
+            ['content', 'ingest', '--expected-digest', digest, '--expected-size', String(l.blob.length), `layer-${i}`],
+            { input: l.blob },
+          );
           expect(ingest.code, ingest.stderr).toBe(0);
           // chainID(n) = digest(chainID(n-1) + " " + diffID(n)); the first layer's is its diffID.
           const diffId = sha(l.tar);
@@ -159,15 +178,26 @@ describe('ctr snapshots against berthd (all-in-one)', () => {
           const stat = await ctr(d.socket, ['snapshots', 'info', chainId]);
           expect(stat.stderr).toContain(`snapshot ${chainId} does not exist: not found`);
           const key = `extract-${Date.now()}000000-e2e${i} ${chainId}`;
-          const mounts = (JSON.parse(await run(['snapshots', 'prepare', '--mounts', key, parent])) as Array<{ Type: string; Source: string; Options: string[] }>).map(
-            (m): Mount => ({ type: m.Type, source: m.Source, target: '', options: m.Options }),
-          );
+          const mounts = (
+            JSON.parse(await run(['snapshots', 'prepare', '--mounts', key, parent])) as Array<{
+              Type: string;
+              Source: string;
+              Options: string[];
+            }>
+          ).map((m): Mount => ({ type: m.Type, source: m.Source, target: '', options: m.Options }));
           const applied = await new Promise<ApplyResponse>((resolve, reject) =>
-            client.apply({ diff: { mediaType: l.mediaType, digest, size: l.blob.length, annotations: {} }, mounts, payloads: {} }, md, (e, r) =>
-              e ? reject(e) : resolve(r),
+            client.apply(
+              { diff: { mediaType: l.mediaType, digest, size: l.blob.length, annotations: {} }, mounts, payloads: {} },
+              md,
+              (e, r) => (e ? reject(e) : resolve(r)),
             ),
           );
-          expect(applied.applied).toEqual({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: diffId, size: l.tar.length, annotations: {} });
+          expect(applied.applied).toEqual({
+            mediaType: 'application/vnd.oci.image.layer.v1.tar',
+            digest: diffId,
+            size: l.tar.length,
+            annotations: {},
+          });
           await run(['snapshots', 'commit', chainId, key]);
           parent = chainId;
         }

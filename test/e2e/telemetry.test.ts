@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBerthd, type BerthdProcess } from './src/berthd.js';
+import { type BerthdProcess, startBerthd } from './src/berthd.js';
 import { ctr } from './src/ctr.js';
 
 interface SpanLine {

@@ -2,7 +2,7 @@
 export interface GlobalOptions {
   /** The node socket: `--address`, else $BERTH_ADDRESS, else $CONTAINERD_ADDRESS, else /run/berth/berth.sock. */
   readonly address: string;
-  /** `--namespace`, else $CONTAINERD_NAMESPACE, else `default`. */
+  /** `--namespace`/`-n`, else $BERTH_NAMESPACE, else $CONTAINERD_NAMESPACE, else `default`. */
   readonly namespace: string;
 }
 

@@ -8,7 +8,10 @@ describe('berth argument parsing', () => {
       global: { address: '/s.sock', namespace: 'x' },
       rest: ['events', '-n', 'keep'],
     });
-    expect(parseGlobal(['events'], { CONTAINERD_ADDRESS: '/c.sock', CONTAINERD_NAMESPACE: 'k8s.io' }).global).toEqual({ address: '/c.sock', namespace: 'k8s.io' });
+    expect(parseGlobal(['events'], { CONTAINERD_ADDRESS: '/c.sock', CONTAINERD_NAMESPACE: 'k8s.io' }).global).toEqual({
+      address: '/c.sock',
+      namespace: 'k8s.io',
+    });
     expect(parseGlobal([], {}).global).toEqual({ address: '/run/berth/berth.sock', namespace: 'default' });
     expect(() => parseGlobal(['--address'], {})).toThrow(/needs a value/);
   });

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { UsageError, type Command, type Output } from './command.js';
+import { type Command, type Output, UsageError } from './command.js';
 import { commands } from './commands/index.js';
 import { parseGlobal } from './global.js';
 

@@ -1,30 +1,39 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { openDb, type Db } from '@berth/common/db';
+import { type Db, openDb } from '@berth/common/db';
 import { createInProcessBus, type EventBus } from '@berth/common/event-bus';
-import { listen, createServer } from '@berth/common/grpc-server';
+import { createServer, listen } from '@berth/common/grpc-server';
 import { createOpsServer } from '@berth/common/http-server';
-import { closeAll, type Closer } from '@berth/common/lifecycle';
+import { type Closer, closeAll } from '@berth/common/lifecycle';
 import type { Logger } from '@berth/common/log';
+import { type NamespaceUsage, namespaceUsageClient, namespaceUsageRegistration } from '@berth/common/namespace-usage';
 import { createNatsBus } from '@berth/common/nats-event-bus';
-import { namespaceUsageClient, namespaceUsageRegistration, type NamespaceUsage } from '@berth/common/namespace-usage';
 import { registerAll, type ServiceModule } from '@berth/common/service';
-import { createContentModule, type BlobBackendConfig } from '@berth/content';
+import { type BlobBackendConfig, createContentModule } from '@berth/content';
+import { createDiffModule } from '@berth/diff';
 import { createEventsModule } from '@berth/events';
-import { createGatewayModule, loadNodeUuid, type BerthServiceName } from '@berth/gateway';
+import { type BerthServiceName, createGatewayModule, loadNodeUuid } from '@berth/gateway';
 import { createMetadataModule } from '@berth/metadata';
 import { createSnapshotsModule } from '@berth/snapshots';
 import { createTasksModule } from '@berth/tasks';
-import { createDiffModule } from '@berth/diff';
 import type { BerthdConfig } from './config.js';
 
 export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['BERTH_REVISION'] ?? 'dev' };
 
 /** What a process runs: every implemented service (all-in-one), or one of them, or the gateway alone. */
-export type Role = { readonly kind: 'all' } | { readonly kind: 'serve'; readonly service: BerthServiceName | 'gateway' };
+export type Role =
+  | { readonly kind: 'all' }
+  | { readonly kind: 'serve'; readonly service: BerthServiceName | 'gateway' };
 
 /** The services built so far; the rest are reached through the gateway when configured. */
-const implemented = ['metadata', 'events', 'snapshots', 'content', 'tasks', 'diff'] as const satisfies readonly BerthServiceName[];
+const implemented = [
+  'metadata',
+  'events',
+  'snapshots',
+  'content',
+  'tasks',
+  'diff',
+] as const satisfies readonly BerthServiceName[];
 type Implemented = (typeof implemented)[number];
 
 export interface RunningNode {
@@ -44,7 +53,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     const local: Implemented[] =
       role.kind === 'all' ? [...implemented] : role.service === 'gateway' ? [] : [requireImplemented(role.service)];
     if (role.kind === 'serve' && role.service === 'events' && !cfg.nats) {
-      throw new Error('serve events needs --nats: alone, an in-process bus would see no other service\'s events');
+      throw new Error("serve events needs --nats: alone, an in-process bus would see no other service's events");
     }
     const lazy = lazyDeps(cfg, log, closers);
     const modules: ServiceModule[] = [];
@@ -75,13 +84,16 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     registerAll(server, [gateway, ...modules]);
     if (role.kind === 'serve') {
       // Alone, a service answers metadata's namespace-usage questions over gRPC.
-      for (const m of modules) if (m.namespaceUsage) {
-        const r = namespaceUsageRegistration(m.namespaceUsage, log);
-        server.addService(r.definition, r.implementation);
-      }
+      for (const m of modules)
+        if (m.namespaceUsage) {
+          const r = namespaceUsageRegistration(m.namespaceUsage, log);
+          server.addService(r.definition, r.implementation);
+        }
     }
     const address =
-      role.kind === 'serve' && role.service !== 'gateway' ? cfg.services[role.service].address ?? cfg.address : cfg.address;
+      role.kind === 'serve' && role.service !== 'gateway'
+        ? (cfg.services[role.service].address ?? cfg.address)
+        : cfg.address;
     if (address.startsWith('/') || address.startsWith('unix://')) {
       await mkdir(dirname(address.replace(/^unix:\/\//, '')), { recursive: true, mode: 0o711 });
     }
@@ -157,7 +169,9 @@ function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[]): LazyDeps {
           maxAgeMs: cfg.events.maxAgeSeconds * 1000,
           ...(cfg.events.maxEvents > 0 ? { maxEvents: cfg.events.maxEvents } : {}),
         };
-        const opened = cfg.nats ? await createNatsBus({ url: cfg.nats, log, ...retention }) : createInProcessBus(retention);
+        const opened = cfg.nats
+          ? await createNatsBus({ url: cfg.nats, log, ...retention })
+          : createInProcessBus(retention);
         closers.push({ name: 'events', close: () => opened.close() });
         return opened;
       })()),
@@ -183,7 +197,11 @@ function namespaceUsageOf(
   return usage;
 }
 
-async function buildModule(name: Implemented, deps: LazyDeps, usage: readonly NamespaceUsage[]): Promise<ServiceModule> {
+async function buildModule(
+  name: Implemented,
+  deps: LazyDeps,
+  usage: readonly NamespaceUsage[],
+): Promise<ServiceModule> {
   switch (name) {
     case 'metadata':
       return createMetadataModule({ db: await deps.db(), bus: await deps.bus(), log: deps.log, usage });

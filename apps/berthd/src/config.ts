@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { ConfigReader, type ConfigSources } from '@berth/common/config';
 import type { LogLevel } from '@berth/common/log';
-import { berthServiceNames, type BerthServiceName } from '@berth/gateway';
+import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
 
 /** Everything berthd needs, resolved from flags, BERTH_* environment variables, a JSON file and defaults. */
 export interface BerthdConfig {

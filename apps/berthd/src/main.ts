@@ -3,8 +3,8 @@ import { parseArgs } from 'node:util';
 import { readConfigFile } from '@berth/common/config';
 import { onShutdownSignal } from '@berth/common/lifecycle';
 import { createLogger } from '@berth/common/log';
-import { berthServiceNames, type BerthServiceName } from '@berth/gateway';
-import { startNode, type Role } from './compose.js';
+import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
+import { type Role, startNode } from './compose.js';
 import { loadConfig } from './config.js';
 
 const usage = `usage:

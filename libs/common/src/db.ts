@@ -1,5 +1,5 @@
 import postgres from 'postgres';
-import { alreadyExists, ServiceError, ErrorCode } from './errors.js';
+import { alreadyExists, ErrorCode, ServiceError } from './errors.js';
 
 /**
  * One small interface over postgres.js (a real server) and PGlite (Postgres compiled to wasm, embedded),
@@ -98,7 +98,8 @@ async function translate<T>(fn: () => Promise<T>): Promise<T> {
     if (e instanceof ServiceError) throw e;
     const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
     if (code === '23505') throw alreadyExists(detailOf(e), e);
-    if (code === '40001' || code === '40P01') throw new ServiceError(ErrorCode.Aborted, 'transaction conflict, retry', { cause: e });
+    if (code === '40001' || code === '40P01')
+      throw new ServiceError(ErrorCode.Aborted, 'transaction conflict, retry', { cause: e });
     throw e;
   }
 }

@@ -36,8 +36,12 @@ function logFailure(ctx: RequestContext, e: unknown, status: { code: number; det
  */
 export function handlers(log: Logger): {
   unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<Res>): grpc.handleUnaryCall<Req, Res>;
-  serverStream<Req, Res>(fn: (req: Req, ctx: RequestContext) => AsyncIterable<Res>): grpc.handleServerStreamingCall<Req, Res>;
-  bidi<Req, Res>(fn: (reqs: AsyncIterable<Req>, ctx: RequestContext) => AsyncIterable<Res>): grpc.handleBidiStreamingCall<Req, Res>;
+  serverStream<Req, Res>(
+    fn: (req: Req, ctx: RequestContext) => AsyncIterable<Res>,
+  ): grpc.handleServerStreamingCall<Req, Res>;
+  bidi<Req, Res>(
+    fn: (reqs: AsyncIterable<Req>, ctx: RequestContext) => AsyncIterable<Res>,
+  ): grpc.handleBidiStreamingCall<Req, Res>;
 } {
   return {
     unary: (fn) => (call, callback) => {
@@ -57,7 +61,10 @@ export function handlers(log: Logger): {
     },
     bidi: (fn) => (call) => {
       const ctx = contextFromCall(call, log);
-      void pump(fn(call as AsyncIterable<never>, ctx), call, ctx);
+      // Iterating a Readable to its end destroys it by default, and a destroyed grpc-js call never sends its
+      // status: a client that half-closes would wait forever for the end of the call.
+      const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterable<never>;
+      void pump(fn(requests, ctx), call, ctx);
     },
   };
 }

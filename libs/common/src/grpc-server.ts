@@ -67,7 +67,8 @@ async function shutdown(server: grpc.Server, graceMs: number, socketPath: string
       resolve();
     });
   });
-  if (socketPath) await unlink(socketPath).catch((e: unknown) => (hasErrno(e, 'ENOENT') ? undefined : Promise.reject(e)));
+  if (socketPath)
+    await unlink(socketPath).catch((e: unknown) => (hasErrno(e, 'ENOENT') ? undefined : Promise.reject(e)));
 }
 
 async function removeStaleSocket(path: string): Promise<void> {

@@ -1,6 +1,6 @@
-import * as grpc from '@grpc/grpc-js';
 import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
 import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
+import * as grpc from '@grpc/grpc-js';
 import type { RequestContext } from './context.js';
 import { codeOf, ErrorCode } from './errors.js';
 import { invoke } from './grpc-client.js';
@@ -47,7 +47,10 @@ export function createMetadataPeer(address: string, log: Logger): MetadataPeer {
   const leases = new LeasesClient(target, creds, channelOptions);
   const known = new Map<string, number>();
   let toldNoLeases = false;
-  const opts = (o: Partial<grpc.CallOptions>): Partial<grpc.CallOptions> => ({ ...o, deadline: Date.now() + callTimeoutMs });
+  const opts = (o: Partial<grpc.CallOptions>): Partial<grpc.CallOptions> => ({
+    ...o,
+    deadline: Date.now() + callTimeoutMs,
+  });
 
   return {
     async ensureNamespace(ctx, namespace) {

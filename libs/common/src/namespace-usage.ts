@@ -1,9 +1,9 @@
-import * as grpc from '@grpc/grpc-js';
 import {
   NamespaceUsageClient,
   NamespaceUsageService,
   type ResourcesInResponse,
 } from '@berth/proto/berth/internal/v1/namespace_usage';
+import * as grpc from '@grpc/grpc-js';
 import type { RequestContext } from './context.js';
 import { invoke } from './grpc-client.js';
 import { handlers } from './grpc-handlers.js';
@@ -26,9 +26,11 @@ export function namespaceUsageRegistration(usage: NamespaceUsage, log: Logger): 
   return {
     definition: NamespaceUsageService,
     implementation: {
-      resourcesIn: h.unary(async (req: { namespace: string }, ctx): Promise<ResourcesInResponse> => ({
-        kinds: await usage.resourcesIn(ctx, req.namespace),
-      })),
+      resourcesIn: h.unary(
+        async (req: { namespace: string }, ctx): Promise<ResourcesInResponse> => ({
+          kinds: await usage.resourcesIn(ctx, req.namespace),
+        }),
+      ),
     },
   };
 }

@@ -29,7 +29,8 @@ export async function startTelemetry(opts: TelemetryOptions): Promise<{ shutdown
   const file = opts.env['BERTH_TRACE_FILE'];
   const processors = [];
   if (file) processors.push(new SimpleSpanProcessor(new JsonLinesExporter(file)));
-  if (opts.env['OTEL_TRACES_EXPORTER'] === 'console') processors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
+  if (opts.env['OTEL_TRACES_EXPORTER'] === 'console')
+    processors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
   if (opts.env['OTEL_TRACES_EXPORTER'] === 'otlp') {
     const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-grpc');
     processors.push(new BatchSpanProcessor(new OTLPTraceExporter()));
@@ -56,6 +57,8 @@ class JsonLinesExporter implements SpanExporter {
         spanId: s.spanContext().spanId,
         parentSpanId: s.parentSpanContext?.spanId,
         service: s.resource.attributes['service.name'],
+        startMs: s.startTime[0] * 1e3 + s.startTime[1] / 1e6,
+        durationMs: s.duration[0] * 1e3 + s.duration[1] / 1e6,
         attributes: s.attributes,
         status: s.status,
       }),

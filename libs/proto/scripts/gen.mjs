@@ -60,7 +60,8 @@ if (process.argv.includes('--check')) {
     const problems = [];
     for (const f of a) {
       if (!b.has(f)) problems.push(`missing:  ${join(genRel, f)}`);
-      else if (!readFileSync(join(fresh, f)).equals(readFileSync(join(committed, f)))) problems.push(`differs:  ${join(genRel, f)}`);
+      else if (!readFileSync(join(fresh, f)).equals(readFileSync(join(committed, f))))
+        problems.push(`differs:  ${join(genRel, f)}`);
     }
     for (const f of b) if (!a.has(f)) problems.push(`stale:    ${join(genRel, f)}`);
     if (problems.length > 0) {

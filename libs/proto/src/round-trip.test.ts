@@ -4,7 +4,12 @@
 // client sends in created_at/updated_at).
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Container, CreateContainerRequest } from './gen/containerd/services/containers/v1/containers.js';
-import { ReadContentRequest, WriteAction, WriteContentRequest, WriteContentResponse } from './gen/containerd/services/content/v1/content.js';
+import {
+  ReadContentRequest,
+  WriteAction,
+  WriteContentRequest,
+  WriteContentResponse,
+} from './gen/containerd/services/content/v1/content.js';
 import { CreateNamespaceRequest } from './gen/containerd/services/namespaces/v1/namespace.js';
 import { missingReference, protocDecode, protocEncode, REF, SKIP } from './test-support/reference.js';
 
@@ -17,19 +22,26 @@ function hex(b: Uint8Array): string {
 describe.skipIf(SKIP)('ts-proto <-> containerd protoc byte equality', () => {
   beforeAll(() => {
     const missing = missingReference();
-    if (missing) throw new Error(`${missing}. Install it, or set BERTH_SKIP_WIRE_COMPAT=1 to skip this check on purpose.`);
+    if (missing)
+      throw new Error(`${missing}. Install it, or set BERTH_SKIP_WIRE_COMPAT=1 to skip this check on purpose.`);
   });
 
   it('CreateNamespaceRequest (map<string,string>)', () => {
-    const ts = CreateNamespaceRequest.encode({ namespace: { name: 'testns', labels: { 'containerd.io/defaults/snapshotter': 'overlayfs' } } }).finish();
+    const ts = CreateNamespaceRequest.encode({
+      namespace: { name: 'testns', labels: { 'containerd.io/defaults/snapshotter': 'overlayfs' } },
+    }).finish();
     const ref = protocEncode(
       'containerd.services.namespaces.v1.CreateNamespaceRequest',
       REF.namespaces,
       'namespace { name: "testns" labels { key: "containerd.io/defaults/snapshotter" value: "overlayfs" } }',
     );
     expect(hex(ts)).toBe(hex(ref));
-    expect(CreateNamespaceRequest.decode(ref)).toEqual({ namespace: { name: 'testns', labels: { 'containerd.io/defaults/snapshotter': 'overlayfs' } } });
-    expect(protocDecode('containerd.services.namespaces.v1.CreateNamespaceRequest', REF.namespaces, ts)).toContain('value: "overlayfs"');
+    expect(CreateNamespaceRequest.decode(ref)).toEqual({
+      namespace: { name: 'testns', labels: { 'containerd.io/defaults/snapshotter': 'overlayfs' } },
+    });
+    expect(protocDecode('containerd.services.namespaces.v1.CreateNamespaceRequest', REF.namespaces, ts)).toContain(
+      'value: "overlayfs"',
+    );
   });
 
   it('WriteContentRequest (enum, int64 > 2^32, bytes, map)', () => {
@@ -81,7 +93,10 @@ describe.skipIf(SKIP)('ts-proto <-> containerd protoc byte equality', () => {
         id: 'c1',
         labels: { 'io.containerd.image.config.stop-signal': 'SIGTERM' },
         image: 'docker.io/library/busybox:latest',
-        runtime: { name: 'io.containerd.runc.v2', options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.alloc(0) } },
+        runtime: {
+          name: 'io.containerd.runc.v2',
+          options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.alloc(0) },
+        },
         spec: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: spec },
         snapshotter: 'overlayfs',
         snapshotKey: 'c1',
@@ -110,11 +125,23 @@ describe.skipIf(SKIP)('ts-proto <-> containerd protoc byte equality', () => {
   });
 
   it('forceLong=number: decoding an int64 beyond Number.MAX_SAFE_INTEGER throws instead of truncating', () => {
-    const ok = protocEncode('containerd.services.content.v1.ReadContentRequest', REF.content, 'digest: "sha256:aa" size: 9007199254740991');
+    const ok = protocEncode(
+      'containerd.services.content.v1.ReadContentRequest',
+      REF.content,
+      'digest: "sha256:aa" size: 9007199254740991',
+    );
     expect(ReadContentRequest.decode(ok).size).toBe(Number.MAX_SAFE_INTEGER);
-    const tooBig = protocEncode('containerd.services.content.v1.ReadContentRequest', REF.content, 'digest: "sha256:aa" size: 9007199254740993');
+    const tooBig = protocEncode(
+      'containerd.services.content.v1.ReadContentRequest',
+      REF.content,
+      'digest: "sha256:aa" size: 9007199254740993',
+    );
     expect(() => ReadContentRequest.decode(tooBig)).toThrow(/MAX_SAFE_INTEGER/);
-    const tooSmall = protocEncode('containerd.services.content.v1.ReadContentRequest', REF.content, 'offset: -9007199254740993');
+    const tooSmall = protocEncode(
+      'containerd.services.content.v1.ReadContentRequest',
+      REF.content,
+      'offset: -9007199254740993',
+    );
     expect(() => ReadContentRequest.decode(tooSmall)).toThrow(/MIN_SAFE_INTEGER/);
   });
 });

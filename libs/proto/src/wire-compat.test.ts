@@ -68,19 +68,22 @@ export function compareSets(reference: FileDescriptorSet, ours: FileDescriptorSe
       issues.push(`message ${fqn} (from ${file}) is missing`);
       continue;
     }
-    if (Boolean(msg.options?.mapEntry) !== Boolean(mine.msg.options?.mapEntry)) issues.push(`message ${fqn}: map_entry differs`);
+    if (Boolean(msg.options?.mapEntry) !== Boolean(mine.msg.options?.mapEntry))
+      issues.push(`message ${fqn}: map_entry differs`);
     const refFields = new Map(msg.field.map((f) => [f.number, f]));
     const ourFields = new Map(mine.msg.field.map((f) => [f.number, f]));
     for (const [num, rf] of refFields) {
       const of = ourFields.get(num);
       if (!of) issues.push(`message ${fqn}: field ${describeField(rf)} is missing`);
-      else if (describeField(of) !== describeField(rf)) issues.push(`message ${fqn}: field ${num} is "${describeField(of)}", containerd has "${describeField(rf)}"`);
+      else if (describeField(of) !== describeField(rf))
+        issues.push(`message ${fqn}: field ${num} is "${describeField(of)}", containerd has "${describeField(rf)}"`);
     }
     for (const [num, of] of ourFields) {
       if (!refFields.has(num)) issues.push(`message ${fqn}: extra field ${describeField(of)} not in containerd`);
     }
     const oneofs = (m: DescriptorProto): string => m.oneofDecl.map((o) => o.name).join(',');
-    if (oneofs(msg) !== oneofs(mine.msg)) issues.push(`message ${fqn}: oneofs [${oneofs(mine.msg)}] != [${oneofs(msg)}]`);
+    if (oneofs(msg) !== oneofs(mine.msg))
+      issues.push(`message ${fqn}: oneofs [${oneofs(mine.msg)}] != [${oneofs(msg)}]`);
   }
 
   for (const [fqn, { file, en }] of ref.enums) {
@@ -89,7 +92,11 @@ export function compareSets(reference: FileDescriptorSet, ours: FileDescriptorSe
       issues.push(`enum ${fqn} (from ${file}) is missing`);
       continue;
     }
-    const vals = (e: EnumDescriptorProto): string => e.value.map((v) => `${v.name}=${v.number}`).sort().join(' ');
+    const vals = (e: EnumDescriptorProto): string =>
+      e.value
+        .map((v) => `${v.name}=${v.number}`)
+        .sort()
+        .join(' ');
     if (vals(en) !== vals(mine.en)) issues.push(`enum ${fqn}: values [${vals(mine.en)}] != containerd [${vals(en)}]`);
   }
 
@@ -113,7 +120,8 @@ export function compareSets(reference: FileDescriptorSet, ours: FileDescriptorSe
       if (o === undefined) issues.push(`service ${fqn}: method ${name}${s} is missing`);
       else if (o !== s) issues.push(`service ${fqn}: method ${name}${o} != containerd ${name}${s}`);
     }
-    for (const name of ourM.keys()) if (!refM.has(name)) issues.push(`service ${fqn}: extra method ${name} not in containerd`);
+    for (const name of ourM.keys())
+      if (!refM.has(name)) issues.push(`service ${fqn}: extra method ${name} not in containerd`);
   }
   return issues;
 }
@@ -157,7 +165,12 @@ describe.skipIf(SKIP)('wire compatibility with containerd 1.6 protos', () => {
     ]) {
       expect(ref.services.has(s), s).toBe(true);
     }
-    for (const m of ['.io.containerd.cgroups.v1.Metrics', '.io.containerd.cgroups.v2.Metrics', '.containerd.runc.v1.Options', '.google.rpc.Status']) {
+    for (const m of [
+      '.io.containerd.cgroups.v1.Metrics',
+      '.io.containerd.cgroups.v2.Metrics',
+      '.containerd.runc.v1.Options',
+      '.google.rpc.Status',
+    ]) {
       expect(ref.messages.has(m), m).toBe(true);
     }
   });
@@ -180,26 +193,43 @@ describe.skipIf(SKIP)('wire compatibility with containerd 1.6 protos', () => {
       fn(indexSet(copy, false));
       return compareSets(reference, copy);
     };
-    const writeReq = (idx: Index): DescriptorProto => idx.messages.get('.containerd.services.content.v1.WriteContentRequest')!.msg;
+    const writeReq = (idx: Index): DescriptorProto =>
+      idx.messages.get('.containerd.services.content.v1.WriteContentRequest')!.msg;
 
-    expect(mutate((idx) => void (writeReq(idx).field.find((f) => f.name === 'offset')!.number = 15)).join('\n')).toMatch(
-      /WriteContentRequest: field offset=5 .* is missing/,
-    );
-    expect(mutate((idx) => void (writeReq(idx).field.find((f) => f.name === 'total')!.type = FieldDescriptorProto_Type.UINT64)).join('\n')).toMatch(
-      /WriteContentRequest: field 3 is "total=3 OPTIONAL UINT64"/,
-    );
     expect(
-      mutate((idx) => void (idx.messages.get('.containerd.types.Mount')!.msg.field.find((f) => f.name === 'options')!.label = FieldDescriptorProto_Label.OPTIONAL)).join('\n'),
+      mutate((idx) => void (writeReq(idx).field.find((f) => f.name === 'offset')!.number = 15)).join('\n'),
+    ).toMatch(/WriteContentRequest: field offset=5 .* is missing/);
+    expect(
+      mutate(
+        (idx) => void (writeReq(idx).field.find((f) => f.name === 'total')!.type = FieldDescriptorProto_Type.UINT64),
+      ).join('\n'),
+    ).toMatch(/WriteContentRequest: field 3 is "total=3 OPTIONAL UINT64"/);
+    expect(
+      mutate(
+        (idx) =>
+          void (idx.messages.get('.containerd.types.Mount')!.msg.field.find((f) => f.name === 'options')!.label =
+            FieldDescriptorProto_Label.OPTIONAL),
+      ).join('\n'),
     ).toMatch(/containerd\.types\.Mount: field 4/);
     expect(
-      mutate((idx) => void (idx.services.get('.containerd.services.containers.v1.Containers')!.svc.method.find((m) => m.name === 'ListStream')!.serverStreaming = false)).join('\n'),
+      mutate(
+        (idx) =>
+          void (idx.services
+            .get('.containerd.services.containers.v1.Containers')!
+            .svc.method.find((m) => m.name === 'ListStream')!.serverStreaming = false),
+      ).join('\n'),
     ).toMatch(/Containers: method ListStream/);
     expect(
-      mutate((idx) => void idx.messages.get('.containerd.services.tasks.v1.CreateTaskRequest')!.msg.field.push(create(FieldDescriptorProtoSchema, { name: 'x', number: 2 }))).join('\n'),
+      mutate(
+        (idx) =>
+          void idx.messages
+            .get('.containerd.services.tasks.v1.CreateTaskRequest')!
+            .msg.field.push(create(FieldDescriptorProtoSchema, { name: 'x', number: 2 })),
+      ).join('\n'),
     ).toMatch(/CreateTaskRequest: extra field x=2/);
-    expect(mutate((idx) => void (idx.messages.get('.containerd.v1.types.Process')!.msg.name = 'Proc')).join('\n')).toMatch(
-      /message \.containerd\.v1\.types\.Process \(from .*task\.proto\) is missing/,
-    );
+    expect(
+      mutate((idx) => void (idx.messages.get('.containerd.v1.types.Process')!.msg.name = 'Proc')).join('\n'),
+    ).toMatch(/message \.containerd\.v1\.types\.Process \(from .*task\.proto\) is missing/);
     // Unmutated: clean.
     expect(mutate(() => undefined)).toEqual([]);
   });

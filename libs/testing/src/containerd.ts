@@ -71,7 +71,9 @@ export async function startContainerd(opts: { readyTimeoutMs?: number } = {}): P
     if (state instanceof Error || Date.now() > deadline) {
       const tail = await logTail(logFile);
       await stop();
-      throw new Error(`containerd (${binary}) did not start: ${state instanceof Error ? state.message : 'socket not answering'}\n${tail}`);
+      throw new Error(
+        `containerd (${binary}) did not start: ${state instanceof Error ? state.message : 'socket not answering'}\n${tail}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -12,9 +12,9 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { StartedTestContainer } from 'testcontainers';
-import { refCounted } from './ref-counted.js';
-import type { Lease, RefCounted } from './ref-counted.js';
 import { describe } from './attempts.js';
+import type { Lease, RefCounted } from './ref-counted.js';
+import { refCounted } from './ref-counted.js';
 
 export type Testcontainers = typeof import('testcontainers');
 
@@ -53,7 +53,8 @@ async function detect(): Promise<ContainerRuntime> {
   if (mode !== '1' && mode !== 'true' && runtimeHints().length === 0) {
     return {
       available: false,
-      reason: 'no DOCKER_HOST, TESTCONTAINERS_* variable, ~/.testcontainers.properties or docker/podman socket found ' +
+      reason:
+        'no DOCKER_HOST, TESTCONTAINERS_* variable, ~/.testcontainers.properties or docker/podman socket found ' +
         '(set BERTH_TEST_CONTAINERS=1 to run the testcontainers probe anyway)',
     };
   }

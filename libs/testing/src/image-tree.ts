@@ -3,7 +3,7 @@
  * file tree a correct unpack of the layers must produce — the oracle pull tests compare a mounted rootfs to.
  */
 import { createHash } from 'node:crypto';
-import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pack } from 'tar-stream';
 
@@ -45,7 +45,13 @@ export type ExpectedNode =
       /** Paths sharing a link group must be one inode. */
       readonly linkGroup: string;
     }
-  | { readonly kind: 'symlink'; readonly target: string; readonly uid: number; readonly gid: number; readonly mtime: number };
+  | {
+      readonly kind: 'symlink';
+      readonly target: string;
+      readonly uid: number;
+      readonly gid: number;
+      readonly mtime: number;
+    };
 
 /** Path (relative, no leading slash) → node, for everything below the root. */
 export type ExpectedTree = ReadonlyMap<string, ExpectedNode>;
@@ -134,7 +140,11 @@ export async function layerTar(entries: readonly LayerEntry[]): Promise<Buffer> 
  * of another kind is replaced with its subtree; an existing directory keeps its children and takes the
  * new metadata). Returns the new tree; `tree` is not changed.
  */
-export function applyLayer(tree: ExpectedTree, entries: readonly LayerEntry[], layerIndex: number): Map<string, ExpectedNode> {
+export function applyLayer(
+  tree: ExpectedTree,
+  entries: readonly LayerEntry[],
+  layerIndex: number,
+): Map<string, ExpectedNode> {
   const out = new Map(tree);
   const removeSubtree = (p: string, keepSelf: boolean): void => {
     for (const k of [...out.keys()]) if ((!keepSelf && k === p) || below(p, k)) out.delete(k);
@@ -166,11 +176,18 @@ export function applyLayer(tree: ExpectedTree, entries: readonly LayerEntry[], l
         break;
       }
       case 'symlink':
-        out.set(e.path, { kind: 'symlink', target: e.target, uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: e.mtime ?? defaultMtime });
+        out.set(e.path, {
+          kind: 'symlink',
+          target: e.target,
+          uid: e.uid ?? 0,
+          gid: e.gid ?? 0,
+          mtime: e.mtime ?? defaultMtime,
+        });
         break;
       case 'hardlink': {
         const target = out.get(e.target);
-        if (target?.kind !== 'file') throw new Error(`hardlink ${e.path}: target ${e.target} is not a file of this image`);
+        if (target?.kind !== 'file')
+          throw new Error(`hardlink ${e.path}: target ${e.target} is not a file of this image`);
         out.set(e.path, target);
         break;
       }
@@ -209,22 +226,32 @@ export async function compareTree(root: string, expected: ExpectedTree): Promise
         diffs.push(`${p}: is a ${kind}, want a ${want.kind}`);
         continue;
       }
-      if (st.uid !== want.uid || st.gid !== want.gid) diffs.push(`${p}: owner ${st.uid}:${st.gid}, want ${want.uid}:${want.gid}`);
+      if (st.uid !== want.uid || st.gid !== want.gid)
+        diffs.push(`${p}: owner ${st.uid}:${st.gid}, want ${want.uid}:${want.gid}`);
       if (want.kind === 'dir') {
-        if ((st.mode & 0o7777) !== want.mode) diffs.push(`${p}: mode ${(st.mode & 0o7777).toString(8)}, want ${want.mode.toString(8)}`);
+        if ((st.mode & 0o7777) !== want.mode)
+          diffs.push(`${p}: mode ${(st.mode & 0o7777).toString(8)}, want ${want.mode.toString(8)}`);
         await walk(p);
       } else if (want.kind === 'file') {
-        if ((st.mode & 0o7777) !== want.mode) diffs.push(`${p}: mode ${(st.mode & 0o7777).toString(8)}, want ${want.mode.toString(8)}`);
+        if ((st.mode & 0o7777) !== want.mode)
+          diffs.push(`${p}: mode ${(st.mode & 0o7777).toString(8)}, want ${want.mode.toString(8)}`);
         if (st.size !== want.size) diffs.push(`${p}: size ${st.size}, want ${want.size}`);
-        else if (createHash('sha256').update(await readFile(join(root, p))).digest('hex') !== want.sha256) diffs.push(`${p}: content differs`);
-        if (Math.floor(st.mtimeMs / 1000) !== want.mtime) diffs.push(`${p}: mtime ${Math.floor(st.mtimeMs / 1000)}, want ${want.mtime}`);
+        else if (
+          createHash('sha256')
+            .update(await readFile(join(root, p)))
+            .digest('hex') !== want.sha256
+        )
+          diffs.push(`${p}: content differs`);
+        if (Math.floor(st.mtimeMs / 1000) !== want.mtime)
+          diffs.push(`${p}: mtime ${Math.floor(st.mtimeMs / 1000)}, want ${want.mtime}`);
         const ino = groupIno.get(want.linkGroup);
         if (ino === undefined) groupIno.set(want.linkGroup, st.ino);
         else if (ino !== st.ino) diffs.push(`${p}: not a hard link of the other paths of ${want.linkGroup}`);
       } else {
         const target = await readlink(join(root, p));
         if (target !== want.target) diffs.push(`${p}: symlink to ${target}, want ${want.target}`);
-        if (Math.floor(st.mtimeMs / 1000) !== want.mtime) diffs.push(`${p}: mtime ${Math.floor(st.mtimeMs / 1000)}, want ${want.mtime}`);
+        if (Math.floor(st.mtimeMs / 1000) !== want.mtime)
+          diffs.push(`${p}: mtime ${Math.floor(st.mtimeMs / 1000)}, want ${want.mtime}`);
       }
     }
   };

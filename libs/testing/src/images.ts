@@ -10,9 +10,16 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
-import { expectedTree, layerTar, withParents, type ExpectedTree, type LayerEntry } from './image-tree.js';
+import { type ExpectedTree, expectedTree, type LayerEntry, layerTar, withParents } from './image-tree.js';
 
-export { compareTree, defaultMtime, expectedTree, type ExpectedNode, type ExpectedTree, type LayerEntry } from './image-tree.js';
+export {
+  compareTree,
+  defaultMtime,
+  type ExpectedNode,
+  type ExpectedTree,
+  expectedTree,
+  type LayerEntry,
+} from './image-tree.js';
 
 export interface Platform {
   readonly os: string;
@@ -112,12 +119,18 @@ function zstd(data: Buffer): Promise<Buffer> {
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`zstd exited ${code}: ${err}`))));
+    child.once('close', (code) =>
+      code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`zstd exited ${code}: ${err}`)),
+    );
     child.stdin.end(data);
   });
 }
 
-async function buildLayer(spec: LayerSpec, format: ManifestFormat, entries: readonly LayerEntry[]): Promise<BuiltLayer> {
+async function buildLayer(
+  spec: LayerSpec,
+  format: ManifestFormat,
+  entries: readonly LayerEntry[],
+): Promise<BuiltLayer> {
   const tar = await layerTar(entries);
   const compression = spec.compression ?? 'gzip';
   if (format === 'docker' && compression !== 'gzip') throw new Error('Docker schema 2 layers must be gzip');
@@ -193,7 +206,11 @@ export function buildIndex(images: readonly BuiltImage[], format: ManifestFormat
       mediaType: i.manifest.mediaType,
       digest: i.manifest.digest,
       size: i.manifest.size,
-      platform: { architecture: i.platform.architecture, os: i.platform.os, ...(i.platform.variant ? { variant: i.platform.variant } : {}) },
+      platform: {
+        architecture: i.platform.architecture,
+        os: i.platform.os,
+        ...(i.platform.variant ? { variant: i.platform.variant } : {}),
+      },
     })),
   });
   return { index, images };
@@ -210,7 +227,12 @@ async function check(res: Response, what: string, ok: readonly number[]): Promis
   throw new Error(`${what}: HTTP ${res.status} ${await res.text()}`);
 }
 
-async function pushBlob(target: PushTarget, repository: string, b: Blob, headers: Record<string, string>): Promise<void> {
+async function pushBlob(
+  target: PushTarget,
+  repository: string,
+  b: Blob,
+  headers: Record<string, string>,
+): Promise<void> {
   const base = `http://${target.host}/v2/${repository}`;
   const head = await fetch(`${base}/blobs/${b.digest}`, { method: 'HEAD', headers });
   if (head.status === 200) return;
@@ -228,7 +250,13 @@ async function pushBlob(target: PushTarget, repository: string, b: Blob, headers
   await put.arrayBuffer();
 }
 
-async function pushManifest(target: PushTarget, repository: string, reference: string, b: Blob, headers: Record<string, string>): Promise<void> {
+async function pushManifest(
+  target: PushTarget,
+  repository: string,
+  reference: string,
+  b: Blob,
+  headers: Record<string, string>,
+): Promise<void> {
   const res = await fetch(`http://${target.host}/v2/${repository}/manifests/${reference}`, {
     method: 'PUT',
     headers: { ...headers, 'content-type': b.mediaType },
@@ -242,7 +270,12 @@ async function pushManifest(target: PushTarget, repository: string, reference: s
  * Pushes an image or an index (with all its images) as `<host>/<repository>:<tag>` and returns the
  * full reference. Blobs the registry already has are skipped.
  */
-export async function pushImage(target: PushTarget, repository: string, tag: string, image: BuiltImage | BuiltIndex): Promise<string> {
+export async function pushImage(
+  target: PushTarget,
+  repository: string,
+  tag: string,
+  image: BuiltImage | BuiltIndex,
+): Promise<string> {
   const headers = (await target.pushHeaders?.(repository)) ?? {};
   const images = 'index' in image ? image.images : [image];
   for (const img of images) {
@@ -268,7 +301,11 @@ export function busyboxLayer(binary = '/bin/busybox'): LayerEntry[] {
     { kind: 'dir', path: 'bin' },
     { kind: 'file', path: 'bin/busybox', data: readFileSync(binary), mode: 0o755 },
     { kind: 'dir', path: 'etc' },
-    { kind: 'file', path: 'etc/passwd', data: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' },
+    {
+      kind: 'file',
+      path: 'etc/passwd',
+      data: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
+    },
     { kind: 'file', path: 'etc/group', data: 'root:x:0:\nnogroup:x:65534:\n' },
     { kind: 'dir', path: 'tmp', mode: 0o1777 },
     { kind: 'dir', path: 'root', mode: 0o700 },
@@ -324,7 +361,15 @@ export function multiLayerImage(opts: { format?: ManifestFormat; platform?: Plat
     { kind: 'symlink', path: 'usr/bin/tool-abs', target: '/usr/bin/tool' },
     { kind: 'symlink', path: 'usr/bin/dangling', target: '/does/not/exist' },
     { kind: 'dir', path: 'home/user', mode: 0o750, uid: 1000, gid: 1000 },
-    { kind: 'file', path: 'home/user/notes.txt', data: 'private\n', mode: 0o600, uid: 1000, gid: 1000, mtime: 1_600_000_000 },
+    {
+      kind: 'file',
+      path: 'home/user/notes.txt',
+      data: 'private\n',
+      mode: 0o600,
+      uid: 1000,
+      gid: 1000,
+      mtime: 1_600_000_000,
+    },
     { kind: 'dir', path: 'data' },
     { kind: 'file', path: 'data/keep.txt', data: 'kept across layers\n' },
     { kind: 'hardlink', path: 'data/keep.hardlink', target: 'data/keep.txt' },
@@ -355,19 +400,26 @@ export function multiLayerImage(opts: { format?: ManifestFormat; platform?: Plat
     { kind: 'hardlink', path: 'srv/two', target: 'srv/one' },
     { kind: 'hardlink', path: 'srv/three', target: 'srv/one' },
   ];
-  const longDir = 'deep/' + Array.from({ length: 12 }, (_, i) => `level-${i}-directory`).join('/');
+  const longDir = `deep/${Array.from({ length: 12 }, (_, i) => `level-${i}-directory`).join('/')}`;
   const l3: LayerEntry[] = [
     { kind: 'whiteout', path: 'usr/bin/tool-abs' },
     { kind: 'whiteout', path: 'home/user/notes.txt' },
     { kind: 'file', path: 'usr/bin/dangling', data: 'the dangling symlink became a file\n', mode: 0o755 },
     { kind: 'dir', path: longDir },
-    { kind: 'file', path: `${longDir}/a-file-with-a-long-name-beyond-the-ustar-limit-of-one-hundred-bytes.txt`, data: 'deep' },
+    {
+      kind: 'file',
+      path: `${longDir}/a-file-with-a-long-name-beyond-the-ustar-limit-of-one-hundred-bytes.txt`,
+      data: 'deep',
+    },
     { kind: 'file', path: 'names/with space', data: 'space' },
     { kind: 'file', path: 'names/ünïcødé-名前', data: 'unicode' },
     { kind: 'file', path: 'names/empty', data: '' },
     { kind: 'file', path: 'names/.hidden', data: 'dotfile' },
   ];
-  const l4: LayerEntry[] = [{ kind: 'whiteout', path: 'names/empty' }, { kind: 'file', path: 'etc/motd', data: 'top layer\n' }];
+  const l4: LayerEntry[] = [
+    { kind: 'whiteout', path: 'names/empty' },
+    { kind: 'file', path: 'etc/motd', data: 'top layer\n' },
+  ];
   return buildImage({
     layers: [
       { entries: l1, compression: 'gzip' },
@@ -435,9 +487,16 @@ export function manyFilesImage(opts: ManyFilesOptions = {}): Promise<BuiltImage>
     const inLayer = Math.floor(files / layerCount) + (l < files % layerCount ? 1 : 0);
     for (let k = 0; k < inLayer; k++, fileNo++) {
       const large = fileNo % Math.floor(files / largeCount) === 0;
-      const size = large ? Math.floor(largeBytes / largeCount) : Math.max(0, Math.floor(smallAvg * (0.25 + 1.5 * ((next() % 1000) / 1000))));
+      const size = large
+        ? Math.floor(largeBytes / largeCount)
+        : Math.max(0, Math.floor(smallAvg * (0.25 + 1.5 * ((next() % 1000) / 1000))));
       const dir = `usr/layer${l}/d${Math.floor(k / 50) % 40}/s${Math.floor(k / 2000)}`;
-      entries.push({ kind: 'file', path: `${dir}/f${fileNo}${large ? '.bin' : '.txt'}`, data: content(fileNo, size), mode: fileNo % 7 === 0 ? 0o755 : 0o644 });
+      entries.push({
+        kind: 'file',
+        path: `${dir}/f${fileNo}${large ? '.bin' : '.txt'}`,
+        data: content(fileNo, size),
+        mode: fileNo % 7 === 0 ? 0o755 : 0o644,
+      });
     }
     layers.push({ entries });
   }
@@ -455,7 +514,9 @@ export function singleLargeFileImage(bytes: number): Promise<BuiltImage> {
  */
 export async function multiPlatformIndex(host: BuiltImage, format: ManifestFormat = 'oci'): Promise<BuiltIndex> {
   const others: Platform[] = [
-    host.platform.architecture === 'amd64' ? { os: 'linux', architecture: 'arm64', variant: 'v8' } : { os: 'linux', architecture: 'amd64' },
+    host.platform.architecture === 'amd64'
+      ? { os: 'linux', architecture: 'arm64', variant: 'v8' }
+      : { os: 'linux', architecture: 'amd64' },
     { os: 'linux', architecture: 'arm', variant: 'v7' },
     { os: 'linux', architecture: 's390x' },
   ];
@@ -464,7 +525,17 @@ export async function multiPlatformIndex(host: BuiltImage, format: ManifestForma
       buildImage({
         platform: p,
         format,
-        layers: [{ entries: [{ kind: 'file', path: 'PLATFORM', data: `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}\n` }] }],
+        layers: [
+          {
+            entries: [
+              {
+                kind: 'file',
+                path: 'PLATFORM',
+                data: `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ''}\n`,
+              },
+            ],
+          },
+        ],
       }),
     ),
   );

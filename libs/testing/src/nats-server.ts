@@ -6,8 +6,9 @@
  * Binary: $BERTH_TEST_NATS_SERVER, else `nats-server` found in /usr/sbin, /usr/local/bin, /usr/bin
  * or $PATH. Logs go to `<dir>/nats-server.log`; start failures include its tail.
  */
-import { spawn } from 'node:child_process';
+
 import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { killAtExit } from './cleanup.js';

@@ -1,13 +1,13 @@
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { PubAck } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { existsSync } from 'node:fs';
+import type { PubAck } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startNatsServer, useNats } from './nats.js';
-import type { NatsProcess } from './nats.js';
-import { uniqueName } from './unique-name.js';
 import { TestServerUnavailableError } from './attempts.js';
+import type { NatsProcess } from './nats.js';
+import { startNatsServer, useNats } from './nats.js';
+import { uniqueName } from './unique-name.js';
 
 async function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {
   const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));

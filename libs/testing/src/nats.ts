@@ -13,15 +13,16 @@
  *
  * `startNatsServer()` always spawns a private server you can stop, kill and restart.
  */
-import { Attempts, describe } from './attempts.js';
+
 import type { ServerSource } from './attempts.js';
+import { Attempts, describe } from './attempts.js';
 import { containerRuntime, sharedContainer } from './containers.js';
+import { loopbackAllowed } from './loopback.js';
 import { natsHostPort, natsInfo } from './nats-info.js';
 import { startNatsServer } from './nats-server.js';
-import { loopbackAllowed } from './loopback.js';
 
-export { startNatsServer } from './nats-server.js';
 export type { NatsProcess, StartNatsOptions } from './nats-server.js';
+export { startNatsServer } from './nats-server.js';
 
 export interface TestNats {
   /** Server URL for `connect({ servers: url })`. */
@@ -56,7 +57,11 @@ export async function useNats(): Promise<TestNats> {
           .start(),
       );
       const c = lease.value;
-      return { url: `nats://${c.getHost()}:${c.getMappedPort(4222)}`, source: 'container', stop: () => lease.release() };
+      return {
+        url: `nats://${c.getHost()}:${c.getMappedPort(4222)}`,
+        source: 'container',
+        stop: () => lease.release(),
+      };
     } catch (err) {
       attempts.note('testcontainers nats:2.10-alpine', err);
     }

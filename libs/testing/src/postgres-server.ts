@@ -52,7 +52,7 @@ interface ExecError extends Error {
 
 function output(err: unknown): string {
   const e = err as ExecError;
-  return [e.message, e.stdout, e.stderr].filter((s) => s && s.trim()).join('\n');
+  return [e.message, e.stdout, e.stderr].filter((s) => s?.trim()).join('\n');
 }
 
 async function osUserIds(user: string): Promise<{ uid: number; gid: number }> {
@@ -92,7 +92,9 @@ export async function startPostgresServer(): Promise<PostgresServer> {
         120_000,
       );
     } catch (err) {
-      throw new Error(`initdb failed (${tool('initdb')}${asRoot ? ', as user postgres via runuser' : ''}):\n${output(err)}`);
+      throw new Error(
+        `initdb failed (${tool('initdb')}${asRoot ? ', as user postgres via runuser' : ''}):\n${output(err)}`,
+      );
     }
 
     // A port picked by freePort() may be taken before the postmaster binds it: retry on a new one.

@@ -1,9 +1,9 @@
 import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
-import { usePostgres } from './postgres.js';
-import type { TestPostgres } from './postgres.js';
-import { startPostgresServer } from './postgres-server.js';
 import { TestServerUnavailableError } from './attempts.js';
+import type { TestPostgres } from './postgres.js';
+import { usePostgres } from './postgres.js';
+import { startPostgresServer } from './postgres-server.js';
 
 async function withEnv<T>(vars: Record<string, string | undefined>, fn: () => Promise<T>): Promise<T> {
   const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));

@@ -12,16 +12,17 @@
  *  4. a private cluster started as a child process on a free port (see `startPostgresServer`),
  *     shared by the callers in this process and stopped when the last one drops its database.
  */
-import postgres from 'postgres';
+
 import { spawnSync } from 'node:child_process';
-import { Attempts, describe } from './attempts.js';
+import postgres from 'postgres';
 import type { ServerSource } from './attempts.js';
+import { Attempts, describe } from './attempts.js';
 import { onProcessExit } from './cleanup.js';
 import { containerRuntime, sharedContainer } from './containers.js';
+import { loopbackAllowed } from './loopback.js';
 import { startPostgresServer } from './postgres-server.js';
 import { refCounted } from './ref-counted.js';
 import { uniqueName } from './unique-name.js';
-import { loopbackAllowed } from './loopback.js';
 
 export interface TestPostgres {
   /** URL of the fresh, empty database created for this caller (postgres.js / libpq format). */
@@ -140,10 +141,9 @@ export async function usePostgres(): Promise<TestPostgres> {
     try {
       return testPostgres(envUrl, await createDatabase(envUrl, 10), 'env', async () => {});
     } catch (err) {
-      throw new Error(
-        `BERTH_TEST_POSTGRES_URL is set but no database could be created there: ${describe(err)}`,
-        { cause: err },
-      );
+      throw new Error(`BERTH_TEST_POSTGRES_URL is set but no database could be created there: ${describe(err)}`, {
+        cause: err,
+      });
     }
   }
   attempts.note('$BERTH_TEST_POSTGRES_URL', 'not set');

@@ -6,8 +6,7 @@
  *
  * Binary: $BERTH_TEST_REGISTRY, else /usr/bin/docker-registry. Log: `<dir>/registry.log`.
  */
-import { spawn } from 'node:child_process';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createSign, randomUUID, X509Certificate } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -28,7 +27,11 @@ export interface RegistryOptions {
 
 export interface TokenServerStats {
   /** Token requests served, with the scope each asked for. */
-  readonly requests: readonly { readonly service: string; readonly scope: string; readonly authorization: string | undefined }[];
+  readonly requests: readonly {
+    readonly service: string;
+    readonly scope: string;
+    readonly authorization: string | undefined;
+  }[];
 }
 
 export interface Registry {
@@ -167,7 +170,21 @@ interface TokenServer {
 async function startTokenServer(dir: string): Promise<TokenServer> {
   const keyFile = join(dir, 'token.key');
   const certFile = join(dir, 'token.crt');
-  await exec('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-subj', '/CN=berth-test-token', '-days', '2']);
+  await exec('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-subj',
+    '/CN=berth-test-token',
+    '-days',
+    '2',
+  ]);
   const key = await readFile(keyFile, 'utf8');
   const certDer = new X509Certificate(await readFile(certFile)).raw.toString('base64');
   const service = 'berth-test-registry';

@@ -1,6 +1,6 @@
-import { Client } from 'minio';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { Client } from 'minio';
 import { describe, expect, it } from 'vitest';
 import { useS3 } from './s3.js';
 
@@ -28,7 +28,9 @@ describe('useS3', () => {
       expect(listed).toEqual([]);
 
       const body = randomBytes(3 * 1024 * 1024 + 17);
-      await c.putObject(s3.bucket, 'blobs/sha256/abc', body, body.length, { 'Content-Type': 'application/octet-stream' });
+      await c.putObject(s3.bucket, 'blobs/sha256/abc', body, body.length, {
+        'Content-Type': 'application/octet-stream',
+      });
       const stat = await c.statObject(s3.bucket, 'blobs/sha256/abc');
       expect(stat.size).toBe(body.length);
       const back = await readAll(await c.getObject(s3.bucket, 'blobs/sha256/abc'));

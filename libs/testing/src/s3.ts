@@ -18,8 +18,8 @@
  */
 import { Client } from 'minio';
 import S3rver from 's3rver';
-import { Attempts, describe } from './attempts.js';
 import type { ServerSource } from './attempts.js';
+import { Attempts, describe } from './attempts.js';
 import { containerRuntime, sharedContainer } from './containers.js';
 import { tempDir } from './tmp.js';
 import { uniqueName } from './unique-name.js';
@@ -104,7 +104,9 @@ function endpointFromEnv(raw: string): Endpoint {
   const accessKey = decodeURIComponent(u.username) || process.env['BERTH_TEST_S3_ACCESS_KEY'] || '';
   const secretKey = decodeURIComponent(u.password) || process.env['BERTH_TEST_S3_SECRET_KEY'] || '';
   if (!accessKey || !secretKey) {
-    throw new Error('no credentials: put them in the URL userinfo or set BERTH_TEST_S3_ACCESS_KEY and BERTH_TEST_S3_SECRET_KEY');
+    throw new Error(
+      'no credentials: put them in the URL userinfo or set BERTH_TEST_S3_ACCESS_KEY and BERTH_TEST_S3_SECRET_KEY',
+    );
   }
   return {
     endPoint: u.hostname.replace(/^\[(.*)\]$/, '$1'),

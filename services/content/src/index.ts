@@ -1,7 +1,8 @@
 import type { Db } from '@berth/common/db';
-import { migrate, databaseNotReady } from '@berth/common/db';
+import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
+import { createMetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer';
 import { startOutboxRelay } from '@berth/common/outbox';
 import type { ServiceModule } from '@berth/common/service';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
@@ -11,8 +12,7 @@ import { migrations } from './db/migrations.js';
 import { contentDeleted } from './events.js';
 import { createContentServer } from './grpc/content-server.js';
 import { encodeReadResponse } from './grpc/read-codec.js';
-import { createMetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer';
-import { createBlobStore, type BlobBackendConfig } from './store/index.js';
+import { type BlobBackendConfig, createBlobStore } from './store/index.js';
 
 export type { BlobBackendConfig, S3Options } from './store/index.js';
 

@@ -1,12 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import { status } from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backgroundContext } from '@berth/common/context';
 import { nopLogger } from '@berth/common/log';
 import { ContentDelete } from '@berth/proto/containerd/events/content';
 import { WriteAction } from '@berth/proto/containerd/services/content/v1/content';
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BlobBackendConfig } from '../src/index.js';
-import { call, collect, failsWith, md, readAll, sha256, startHarness, writeBlob, WriteStream, type Harness } from './harness.js';
+import {
+  call,
+  collect,
+  failsWith,
+  type Harness,
+  md,
+  readAll,
+  sha256,
+  startHarness,
+  WriteStream,
+  writeBlob,
+} from './harness.js';
 
 export interface BackendUnderTest {
   readonly config: BlobBackendConfig;
@@ -49,7 +60,13 @@ export function contentSuite(name: string, setup: () => Promise<BackendUnderTest
         expect(r.offset).toBe(offset);
         expect(r.digest).toBe(sha256(data.subarray(0, offset)));
       }
-      const c = await s.send({ action: WriteAction.COMMIT, offset, total: data.length, expected: dgst, labels: { a: 'b' } });
+      const c = await s.send({
+        action: WriteAction.COMMIT,
+        offset,
+        total: data.length,
+        expected: dgst,
+        labels: { a: 'b' },
+      });
       s.end();
       expect(c.offset).toBe(data.length);
       expect(c.digest).toBe(dgst);
@@ -86,17 +103,25 @@ export function contentSuite(name: string, setup: () => Promise<BackendUnderTest
       await first.send({ action: WriteAction.STAT, ref: 'resume-1', total: data.length, expected: dgst });
       await first.send({ action: WriteAction.WRITE, offset: 0, data: data.subarray(0, 1 << 20) });
       first.end();
-      await waitFor(async () => (await call(h.client.status, h.client, { ref: 'resume-1' }, md('ns-a'))).status?.offset === 1 << 20);
+      await waitFor(
+        async () => (await call(h.client.status, h.client, { ref: 'resume-1' }, md('ns-a'))).status?.offset === 1 << 20,
+      );
 
       // A second session resumes where the first stopped; the digest covers the earlier bytes.
       const second = new WriteStream(h.client, 'ns-a');
       const st = await second.send({ action: WriteAction.STAT, ref: 'resume-1', total: data.length, expected: dgst });
       expect(st.offset).toBe(1 << 20);
       expect(st.digest).toBe(sha256(data.subarray(0, 1 << 20)));
-      const w = await second.send({ action: WriteAction.WRITE, offset: 1 << 20, data: data.subarray(1 << 20, 2 << 20) });
+      const w = await second.send({
+        action: WriteAction.WRITE,
+        offset: 1 << 20,
+        data: data.subarray(1 << 20, 2 << 20),
+      });
       expect(w.offset).toBe(2 << 20);
       second.end();
-      await waitFor(async () => (await call(h.client.status, h.client, { ref: 'resume-1' }, md('ns-a'))).status?.offset === 2 << 20);
+      await waitFor(
+        async () => (await call(h.client.status, h.client, { ref: 'resume-1' }, md('ns-a'))).status?.offset === 2 << 20,
+      );
 
       // A new process knows nothing in memory: it re-hashes what the backend holds.
       h = await h.restart();
@@ -116,11 +141,19 @@ export function contentSuite(name: string, setup: () => Promise<BackendUnderTest
       const again = await s.send({ action: WriteAction.WRITE, offset: 0, data: Buffer.from('hello') });
       expect(again.offset).toBe(5);
       expect(again.digest).toBe(sha256(Buffer.from('hello')));
-      const bad = await failsWith(s.send({ action: WriteAction.WRITE, offset: 3, data: Buffer.from('x') }), status.OUT_OF_RANGE);
+      const bad = await failsWith(
+        s.send({ action: WriteAction.WRITE, offset: 3, data: Buffer.from('x') }),
+        status.OUT_OF_RANGE,
+      );
       expect(bad.details).toBe('write @3 must occur at current offset 5');
       const s2 = new WriteStream(h.client, 'ns-a');
       await s2.send({ action: WriteAction.STAT, ref: 'trunc-1' });
-      const c = await s2.send({ action: WriteAction.COMMIT, offset: 5, total: 5, expected: sha256(Buffer.from('hello')) });
+      const c = await s2.send({
+        action: WriteAction.COMMIT,
+        offset: 5,
+        total: 5,
+        expected: sha256(Buffer.from('hello')),
+      });
       s2.end();
       expect(c.digest).toBe(sha256(Buffer.from('hello')));
     });
@@ -142,15 +175,25 @@ export function contentSuite(name: string, setup: () => Promise<BackendUnderTest
     it('refuses a commit whose size or digest does not match, storing nothing', async () => {
       const data = Buffer.from('size and digest checks');
       const before = await backend.committedBlobs();
-      const sizeErr = await failsWith(writeBlob(h.client, 'ns-a', 'mismatch-1', data, { total: data.length + 1 }), status.FAILED_PRECONDITION);
-      expect(sizeErr.details).toBe(`"mismatch-1" failed size validation: ${data.length} != ${data.length + 1}: failed precondition`);
+      const sizeErr = await failsWith(
+        writeBlob(h.client, 'ns-a', 'mismatch-1', data, { total: data.length + 1 }),
+        status.FAILED_PRECONDITION,
+      );
+      expect(sizeErr.details).toBe(
+        `"mismatch-1" failed size validation: ${data.length} != ${data.length + 1}: failed precondition`,
+      );
       const wrong = sha256(Buffer.from('something else'));
-      const dErr = await failsWith(writeBlob(h.client, 'ns-a', 'mismatch-1', data, { expected: wrong }), status.FAILED_PRECONDITION);
+      const dErr = await failsWith(
+        writeBlob(h.client, 'ns-a', 'mismatch-1', data, { expected: wrong }),
+        status.FAILED_PRECONDITION,
+      );
       expect(dErr.details).toBe(`unexpected commit digest ${sha256(data)}, expected ${wrong}: failed precondition`);
       await failsWith(call(h.client.info, h.client, { digest: sha256(data) }, md('ns-a')), status.NOT_FOUND);
       expect(await backend.committedBlobs()).toEqual(before);
       // The ingest is kept, as containerd keeps it, and can still be aborted.
-      expect((await call(h.client.status, h.client, { ref: 'mismatch-1' }, md('ns-a'))).status?.offset).toBe(data.length);
+      expect((await call(h.client.status, h.client, { ref: 'mismatch-1' }, md('ns-a'))).status?.offset).toBe(
+        data.length,
+      );
       await call(h.client.abort, h.client, { ref: 'mismatch-1' }, md('ns-a'));
       await failsWith(call(h.client.status, h.client, { ref: 'mismatch-1' }, md('ns-a')), status.NOT_FOUND);
     });
@@ -162,37 +205,53 @@ export function contentSuite(name: string, setup: () => Promise<BackendUnderTest
       const again = await failsWith(writeBlob(h.client, 'ns-a', 'exists-2', data), status.ALREADY_EXISTS);
       expect(again.details).toBe(`content ${dgst}: already exists`);
       await failsWith(call(h.client.status, h.client, { ref: 'exists-2' }, md('ns-a')), status.NOT_FOUND);
-      const open = await failsWith(writeBlob(h.client, 'ns-a', 'exists-3', data, { expected: dgst }), status.ALREADY_EXISTS);
+      const open = await failsWith(
+        writeBlob(h.client, 'ns-a', 'exists-3', data, { expected: dgst }),
+        status.ALREADY_EXISTS,
+      );
       expect(open.details).toBe(`content ${dgst}: already exists`);
     });
 
     it('rejects malformed digests, unknown refs and a first message without ref with the right codes', async () => {
       const bad = 'sha256:abc';
-      expect((await failsWith(call(h.client.info, h.client, { digest: bad }, md('ns-a')), status.INVALID_ARGUMENT)).details).toBe(
-        '"sha256:abc" failed validation',
-      );
-      expect((await failsWith(call(h.client.delete, h.client, { digest: bad }, md('ns-a')), status.INVALID_ARGUMENT)).details).toBe(
-        'invalid checksum digest length',
-      );
+      expect(
+        (await failsWith(call(h.client.info, h.client, { digest: bad }, md('ns-a')), status.INVALID_ARGUMENT)).details,
+      ).toBe('"sha256:abc" failed validation');
+      expect(
+        (await failsWith(call(h.client.delete, h.client, { digest: bad }, md('ns-a')), status.INVALID_ARGUMENT))
+          .details,
+      ).toBe('invalid checksum digest length');
       expect((await failsWith(readAll(h.client, 'ns-a', 'nocolon'), status.INVALID_ARGUMENT)).details).toBe(
         'nocolon: invalid checksum digest format',
       );
-      await failsWith(call(h.client.info, h.client, { digest: 'md5:d41d8cd98f00b204e9800998ecf8427e' }, md('ns-a')), status.INVALID_ARGUMENT);
       await failsWith(
-        call(h.client.update, h.client, { info: { digest: 'sha256:ZZ', size: 0, labels: {} }, updateMask: [] }, md('ns-a')),
+        call(h.client.info, h.client, { digest: 'md5:d41d8cd98f00b204e9800998ecf8427e' }, md('ns-a')),
+        status.INVALID_ARGUMENT,
+      );
+      await failsWith(
+        call(
+          h.client.update,
+          h.client,
+          { info: { digest: 'sha256:ZZ', size: 0, labels: {} }, updateMask: [] },
+          md('ns-a'),
+        ),
         status.INVALID_ARGUMENT,
       );
       const st = await failsWith(call(h.client.status, h.client, { ref: 'no-such-ref' }, md('ns-a')), status.NOT_FOUND);
       expect(st.details).toBe('could not get status for ref "no-such-ref": reference no-such-ref: not found');
       await failsWith(call(h.client.abort, h.client, { ref: 'no-such-ref' }, md('ns-a')), status.NOT_FOUND);
       const noRef = new WriteStream(h.client, 'ns-a');
-      expect((await failsWith(noRef.send({ action: WriteAction.WRITE, data: Buffer.from('x') }), status.INVALID_ARGUMENT)).details).toBe(
-        'first message must have a reference',
-      );
+      expect(
+        (await failsWith(noRef.send({ action: WriteAction.WRITE, data: Buffer.from('x') }), status.INVALID_ARGUMENT))
+          .details,
+      ).toBe('first message must have a reference');
       const badExpected = new WriteStream(h.client, 'ns-a');
       await failsWith(badExpected.send({ ref: 'bad-exp', expected: 'sha256:xyz' }), status.INVALID_ARGUMENT);
       await failsWith(call(h.client.status, h.client, { ref: 'bad-exp' }, md('ns-a')), status.NOT_FOUND);
-      await failsWith(call(h.client.info, h.client, { digest: sha256(Buffer.from('x')) }, md()), status.FAILED_PRECONDITION);
+      await failsWith(
+        call(h.client.info, h.client, { digest: sha256(Buffer.from('x')) }, md()),
+        status.FAILED_PRECONDITION,
+      );
       await failsWith(collect(h.client.list({ filters: ['labels.a=='] }, md('ns-a'))), status.INVALID_ARGUMENT);
     });
 
@@ -208,14 +267,29 @@ export function contentSuite(name: string, setup: () => Promise<BackendUnderTest
       );
       expect(one.info?.labels).toEqual({ keep: '1', added: 'x' });
       const bad = await failsWith(
-        call(h.client.update, h.client, { info: { digest: dgst, size: 0, labels: {} }, updateMask: ['size'] }, md('ns-l')),
+        call(
+          h.client.update,
+          h.client,
+          { info: { digest: dgst, size: 0, labels: {} }, updateMask: ['size'] },
+          md('ns-l'),
+        ),
         status.INVALID_ARGUMENT,
       );
       expect(bad.details).toBe(`cannot update "size" field on content info "${dgst}": invalid argument`);
-      const all = await call(h.client.update, h.client, { info: { digest: dgst, size: 0, labels: { only: 'y' } }, updateMask: [] }, md('ns-l'));
+      const all = await call(
+        h.client.update,
+        h.client,
+        { info: { digest: dgst, size: 0, labels: { only: 'y' } }, updateMask: [] },
+        md('ns-l'),
+      );
       expect(all.info?.labels).toEqual({ only: 'y' });
       const big = await failsWith(
-        call(h.client.update, h.client, { info: { digest: dgst, size: 0, labels: { k: 'v'.repeat(5000) } }, updateMask: ['labels.k'] }, md('ns-l')),
+        call(
+          h.client.update,
+          h.client,
+          { info: { digest: dgst, size: 0, labels: { k: 'v'.repeat(5000) } }, updateMask: ['labels.k'] },
+          md('ns-l'),
+        ),
         status.INVALID_ARGUMENT,
       );
       expect(big.details).toContain('info.Labels: label key and value greater than maximum size (4096 bytes)');
@@ -273,7 +347,13 @@ export function contentSuite(name: string, setup: () => Promise<BackendUnderTest
       const active = await call(h.client.listStatuses, h.client, { filters: ['ref==iso-b-1'] }, md('iso-b'));
       expect(active.statuses.map((x) => x.ref)).toEqual(['iso-b-1']);
       expect((await call(h.client.listStatuses, h.client, { filters: [''] }, md('iso-a'))).statuses).toEqual([]);
-      const c = await s.send({ action: WriteAction.COMMIT, offset: data.length, total: data.length, expected: dgst, labels: { b: '1' } });
+      const c = await s.send({
+        action: WriteAction.COMMIT,
+        offset: data.length,
+        total: data.length,
+        expected: dgst,
+        labels: { b: '1' },
+      });
       s.end();
       expect(c.digest).toBe(dgst);
       expect((await readAll(h.client, 'iso-b', dgst)).equals(data)).toBe(true);
@@ -312,7 +392,6 @@ export function contentSuite(name: string, setup: () => Promise<BackendUnderTest
     });
   });
 }
-
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

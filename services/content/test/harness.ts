@@ -2,10 +2,9 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { openDb, type Db } from '@berth/common/db';
+import { type Db, openDb } from '@berth/common/db';
 import { createInProcessBus, type EventBus } from '@berth/common/event-bus';
-import { createServer, listen, channelOptions, type BoundServer } from '@berth/common/grpc-server';
+import { type BoundServer, channelOptions, createServer, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
 import {
   ContentClient,
@@ -13,7 +12,8 @@ import {
   type WriteContentRequest,
   type WriteContentResponse,
 } from '@berth/proto/containerd/services/content/v1/content';
-import { createContentModule, type BlobBackendConfig, type ContentModule } from '../src/index.js';
+import * as grpc from '@grpc/grpc-js';
+import { type BlobBackendConfig, type ContentModule, createContentModule } from '../src/index.js';
 
 export interface Harness {
   readonly client: ContentClient;
@@ -34,7 +34,13 @@ export async function startHarness(
   const dir = shared?.dir ?? mkdtempSync(join(tmpdir(), 'berth-content-h-'));
   const db = shared?.db ?? (await openDb('pglite://memory'));
   const bus = shared?.bus ?? createInProcessBus();
-  const module = await createContentModule({ db, bus, log: nopLogger, backend, ...(metadataAddress ? { metadataAddress } : {}) });
+  const module = await createContentModule({
+    db,
+    bus,
+    log: nopLogger,
+    backend,
+    ...(metadataAddress ? { metadataAddress } : {}),
+  });
   const server = createServer();
   for (const r of module.grpc) server.addService(r.definition, r.implementation);
   const bound: BoundServer = await listen(server, join(dir, `c-${Math.random().toString(36).slice(2)}.sock`));
@@ -101,7 +107,16 @@ export class WriteStream {
   }
 
   send(req: Partial<WriteContentRequest>): Promise<WriteContentResponse> {
-    this.call.write({ action: WriteAction.STAT, ref: '', total: 0, expected: '', offset: 0, data: Buffer.alloc(0), labels: {}, ...req });
+    this.call.write({
+      action: WriteAction.STAT,
+      ref: '',
+      total: 0,
+      expected: '',
+      offset: 0,
+      data: Buffer.alloc(0),
+      labels: {},
+      ...req,
+    });
     return this.next();
   }
 
@@ -133,7 +148,12 @@ export async function writeBlob(
 ): Promise<WriteContentResponse> {
   const s = new WriteStream(client, namespace, opts.lease);
   try {
-    const st = await s.send({ action: WriteAction.STAT, ref, total: opts.total ?? data.length, expected: opts.expected ?? '' });
+    const st = await s.send({
+      action: WriteAction.STAT,
+      ref,
+      total: opts.total ?? data.length,
+      expected: opts.expected ?? '',
+    });
     let offset = st.offset;
     const chunk = opts.chunk ?? 1 << 20;
     while (offset < data.length) {
@@ -156,9 +176,16 @@ export async function writeBlob(
 type Unary<Req, Res> = (req: Req, meta: grpc.Metadata, cb: (e: grpc.ServiceError | null, r?: Res) => void) => unknown;
 
 /** A unary call as a promise that rejects with the grpc ServiceError. */
-export function call<Req, Res>(fn: Unary<Req, Res>, client: ContentClient, req: Req, meta: grpc.Metadata): Promise<Res> {
+export function call<Req, Res>(
+  fn: Unary<Req, Res>,
+  client: ContentClient,
+  req: Req,
+  meta: grpc.Metadata,
+): Promise<Res> {
   return new Promise((resolve, reject) => {
-    fn.call(client, req, meta, (e, r) => (e ? reject(e) : r === undefined ? reject(new Error('no response')) : resolve(r)));
+    fn.call(client, req, meta, (e, r) =>
+      e ? reject(e) : r === undefined ? reject(new Error('no response')) : resolve(r),
+    );
   });
 }
 
@@ -172,7 +199,13 @@ export function collect<T>(stream: grpc.ClientReadableStream<T>): Promise<T[]> {
   });
 }
 
-export async function readAll(client: ContentClient, namespace: string, digest: string, offset = 0, size = 0): Promise<Buffer> {
+export async function readAll(
+  client: ContentClient,
+  namespace: string,
+  digest: string,
+  offset = 0,
+  size = 0,
+): Promise<Buffer> {
   const parts = await collect(client.read({ digest, offset, size }, md(namespace)));
   return Buffer.concat(parts.map((p) => p.data));
 }

@@ -1,12 +1,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, listen, type BoundServer } from '@berth/common/grpc-server';
+import { type BoundServer, createServer, listen } from '@berth/common/grpc-server';
 import { LeasesService } from '@berth/proto/containerd/services/leases/v1/leases';
 import { NamespacesService } from '@berth/proto/containerd/services/namespaces/v1/namespace';
-import { md, sha256, startHarness, writeBlob, type Harness } from './harness.js';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Harness, md, sha256, startHarness, writeBlob } from './harness.js';
 
 interface Recorded {
   readonly call: string;
@@ -20,25 +20,36 @@ interface Recorded {
  */
 async function fakeMetadata(dir: string, leases: boolean): Promise<{ bound: BoundServer; calls: Recorded[] }> {
   const calls: Recorded[] = [];
-  const ns = (c: grpc.ServerUnaryCall<unknown, unknown>): string | undefined => c.metadata.get('containerd-namespace')[0]?.toString();
+  const ns = (c: grpc.ServerUnaryCall<unknown, unknown>): string | undefined =>
+    c.metadata.get('containerd-namespace')[0]?.toString();
   const server = createServer();
   const known = new Set<string>();
   server.addService(NamespacesService, {
     create: (c: grpc.ServerUnaryCall<{ namespace?: { name: string } }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       const name = c.request.namespace?.name ?? '';
       calls.push({ call: 'namespaces.create', namespace: ns(c), args: name });
-      if (known.has(name)) return cb({ code: grpc.status.ALREADY_EXISTS, details: `namespace "${name}": already exists` });
+      if (known.has(name))
+        return cb({ code: grpc.status.ALREADY_EXISTS, details: `namespace "${name}": already exists` });
       known.add(name);
       cb(null, { namespace: { name, labels: {} } });
     },
   });
   if (leases) {
-    const record = (call: string) => (c: grpc.ServerUnaryCall<{ id: string; resource?: { id: string; type: string } }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-      calls.push({ call, namespace: ns(c), args: { lease: c.request.id, ...c.request.resource } });
-      if (c.request.id === 'missing') return cb({ code: grpc.status.NOT_FOUND, details: 'lease does not exist: not found' });
-      cb(null, {});
-    };
-    server.addService(LeasesService, { addResource: record('leases.addResource'), deleteResource: record('leases.deleteResource') });
+    const record =
+      (call: string) =>
+      (
+        c: grpc.ServerUnaryCall<{ id: string; resource?: { id: string; type: string } }, unknown>,
+        cb: grpc.sendUnaryData<unknown>,
+      ) => {
+        calls.push({ call, namespace: ns(c), args: { lease: c.request.id, ...c.request.resource } });
+        if (c.request.id === 'missing')
+          return cb({ code: grpc.status.NOT_FOUND, details: 'lease does not exist: not found' });
+        cb(null, {});
+      };
+    server.addService(LeasesService, {
+      addResource: record('leases.addResource'),
+      deleteResource: record('leases.deleteResource'),
+    });
   }
   const bound = await listen(server, join(dir, `meta-${leases}.sock`));
   return { bound, calls };
@@ -75,9 +86,21 @@ describe('content asks metadata for namespaces and leases', () => {
         const leaseCalls = meta.calls.filter((c) => c.call.startsWith('leases.')).slice(0, 3);
         if (leases) {
           expect(leaseCalls).toEqual([
-            { call: 'leases.addResource', namespace: 'leased-ns', args: { lease: 'lease-1', id: 'lease-ref', type: 'ingests' } },
-            { call: 'leases.deleteResource', namespace: 'leased-ns', args: { lease: 'lease-1', id: 'lease-ref', type: 'ingests' } },
-            { call: 'leases.addResource', namespace: 'leased-ns', args: { lease: 'lease-1', id: dgst, type: 'content' } },
+            {
+              call: 'leases.addResource',
+              namespace: 'leased-ns',
+              args: { lease: 'lease-1', id: 'lease-ref', type: 'ingests' },
+            },
+            {
+              call: 'leases.deleteResource',
+              namespace: 'leased-ns',
+              args: { lease: 'lease-1', id: 'lease-ref', type: 'ingests' },
+            },
+            {
+              call: 'leases.addResource',
+              namespace: 'leased-ns',
+              args: { lease: 'lease-1', id: dgst, type: 'content' },
+            },
           ]);
         } else {
           expect(leaseCalls).toEqual([]);
@@ -88,16 +111,19 @@ describe('content asks metadata for namespaces and leases', () => {
         expect(info).toBe(data.length);
       });
 
-      if (leases) it('fails the write when the lease does not exist, as containerd does', async () => {
-        const err = await writeBlob(h.client, 'leased-ns', 'no-lease', Buffer.from('x'), { lease: 'missing' }).then(
-          () => undefined,
-          (e: grpc.ServiceError) => e,
-        );
-        expect(err?.code).toBe(grpc.status.NOT_FOUND);
-        expect(err?.details).toBe('lease does not exist: not found');
-        const status = await new Promise<number>((resolve) => h.client.status({ ref: 'no-lease' }, md('leased-ns'), (e) => resolve(e?.code ?? 0)));
-        expect(status).toBe(grpc.status.NOT_FOUND);
-      });
+      if (leases)
+        it('fails the write when the lease does not exist, as containerd does', async () => {
+          const err = await writeBlob(h.client, 'leased-ns', 'no-lease', Buffer.from('x'), { lease: 'missing' }).then(
+            () => undefined,
+            (e: grpc.ServiceError) => e,
+          );
+          expect(err?.code).toBe(grpc.status.NOT_FOUND);
+          expect(err?.details).toBe('lease does not exist: not found');
+          const status = await new Promise<number>((resolve) =>
+            h.client.status({ ref: 'no-lease' }, md('leased-ns'), (e) => resolve(e?.code ?? 0)),
+          );
+          expect(status).toBe(grpc.status.NOT_FOUND);
+        });
     });
   }
 });

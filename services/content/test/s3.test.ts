@@ -1,5 +1,5 @@
-import { Client } from 'minio';
 import { useS3 } from '@berth/testing/s3';
+import { Client } from 'minio';
 import { contentSuite } from './content.suite.js';
 
 // s3rver (the local server used when no MinIO is reachable) lacks ListMultipartUploads; the S3 backend

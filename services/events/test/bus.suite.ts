@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
 import type { EventBus, EventEnvelope, StoredEvent, SubscribeOptions } from '@berth/common/event-bus';
+import { describe, expect, it } from 'vitest';
 
 /**
  * One contract, every EventBus: the in-process bus of the all-in-one mode and the JetStream bus must
@@ -47,7 +47,8 @@ export async function take(
     clearTimeout(timer);
     ac.abort();
   }
-  if (out.length < n) throw new Error(`got ${out.length} of ${n} events within ${timeoutMs} ms: ${out.map(bodyOf).join(',')}`);
+  if (out.length < n)
+    throw new Error(`got ${out.length} of ${n} events within ${timeoutMs} ms: ${out.map(bodyOf).join(',')}`);
   return out;
 }
 
@@ -83,7 +84,10 @@ async function subscribed(
   // A 'new' subscription starts when the bus registers it; markers are published until one arrives.
   for (let i = 0; ; i++) {
     await publisher.publish(envelope(ns, '/marker/ready', `m${i}`));
-    const ok = await Promise.race([marker.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 100))]);
+    const ok = await Promise.race([
+      marker.then(() => true),
+      new Promise<boolean>((r) => setTimeout(() => r(false), 100)),
+    ]);
     if (ok) break;
     if (i > 100) throw new Error('subscription never attached');
   }
@@ -126,7 +130,10 @@ export function busConformance(name: string, setup: (opts?: BusFactoryOptions) =
         for (let i = 0; i < 5; i++) await h.bus.publish(envelope(ns, '/a/b', `new${i}`));
 
         const all = await take(h.peer, 10, { from: { kind: 'all' }, namespace: ns });
-        expect(all.map(bodyOf)).toEqual([...[0, 1, 2, 3, 4].map((i) => `old${i}`), ...[0, 1, 2, 3, 4].map((i) => `new${i}`)]);
+        expect(all.map(bodyOf)).toEqual([
+          ...[0, 1, 2, 3, 4].map((i) => `old${i}`),
+          ...[0, 1, 2, 3, 4].map((i) => `new${i}`),
+        ]);
 
         const third = all[2];
         if (!third) throw new Error('missing event');
@@ -145,7 +152,8 @@ export function busConformance(name: string, setup: (opts?: BusFactoryOptions) =
       try {
         const a = freshNs();
         const b = freshNs();
-        for (let i = 0; i < 6; i++) await h.bus.publish(envelope(i % 2 ? a : b, i % 3 ? '/x/y' : '/tasks/exit', `e${i}`));
+        for (let i = 0; i < 6; i++)
+          await h.bus.publish(envelope(i % 2 ? a : b, i % 3 ? '/x/y' : '/tasks/exit', `e${i}`));
         const onlyA = await take(h.peer, 3, { from: { kind: 'all' }, namespace: a });
         expect(onlyA.map(bodyOf)).toEqual(['e1', 'e3', 'e5']);
         const exits = await take(h.peer, 2, {
@@ -230,7 +238,9 @@ export function busConformance(name: string, setup: (opts?: BusFactoryOptions) =
       const h = await setup();
       try {
         const ac = new AbortController();
-        const it = h.peer.subscribe({ from: { kind: 'new' }, namespace: freshNs(), signal: ac.signal })[Symbol.asyncIterator]();
+        const it = h.peer
+          .subscribe({ from: { kind: 'new' }, namespace: freshNs(), signal: ac.signal })
+          [Symbol.asyncIterator]();
         const next = it.next();
         setTimeout(() => ac.abort(), 100);
         await expect(next).resolves.toEqual({ done: true, value: undefined });

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll } from 'vitest';
-import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { nopLogger } from '@berth/common/log';
 import { createNatsBus } from '@berth/common/nats-event-bus';
-import { useNats, type TestNats } from '@berth/testing/nats';
+import { type TestNats, useNats } from '@berth/testing/nats';
 import { uniqueName } from '@berth/testing/unique-name';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { afterAll, beforeAll } from 'vitest';
 import { busConformance } from './bus.suite.js';
 
 // A real JetStream server; the suite fails (never skips) when none can be had.
@@ -20,7 +20,13 @@ busConformance('NATS JetStream', async (opts) => {
   // Each handle gets a stream of its own: the server may be shared, and retention tests change limits.
   const stream = uniqueName('BERTH_TEST_');
   const subjectPrefix = uniqueName('berthtest.');
-  const common = { url: nats.url, log: nopLogger, stream, subjectPrefix, ...(opts?.maxEvents !== undefined ? { maxEvents: opts.maxEvents } : {}) };
+  const common = {
+    url: nats.url,
+    log: nopLogger,
+    stream,
+    subjectPrefix,
+    ...(opts?.maxEvents !== undefined ? { maxEvents: opts.maxEvents } : {}),
+  };
   const bus = await createNatsBus(common);
   const peer = await createNatsBus(common);
   return {

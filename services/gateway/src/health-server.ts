@@ -1,13 +1,13 @@
-import type * as grpc from '@grpc/grpc-js';
-import {
-  HealthCheckResponse_ServingStatus as ServingStatus,
-  type HealthCheckRequest,
-  type HealthCheckResponse,
-  type HealthServer,
-} from '@berth/proto/grpc/health/v1/health';
 import { notFound } from '@berth/common/errors';
 import { handlers } from '@berth/common/grpc-handlers';
 import type { Logger } from '@berth/common/log';
+import {
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+  type HealthServer,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+} from '@berth/proto/grpc/health/v1/health';
+import type * as grpc from '@grpc/grpc-js';
 
 /** Serving state per gRPC service name ("" is the whole server), as the standard health protocol defines. */
 export interface HealthState {

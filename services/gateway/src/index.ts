@@ -1,7 +1,6 @@
-import * as grpc from '@grpc/grpc-js';
+import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import type { Logger } from '@berth/common/log';
 import type { GrpcRegistration, PluginDescription, ServiceModule } from '@berth/common/service';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import {
   IntrospectionClient,
   IntrospectionService,
@@ -10,15 +9,16 @@ import {
 } from '@berth/proto/containerd/services/introspection/v1/introspection';
 import { VersionService } from '@berth/proto/containerd/services/version/v1/version';
 import { HealthService } from '@berth/proto/grpc/health/v1/health';
+import * as grpc from '@grpc/grpc-js';
 import { createHealthState } from './health-server.js';
 import { createIntrospectionServer } from './introspection-server.js';
 import { pluginToProto } from './plugins.js';
 import { createUpstream, forwardedService } from './proxy.js';
-import { ownedServices, serviceNameOf, type BerthServiceName } from './routes.js';
-import { createVersionServer, type BuildInfo } from './version-server.js';
+import { type BerthServiceName, ownedServices, serviceNameOf } from './routes.js';
+import { type BuildInfo, createVersionServer } from './version-server.js';
 
 export { loadNodeUuid } from './node-identity.js';
-export { berthServiceNames, type BerthServiceName } from './routes.js';
+export { type BerthServiceName, berthServiceNames } from './routes.js';
 export type { BuildInfo } from './version-server.js';
 
 export interface GatewayOptions {
@@ -118,7 +118,9 @@ export function createGatewayModule(opts: GatewayOptions): ServiceModule {
     ],
     plugins: own,
     async notReady() {
-      const down = upstreams.filter((u) => u.client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE);
+      const down = upstreams.filter(
+        (u) => u.client.getChannel().getConnectivityState(false) === grpc.connectivityState.TRANSIENT_FAILURE,
+      );
       return down.length > 0 ? `upstreams unreachable: ${down.map((u) => u.name).join(', ')}` : undefined;
     },
     async close() {

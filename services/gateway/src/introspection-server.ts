@@ -1,6 +1,6 @@
-import type { IntrospectionServer, Plugin } from '@berth/proto/containerd/services/introspection/v1/introspection';
 import { handlers } from '@berth/common/grpc-handlers';
 import type { Logger } from '@berth/common/log';
+import type { IntrospectionServer, Plugin } from '@berth/proto/containerd/services/introspection/v1/introspection';
 import { matchPlugins } from './plugins.js';
 
 export interface IntrospectionDeps {

@@ -1,7 +1,7 @@
-import { status as grpcStatus } from '@grpc/grpc-js';
-import type { Plugin } from '@berth/proto/containerd/services/introspection/v1/introspection';
 import { adaptorFromObject, parseFilters } from '@berth/common/filters/index';
 import type { PluginDescription } from '@berth/common/service';
+import type { Plugin } from '@berth/proto/containerd/services/introspection/v1/introspection';
+import { status as grpcStatus } from '@grpc/grpc-js';
 
 /** A plugin description as containerd's Introspection answers it; `failure` marks it errored (ctr: "error"). */
 export function pluginToProto(p: PluginDescription, failure?: string): Plugin {

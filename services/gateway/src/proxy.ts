@@ -1,11 +1,18 @@
-import * as grpc from '@grpc/grpc-js';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import type { GrpcRegistration } from '@berth/common/service';
+import * as grpc from '@grpc/grpc-js';
 
 const passThrough = (b: Buffer): Buffer => b;
 
 /** Headers grpc-js manages itself; everything else (namespace, lease, trace context) travels on. */
-const hopHeaders = new Set(['content-type', 'user-agent', 'grpc-accept-encoding', 'grpc-encoding', 'grpc-timeout', 'te']);
+const hopHeaders = new Set([
+  'content-type',
+  'user-agent',
+  'grpc-accept-encoding',
+  'grpc-encoding',
+  'grpc-timeout',
+  'te',
+]);
 
 function forwardMetadata(md: grpc.Metadata): grpc.Metadata {
   const out = new grpc.Metadata();
@@ -99,7 +106,13 @@ function forwarder(
     };
   }
   return (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-    const up = upstream.makeBidiStreamRequest(path, passThrough, passThrough, forwardMetadata(call.metadata), callOptions(call));
+    const up = upstream.makeBidiStreamRequest(
+      path,
+      passThrough,
+      passThrough,
+      forwardMetadata(call.metadata),
+      callOptions(call),
+    );
     forwardRequests(call, up);
     relayResponses(up, call);
     call.on('cancelled', () => up.cancel());

@@ -1,4 +1,4 @@
-import type * as grpc from '@grpc/grpc-js';
+import { EventsReplayService } from '@berth/proto/berth/internal/v1/events';
 import { ContainersService } from '@berth/proto/containerd/services/containers/v1/containers';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
 import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
@@ -8,7 +8,7 @@ import { LeasesService } from '@berth/proto/containerd/services/leases/v1/leases
 import { NamespacesService } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { TasksService } from '@berth/proto/containerd/services/tasks/v1/tasks';
-import { EventsReplayService } from '@berth/proto/berth/internal/v1/events';
+import type * as grpc from '@grpc/grpc-js';
 
 /** Which Berth service owns which containerd gRPC services. */
 export const ownedServices = {

@@ -1,6 +1,6 @@
-import type { VersionServer } from '@berth/proto/containerd/services/version/v1/version';
 import { handlers } from '@berth/common/grpc-handlers';
 import type { Logger } from '@berth/common/log';
+import type { VersionServer } from '@berth/proto/containerd/services/version/v1/version';
 
 export interface BuildInfo {
   /** Semver of the containerd API we implement, with Berth's own version as build metadata. */

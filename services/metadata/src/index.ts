@@ -1,5 +1,5 @@
 import type { Db } from '@berth/common/db';
-import { migrate, databaseNotReady } from '@berth/common/db';
+import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';

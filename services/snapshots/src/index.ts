@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import type { Db } from '@berth/common/db';
-import { migrate, databaseNotReady } from '@berth/common/db';
+import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
+import { createMetadataPeer } from '@berth/common/metadata-peer';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
 import { startOutboxRelay } from '@berth/common/outbox';
 import type { ServiceModule } from '@berth/common/service';
@@ -10,8 +11,7 @@ import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/
 import { migrations } from './db/migrations.js';
 import { snapshotEvents } from './events.js';
 import { createSnapshotsServer } from './grpc/snapshots-server.js';
-import { createMetadataPeer } from '@berth/common/metadata-peer';
-import { nativeDriver, overlayDriver, overlaySupportsIndex, type Driver } from './snapshots/driver.js';
+import { type Driver, nativeDriver, overlayDriver, overlaySupportsIndex } from './snapshots/driver.js';
 import { createSnapshotter } from './snapshots/store.js';
 import type { Snapshotter } from './snapshots/types.js';
 
@@ -50,7 +50,14 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
   const snapshotters = new Map<string, Snapshotter>(
     drivers.map((driver) => [
       driver.name,
-      createSnapshotter({ db: deps.db, node: deps.node, driver, events: snapshotEvents, metadata, onCommit: relay.kick }),
+      createSnapshotter({
+        db: deps.db,
+        node: deps.node,
+        driver,
+        events: snapshotEvents,
+        metadata,
+        onCommit: relay.kick,
+      }),
     ]),
   );
   const namespaceUsage: NamespaceUsage = {

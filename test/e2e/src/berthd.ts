@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,7 +39,16 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
   const ownDir = opts.dir === undefined;
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'berth-e2e-')));
   const socket = opts.socket ?? join(dir, 'berth.sock');
-  const args = ['--import', berthdInstrument, berthdMain, ...(opts.role ?? []), '--root', join(dir, 'root'), '--state', join(dir, 'state')];
+  const args = [
+    '--import',
+    berthdInstrument,
+    berthdMain,
+    ...(opts.role ?? []),
+    '--root',
+    join(dir, 'root'),
+    '--state',
+    join(dir, 'state'),
+  ];
   // A service served alone listens on its configured `<service>.address` if the config names one.
   if (opts.role?.[0] !== 'serve' || opts.role[1] === 'gateway' || opts.socket) args.push('--address', socket);
   if (opts.config !== undefined) {
@@ -48,7 +57,10 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
     args.push('--config', file);
   }
   args.push(...(opts.args ?? []));
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdout?.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
-import type * as grpc from '@grpc/grpc-js';
 import { ctrEventLine } from '@berth/events/payloads';
 import { EventsReplayClient } from '@berth/proto/berth/internal/v1/events';
-import { EventsClient, type Envelope } from '@berth/proto/containerd/services/events/v1/events';
-import { UsageError, type Command, type GlobalOptions, type Output } from '../command.js';
+import { type Envelope, EventsClient } from '@berth/proto/containerd/services/events/v1/events';
+import type * as grpc from '@grpc/grpc-js';
+import { type Command, type GlobalOptions, type Output, UsageError } from '../command.js';
 import { callMetadata, dial } from '../connection.js';
 
 const usage = `usage: berth events [--since TIME|DURATION] [--from-seq N] [--seq] [FILTER…]
@@ -58,7 +58,10 @@ function replay(
 ): Promise<number> {
   const client = dial(EventsReplayClient, global);
   // --seq alone still needs a starting point the server understands: "new" is from_seq 0 with no since.
-  const stream = client.subscribe({ filters: req.filters, fromSeq: req.fromSeq, since: req.since }, callMetadata(global));
+  const stream = client.subscribe(
+    { filters: req.filters, fromSeq: req.fromSeq, since: req.since },
+    callMetadata(global),
+  );
   return drain(stream, client, io, signal, (m: { seq: number; envelope?: Envelope | undefined }) => {
     if (m.envelope) print(io, m.envelope, req.withSeq ? m.seq : undefined);
   });
@@ -72,7 +75,8 @@ function print(io: Output, e: Envelope, seq?: number): void {
     event: e.event,
   });
   // ctr skips what it cannot decode, with a warning; so do we.
-  if (line === undefined) io.err(`warning: cannot unmarshal an event from Any (type ${JSON.stringify(e.event?.typeUrl ?? '')}), skipped`);
+  if (line === undefined)
+    io.err(`warning: cannot unmarshal an event from Any (type ${JSON.stringify(e.event?.typeUrl ?? '')}), skipped`);
   else io.out(seq === undefined ? line : `${seq} ${line}`);
 }
 
@@ -121,6 +125,7 @@ export function parseSince(v: string, now: Date): Date {
 
 function parseSeq(v: string): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`--from-seq: ${JSON.stringify(v)} is not a positive integer`);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1)
+    throw new UsageError(`--from-seq: ${JSON.stringify(v)} is not a positive integer`);
   return n;
 }

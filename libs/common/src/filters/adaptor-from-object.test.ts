@@ -41,11 +41,18 @@ describe('adaptorFromObject', () => {
     expect(image.field(['labels', 'constructor'])).toBeUndefined();
     expect(image.field(['labels', '__proto__'])).toBeUndefined();
     expect(image.field(['labels', 'toString'])).toBeUndefined();
-    expect(adaptorFromObject({ labels: Object.create(null) as Record<string, string> }).field(['labels', 'x'])).toBeUndefined();
+    expect(
+      adaptorFromObject({ labels: Object.create(null) as Record<string, string> }).field(['labels', 'x']),
+    ).toBeUndefined();
   });
 
   it('accepts Map labels, and empty label values are present', () => {
-    const a = adaptorFromObject({ labels: new Map([['k', ''], ['x.y', '1']]) });
+    const a = adaptorFromObject({
+      labels: new Map([
+        ['k', ''],
+        ['x.y', '1'],
+      ]),
+    });
     expect(a.field(['labels', 'k'])).toBe('');
     expect(a.field(['labels', 'x', 'y'])).toBe('1');
     expect(a.field(['labels', 'z'])).toBeUndefined();

@@ -36,7 +36,7 @@ export class Selector implements Filter {
       case Operator.NotEqual:
         return (value ?? '') !== this.value;
       case Operator.Matches:
-        return this.regexp !== undefined && this.regexp.test(value ?? '');
+        return this.regexp?.test(value ?? '') ?? false;
     }
   }
 }

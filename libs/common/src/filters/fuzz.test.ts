@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { adaptorFromObject } from './adaptor-from-object.js';
 import { FilterSyntaxError } from './filter-syntax-error.js';
-import { GoRegexpError, compileGoRegexp } from './go-regexp.js';
+import { compileGoRegexp, GoRegexpError } from './go-regexp.js';
 import { parseFilter, parseFilters, parseSelectors } from './parser.js';
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
@@ -17,16 +17,69 @@ function rng(seed: number): () => number {
 }
 
 const pieces = [
-  'name', 'labels', 'a', 'x_1', '9', '.', ',', '==', '!=', '~=', '=', '!', '~', '"', '/', '|', '\\', '\\n', '\\x4',
-  '\\u00e9', '\\U0001F600', '\\101', ' ', '\t', '\n', '\x00', '\uD800', '\uFFFD', '牛', '😀', '[', ']', '(', ')', '{', '}',
-  '*', '+', '?', '^', '$', '-', ':', '(?i)', '(?P<n>', '\\Q', '\\E', '\\p{Greek}', '[[:alpha:]]', "'", '`', '#', '\u00a0',
+  'name',
+  'labels',
+  'a',
+  'x_1',
+  '9',
+  '.',
+  ',',
+  '==',
+  '!=',
+  '~=',
+  '=',
+  '!',
+  '~',
+  '"',
+  '/',
+  '|',
+  '\\',
+  '\\n',
+  '\\x4',
+  '\\u00e9',
+  '\\U0001F600',
+  '\\101',
+  ' ',
+  '\t',
+  '\n',
+  '\x00',
+  '\uD800',
+  '\uFFFD',
+  '牛',
+  '😀',
+  '[',
+  ']',
+  '(',
+  ')',
+  '{',
+  '}',
+  '*',
+  '+',
+  '?',
+  '^',
+  '$',
+  '-',
+  ':',
+  '(?i)',
+  '(?P<n>',
+  '\\Q',
+  '\\E',
+  '\\p{Greek}',
+  '[[:alpha:]]',
+  "'",
+  '`',
+  '#',
+  '\u00a0',
 ];
 
 function randomString(next: () => number, maxPieces: number): string {
   const n = Math.floor(next() * maxPieces);
   let s = '';
   for (let i = 0; i < n; i++) {
-    s += next() < 0.15 ? String.fromCharCode(Math.floor(next() * 0x80)) : (pieces[Math.floor(next() * pieces.length)] ?? '');
+    s +=
+      next() < 0.15
+        ? String.fromCharCode(Math.floor(next() * 0x80))
+        : (pieces[Math.floor(next() * pieces.length)] ?? '');
   }
   return s;
 }
@@ -85,10 +138,11 @@ describe('fuzz', () => {
       '"' +
       Array.from(s, (c) => {
         const cp = c.codePointAt(0) ?? 0;
-        if (c === '"' || c === '\\') return '\\' + c;
-        if (cp < 0x20 || cp === 0x7f) return '\\x' + cp.toString(16).padStart(2, '0');
+        if (c === '"' || c === '\\') return `\\${c}`;
+        if (cp < 0x20 || cp === 0x7f) return `\\x${cp.toString(16).padStart(2, '0')}`;
         if (cp === 0xfffd || (cp >= 0xd800 && cp <= 0xdfff)) return '?';
-        if (next() < 0.1) return cp > 0xffff ? '\\U' + cp.toString(16).padStart(8, '0') : '\\u' + cp.toString(16).padStart(4, '0');
+        if (next() < 0.1)
+          return cp > 0xffff ? `\\U${cp.toString(16).padStart(8, '0')}` : `\\u${cp.toString(16).padStart(4, '0')}`;
         return c;
       }).join('') +
       '"';
@@ -97,7 +151,8 @@ describe('fuzz', () => {
       const value = randomString(next, 6);
       const filter = `labels.${quote(key)}==${quote(value)}`;
       const [sel] = parseSelectors(filter);
-      const clean = (s: string): string => Array.from(s, (c) => (c === '\uFFFD' || (c.length === 1 && /[\uD800-\uDFFF]/.test(c)) ? '?' : c)).join('');
+      const clean = (s: string): string =>
+        Array.from(s, (c) => (c === '\uFFFD' || (c.length === 1 && /[\uD800-\uDFFF]/.test(c)) ? '?' : c)).join('');
       expect(sel?.fieldPath).toEqual(['labels', clean(key)]);
       expect(sel?.value).toBe(clean(value));
       expect(parseFilter(filter).match(adaptorFromObject({ labels: { [clean(key)]: clean(value) } }))).toBe(true); // a map entry is present even when empty
@@ -109,7 +164,7 @@ describe('fuzz', () => {
     const start = performance.now();
     expect(parseSelectors(long)).toHaveLength(2000);
     expect(() => parseFilter('"'.padEnd(100_000, 'a'))).toThrow(FilterSyntaxError);
-    expect(() => parseFilter('a==' + 'x'.repeat(100_000) + ',')).toThrow(FilterSyntaxError);
+    expect(() => parseFilter(`a==${'x'.repeat(100_000)},`)).toThrow(FilterSyntaxError);
     expect(performance.now() - start).toBeLessThan(5000);
   });
 });

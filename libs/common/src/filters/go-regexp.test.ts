@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GoRegexpError, compileGoRegexp } from './go-regexp.js';
+import { compileGoRegexp, GoRegexpError } from './go-regexp.js';
 
 const matches = (pattern: string, input: string): boolean => compileGoRegexp(pattern).test(input);
 

@@ -212,7 +212,8 @@ class Translator {
         const end = this.chars.indexOf('>', this.i);
         const name = end < 0 ? '' : this.chars.slice(this.i, end).join('');
         if (end < 0) this.fail('invalid named capture', this.chars.slice(start).join(''));
-        if (!/^[0-9A-Za-z_]+$/.test(name)) this.fail('invalid named capture', this.chars.slice(start, end + 1).join(''));
+        if (!/^[0-9A-Za-z_]+$/.test(name))
+          this.fail('invalid named capture', this.chars.slice(start, end + 1).join(''));
         if (this.names.has(name)) this.fail('duplicate capture group name', name);
         this.names.add(name);
         this.i = end + 1;
@@ -314,7 +315,7 @@ class Translator {
       this.i = end + 1;
     } else {
       name = this.peek() ?? '';
-      if (name === '') this.fail('invalid character class range', '\\' + e);
+      if (name === '') this.fail('invalid character class range', `\\${e}`);
       this.i++;
     }
     let negate = e === 'P';
@@ -358,20 +359,23 @@ class Translator {
           const end = this.chars.indexOf('}', this.i);
           const digits = end < 0 ? '' : this.chars.slice(this.i + 1, end).join('');
           if (end < 0 || !/^[0-9A-Fa-f]+$/.test(digits) || parseInt(digits, 16) > 0x10ffff) {
-            this.fail('invalid escape sequence', '\\x' + this.chars.slice(this.i, end < 0 ? undefined : end + 1).join(''));
+            this.fail(
+              'invalid escape sequence',
+              `\\x${this.chars.slice(this.i, end < 0 ? undefined : end + 1).join('')}`,
+            );
           }
           this.i = end + 1;
           return parseInt(digits, 16);
         }
         const h = (this.peek() ?? '') + (this.peek(1) ?? '');
-        if (!isHex(this.peek()) || !isHex(this.peek(1))) this.fail('invalid escape sequence', '\\x' + h);
+        if (!isHex(this.peek()) || !isHex(this.peek(1))) this.fail('invalid escape sequence', `\\x${h}`);
         this.i += 2;
         return parseInt(h, 16);
       }
       default:
         break;
     }
-    if (c >= '1' && c <= '7' && !isOctal(this.peek())) this.fail('invalid escape sequence', '\\' + c);
+    if (c >= '1' && c <= '7' && !isOctal(this.peek())) this.fail('invalid escape sequence', `\\${c}`);
     if (c >= '0' && c <= '7') {
       let v = c.charCodeAt(0) - 0x30;
       for (let n = 1; n < 3 && isOctal(this.peek()); n++) {
@@ -382,7 +386,7 @@ class Translator {
     }
     const cp = c.codePointAt(0) ?? 0;
     if (cp < 0x80 && !isAlnum(c)) return cp;
-    return this.fail('invalid escape sequence', '\\' + c);
+    return this.fail('invalid escape sequence', `\\${c}`);
   }
 
   private checkFoldSet(): never {
@@ -431,7 +435,8 @@ class Translator {
       if (this.peek() === '-' && this.peek(1) !== ']' && this.peek(1) !== undefined) {
         this.i++;
         const hi = this.classChar(start);
-        if (hi < lo) this.fail('invalid character class range', `${String.fromCodePoint(lo)}-${String.fromCodePoint(hi)}`);
+        if (hi < lo)
+          this.fail('invalid character class range', `${String.fromCodePoint(lo)}-${String.fromCodePoint(hi)}`);
         items.push(`${lit(lo)}-${lit(hi)}`);
       } else {
         items.push(lit(lo));

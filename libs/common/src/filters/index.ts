@@ -4,10 +4,11 @@
  *   const filter = parseFilters(request.filters);            // throws FilterSyntaxError
  *   const hits = images.filter((img) => filter.match(adaptorFromObject({ name: img.name, labels: img.labels })));
  */
+
+export type { AdaptorFields, AlwaysPresent, FieldSource } from './adaptor-from-object.js';
+export { adaptorFromObject, alwaysPresent } from './adaptor-from-object.js';
 export type { FieldAdaptor } from './field-adaptor.js';
 export type { Filter } from './filter.js';
 export { ALWAYS } from './filter.js';
 export { FilterSyntaxError } from './filter-syntax-error.js';
 export { parseFilter, parseFilters } from './parser.js';
-export type { AdaptorFields, AlwaysPresent, FieldSource } from './adaptor-from-object.js';
-export { adaptorFromObject, alwaysPresent } from './adaptor-from-object.js';

@@ -65,7 +65,11 @@ describe('parseFilter matching (containerd filter_test.go corpus)', () => {
     ['two equalities, no match', 'name==bar,labels.bar==wrong', []],
     ['quoted field path part', 'name==foo,labels."more complex label"', [2]],
     ['escapes in a quoted field path part', 'labels."more complex label with \\\\ and \\""==present', [4]],
-    ['a quoted part followed by a bare part is joined with a dot', 'labels."more complex label with \\\\ and \\"".post==present', [5]],
+    [
+      'a quoted part followed by a bare part is joined with a dot',
+      'labels."more complex label with \\\\ and \\"".post==present',
+      [5],
+    ],
   ])('%s: %s', (_name, input, expected) => {
     expect(select(input)).toEqual(expected);
   });
@@ -73,13 +77,29 @@ describe('parseFilter matching (containerd filter_test.go corpus)', () => {
 
 describe('parseFilter errors (containerd wording)', () => {
   it.each<[string, string, string]>([
-    ['alternative quotes are only for regexps', 'labels.|foo|==omg_asdf.asdf-qwer', 'filters: parse error: [labels. >|||< foo|==omg_asdf.asdf-qwer]: invalid quote encountered'],
-    ['garbage in a field path', 'labels.?"more complex label with \\\\ and \\"".post==present', 'filters: parse error: [labels. >|?|< "more complex label with \\\\ and \\"".post==present]: expected field or quoted'],
+    [
+      'alternative quotes are only for regexps',
+      'labels.|foo|==omg_asdf.asdf-qwer',
+      'filters: parse error: [labels. >|||< foo|==omg_asdf.asdf-qwer]: invalid quote encountered',
+    ],
+    [
+      'garbage in a field path',
+      'labels.?"more complex label with \\\\ and \\"".post==present',
+      'filters: parse error: [labels. >|?|< "more complex label with \\\\ and \\"".post==present]: expected field or quoted',
+    ],
     ['trailing comma', 'name==foo,', 'filters: parse error: [name==foo,]: expected field or quoted'],
     ['trailing field separator', 'labels.', 'filters: parse error: [labels.]: expected field or quoted'],
     ['missing value', 'image~=,id?=?fbaq', 'filters: parse error: [image~= >|,|< id?=?fbaq]: expected value or quoted'],
-    ['slash in an unquoted field path', 'labels.ns/key==value', 'filters: parse error: [labels.ns >|/|< key==value]: quoted literal not terminated'],
-    ['slash-quoted value never closed', 'labels.key==/value', 'filters: parse error: [labels.key== >|/|< value]: quoted literal not terminated'],
+    [
+      'slash in an unquoted field path',
+      'labels.ns/key==value',
+      'filters: parse error: [labels.ns >|/|< key==value]: quoted literal not terminated',
+    ],
+    [
+      'slash-quoted value never closed',
+      'labels.key==/value',
+      'filters: parse error: [labels.key== >|/|< value]: quoted literal not terminated',
+    ],
   ])('%s', (_name, input, message) => {
     const err = parseError(input);
     expect(err.message).toBe(message);
@@ -171,14 +191,18 @@ describe('parseSelectors (what the parser builds)', () => {
   });
 
   it('takes almost any graphic character in a bare value', () => {
-    expect(shape('image==docker.io/library/busybox:latest')).toEqual([[['image'], '==', 'docker.io/library/busybox:latest']]);
+    expect(shape('image==docker.io/library/busybox:latest')).toEqual([
+      [['image'], '==', 'docker.io/library/busybox:latest'],
+    ]);
     expect(shape('a==x=y!z~"q"|r/s')).toEqual([[['a'], '==', 'x=y!z~"q"|r/s']]);
     expect(shape('a==牛😀')).toEqual([[['a'], '==', '牛😀']]);
     expect(shape('a==sha256:0123')).toEqual([[['a'], '==', 'sha256:0123']]);
   });
 
   it('decodes Go escapes in quoted values', () => {
-    expect(shape('a=="t\\tn\\n q\\" b\\\\ x\\x41 o\\101 u\\u00e9 U\\U0001F600"')[0]?.[2]).toBe('t\tn\n q" b\\ x\x41 o\x41 ué U😀');
+    expect(shape('a=="t\\tn\\n q\\" b\\\\ x\\x41 o\\101 u\\u00e9 U\\U0001F600"')[0]?.[2]).toBe(
+      't\tn\n q" b\\ x\x41 o\x41 ué U😀',
+    );
     expect(shape('a=="\\xc3\\xa9"')[0]?.[2]).toBe('é'); // byte escapes form UTF-8
     expect(shape('a==""')).toEqual([[['a'], '==', '']]);
   });

@@ -1,5 +1,5 @@
-import { ALWAYS, AllOf, AnyOf, Operator, Selector } from './filter.js';
 import type { Filter } from './filter.js';
+import { ALWAYS, AllOf, AnyOf, Operator, Selector } from './filter.js';
 import { FilterSyntaxError } from './filter-syntax-error.js';
 import { compileGoRegexp } from './go-regexp.js';
 import { EOF, ILLEGAL, Scanner, Token } from './scanner.js';

@@ -27,13 +27,29 @@ describe('unquote (quote.go)', () => {
   it('allows escaping only the delimiting quote', () => {
     expect(unquote('/\\//')).toBe('/');
     expect(unquote('|\\||')).toBe('|');
-    for (const bad of ['"\\/"', '"\\|"', '/\\"/', "\"\\'\"", '"\\q"']) {
+    for (const bad of ['"\\/"', '"\\|"', '/\\"/', '"\\\'"', '"\\q"']) {
       expect(() => unquote(bad), bad).toThrow(QuoteSyntaxError);
     }
   });
 
   it('rejects malformed literals', () => {
-    for (const bad of ['"', '"a', 'a"', '"a/', "'a'", '`a`', '"a\nb"', '"a"b"', '"\\"', '"\\x4"', '"\\x4g"', '"\\12"', '"\\400"', '"\\U00110000"', '"\\u12"']) {
+    for (const bad of [
+      '"',
+      '"a',
+      'a"',
+      '"a/',
+      "'a'",
+      '`a`',
+      '"a\nb"',
+      '"a"b"',
+      '"\\"',
+      '"\\x4"',
+      '"\\x4g"',
+      '"\\12"',
+      '"\\400"',
+      '"\\U00110000"',
+      '"\\u12"',
+    ]) {
       expect(() => unquote(bad), JSON.stringify(bad)).toThrow(QuoteSyntaxError);
     }
   });

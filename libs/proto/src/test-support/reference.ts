@@ -23,9 +23,20 @@ export const REFERENCE_FILES: readonly string[] = [
   `${CTRD}/api/types/platform.proto`,
   `${CTRD}/api/types/metrics.proto`,
   `${CTRD}/api/types/task/task.proto`,
-  ...['containers/v1/containers', 'content/v1/content', 'diff/v1/diff', 'events/v1/events', 'images/v1/images',
-    'introspection/v1/introspection', 'leases/v1/leases', 'namespaces/v1/namespace', 'snapshots/v1/snapshots',
-    'tasks/v1/tasks', 'version/v1/version', 'ttrpc/events/v1/events'].map((p) => `${CTRD}/api/services/${p}.proto`),
+  ...[
+    'containers/v1/containers',
+    'content/v1/content',
+    'diff/v1/diff',
+    'events/v1/events',
+    'images/v1/images',
+    'introspection/v1/introspection',
+    'leases/v1/leases',
+    'namespaces/v1/namespace',
+    'snapshots/v1/snapshots',
+    'tasks/v1/tasks',
+    'version/v1/version',
+    'ttrpc/events/v1/events',
+  ].map((p) => `${CTRD}/api/services/${p}.proto`),
   ...['container', 'content', 'image', 'namespace', 'snapshot', 'task'].map((p) => `${CTRD}/api/events/${p}.proto`),
   `${CTRD}/runtime/v2/runc/options/oci.proto`,
   'github.com/containerd/cgroups/stats/v1/metrics.proto',
@@ -60,7 +71,8 @@ function referencePath(f: string): string {
 /** Returns a human-readable reason if the reference toolchain/protos are missing, else undefined. */
 export function missingReference(): string | undefined {
   if (!existsSync(PROTOC)) return `protoc not found at ${PROTOC} (apt-get install protobuf-compiler libprotobuf-dev)`;
-  if (!existsSync('/usr/include/google/protobuf/any.proto')) return 'google/protobuf well-known .proto files missing from /usr/include (apt-get install libprotobuf-dev)';
+  if (!existsSync('/usr/include/google/protobuf/any.proto'))
+    return 'google/protobuf well-known .proto files missing from /usr/include (apt-get install libprotobuf-dev)';
   const missing = REFERENCE_FILES.filter((f) => !existsSync(referencePath(f)));
   if (missing.length > 0) {
     return `containerd reference protos missing under ${GOCODE} (apt-get install golang-github-containerd-containerd-dev): ${missing.join(', ')}`;
@@ -103,7 +115,9 @@ export function buildReferenceSet(): FileDescriptorSet {
 export function buildOurSet(): FileDescriptorSet {
   return withTmp((dir) => {
     const out = join(dir, 'ours.binpb');
-    run(join(PKG_DIR, 'node_modules', '.bin', 'buf'), ['build', '--as-file-descriptor-set', '-o', out], { cwd: PKG_DIR });
+    run(join(PKG_DIR, 'node_modules', '.bin', 'buf'), ['build', '--as-file-descriptor-set', '-o', out], {
+      cwd: PKG_DIR,
+    });
     return fromBinary(FileDescriptorSetSchema, readFileSync(out));
   });
 }

@@ -30,7 +30,10 @@ export function digestProblem(s: string): string | undefined {
  * Validates `s`; when it is not a digest, throws invalid_argument whose whole text is `message(problem)`
  * (containerd's content server words this error differently per RPC, without the errdefs suffix).
  */
-export function parseDigest(s: string, message: (problem: string) => string = () => `${JSON.stringify(s)} failed validation`): Digest {
+export function parseDigest(
+  s: string,
+  message: (problem: string) => string = () => `${JSON.stringify(s)} failed validation`,
+): Digest {
   const problem = digestProblem(s);
   if (problem !== undefined) throw new ServiceError(ErrorCode.InvalidArgument, message(problem));
   return s as Digest;

@@ -1,5 +1,5 @@
-import { createHash, randomBytes, randomUUID, type Hash } from 'node:crypto';
-import { requireNamespace, type RequestContext } from '@berth/common/context';
+import { createHash, type Hash, randomBytes, randomUUID } from 'node:crypto';
+import { type RequestContext, requireNamespace } from '@berth/common/context';
 import {
   alreadyExists,
   ErrorCode,
@@ -13,9 +13,9 @@ import { validateLabels } from '@berth/common/labels';
 import type { Logger } from '@berth/common/log';
 import type { ContentRepo } from '../db/content-repo.js';
 import type { BlobStore, Ingest } from '../store/blob-store.js';
-import { sha256Digest, type Digest } from './digest.js';
-import { RefLocks, lockedError } from './locks.js';
-import type { ContentStore, IngestStatus, Info, MetadataLink, Writer, WriterOptions } from './types.js';
+import { type Digest, sha256Digest } from './digest.js';
+import { lockedError, RefLocks } from './locks.js';
+import type { ContentStore, Info, IngestStatus, MetadataLink, Writer, WriterOptions } from './types.js';
 
 export interface ContentStoreDeps {
   readonly repo: ContentRepo;
@@ -66,7 +66,14 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
     }
   };
 
-  const statusOf = async (row: { bref: string; ref: string; total: number; expected: string; startedAt: Date; updatedAt: Date }): Promise<IngestStatus> => {
+  const statusOf = async (row: {
+    bref: string;
+    ref: string;
+    total: number;
+    expected: string;
+    startedAt: Date;
+    updatedAt: Date;
+  }): Promise<IngestStatus> => {
     const w = active.get(row.bref);
     if (w) return { ...w.status(), ref: row.ref };
     return {
@@ -113,7 +120,9 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
       this.offset = shared ? shared.size : (resumed?.offset ?? 0);
       this.updatedAt = startedAt;
       this.renew = setInterval(() => {
-        repo.renewLock(bref, owner, lockMs).catch((e: unknown) => ctx.log.warn('renewing ingest lock failed', { ref, err: e }));
+        repo
+          .renewLock(bref, owner, lockMs)
+          .catch((e: unknown) => ctx.log.warn('renewing ingest lock failed', { ref, err: e }));
       }, lockMs / 3);
       this.renew.unref();
       active.set(bref, this);
@@ -185,7 +194,9 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
         let actual: Digest;
         if (this.ingest === undefined && this.shared) {
           if (size !== 0 && size !== this.shared.size) {
-            throw failedPrecondition(`${JSON.stringify(this.ref)} failed size validation: ${this.shared.size} != ${size}`);
+            throw failedPrecondition(
+              `${JSON.stringify(this.ref)} failed size validation: ${this.shared.size} != ${size}`,
+            );
           }
           if (expected !== undefined && expected !== this.shared.digest) {
             throw failedPrecondition(`${JSON.stringify(this.ref)} unexpected digest`);
@@ -193,10 +204,12 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
           actual = this.shared.digest;
           size = this.shared.size;
           // The bytes must still be there: they are not ours, so check rather than trust the index.
-          if ((await blobs.stat(actual)) !== size) throw failedPrecondition(`content ${actual} is no longer stored, write it again`);
+          if ((await blobs.stat(actual)) !== size)
+            throw failedPrecondition(`content ${actual} is no longer stored, write it again`);
         } else {
           const ingest = this.ingest ?? (await this.materialize(false));
-          if (this.broken) throw new ServiceError(ErrorCode.DataLoss, `ingest ${this.ref} lost bytes after a failed write`);
+          if (this.broken)
+            throw new ServiceError(ErrorCode.DataLoss, `ingest ${this.ref} lost bytes after a failed write`);
           if (size !== 0 && size !== this.offset) {
             throw failedPrecondition(`${JSON.stringify(this.ref)} failed size validation: ${this.offset} != ${size}`);
           }
@@ -274,7 +287,9 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
             } else if (path === 'labels') {
               labels = withoutEmpty(info.labels);
             } else {
-              throw invalidArgument(`cannot update ${JSON.stringify(path)} field on content info ${JSON.stringify(info.digest)}`);
+              throw invalidArgument(
+                `cannot update ${JSON.stringify(path)} field on content info ${JSON.stringify(info.digest)}`,
+              );
             }
           }
         } else {
@@ -353,7 +368,11 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
         }
         // Bytes are shared by namespaces: a blob another namespace committed needs no upload here.
         const size = await repo.sizeAnywhere(opts.expected);
-        if (size !== undefined && (opts.total === 0 || opts.total === size) && (await blobs.stat(opts.expected)) === size) {
+        if (
+          size !== undefined &&
+          (opts.total === 0 || opts.total === size) &&
+          (await blobs.stat(opts.expected)) === size
+        ) {
           shared = { digest: opts.expected, size };
         }
       }
@@ -383,7 +402,18 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
           if (kept && kept.offset === ingest.size) resumed = kept;
           else resumed = await rehash(ingest);
         }
-        return new IngestWriter(ctx, ns, opts.ref, row.bref, row.total, row.expected, row.startedAt, ingest, resumed, shared);
+        return new IngestWriter(
+          ctx,
+          ns,
+          opts.ref,
+          row.bref,
+          row.total,
+          row.expected,
+          row.startedAt,
+          ingest,
+          resumed,
+          shared,
+        );
       } catch (e) {
         locks.release(lockKey);
         throw e;

@@ -70,14 +70,24 @@ export function createContentRepo(db: Db) {
     },
     /** Size of `digest` as committed in any namespace. */
     async sizeAnywhere(digest: string): Promise<number | undefined> {
-      const [row] = await db.query<{ size: number | string }>('SELECT size FROM content.blobs WHERE digest = $1 LIMIT 1', [digest]);
+      const [row] = await db.query<{ size: number | string }>(
+        'SELECT size FROM content.blobs WHERE digest = $1 LIMIT 1',
+        [digest],
+      );
       return row ? Number(row.size) : undefined;
     },
     async hasBlobs(ns: string): Promise<boolean> {
       return (await db.query('SELECT 1 FROM content.blobs WHERE namespace = $1 LIMIT 1', [ns])).length > 0;
     },
     /** Inserts the blob row; false when the namespace already had it. */
-    async insertBlob(q: Queryable, ns: string, digest: string, size: number, labels: Readonly<Record<string, string>>, at: Date): Promise<boolean> {
+    async insertBlob(
+      q: Queryable,
+      ns: string,
+      digest: string,
+      size: number,
+      labels: Readonly<Record<string, string>>,
+      at: Date,
+    ): Promise<boolean> {
       const rows = await q.query(
         `INSERT INTO content.blobs (namespace, digest, size, labels, created_at, updated_at)
          VALUES ($1, $2, $3, $4::text::jsonb, $5, $5) ON CONFLICT (namespace, digest) DO NOTHING RETURNING digest`,
@@ -85,16 +95,23 @@ export function createContentRepo(db: Db) {
       );
       return rows.length > 0;
     },
-    async setLabels(q: Queryable, ns: string, digest: string, labels: Readonly<Record<string, string>>, at: Date): Promise<void> {
-      await q.query('UPDATE content.blobs SET labels = $3::text::jsonb, updated_at = $4 WHERE namespace = $1 AND digest = $2', [
-        ns,
-        digest,
-        JSON.stringify(labels),
-        at,
-      ]);
+    async setLabels(
+      q: Queryable,
+      ns: string,
+      digest: string,
+      labels: Readonly<Record<string, string>>,
+      at: Date,
+    ): Promise<void> {
+      await q.query(
+        'UPDATE content.blobs SET labels = $3::text::jsonb, updated_at = $4 WHERE namespace = $1 AND digest = $2',
+        [ns, digest, JSON.stringify(labels), at],
+      );
     },
     async deleteBlob(q: Queryable, ns: string, digest: string): Promise<boolean> {
-      return (await q.query('DELETE FROM content.blobs WHERE namespace = $1 AND digest = $2 RETURNING digest', [ns, digest])).length > 0;
+      return (
+        (await q.query('DELETE FROM content.blobs WHERE namespace = $1 AND digest = $2 RETURNING digest', [ns, digest]))
+          .length > 0
+      );
     },
     async ingest(ns: string, ref: string): Promise<IngestRow | undefined> {
       const [row] = await db.query<RawIngestRow & Record<string, unknown>>(
@@ -133,7 +150,10 @@ export function createContentRepo(db: Db) {
            total = CASE WHEN EXCLUDED.total > 0 THEN EXCLUDED.total ELSE i.total END,
            expected = CASE WHEN EXCLUDED.expected <> '' THEN EXCLUDED.expected ELSE i.expected END
          WHERE i.lock_owner IS NULL OR i.lock_owner = EXCLUDED.lock_owner OR i.lock_expires_at < now()
-         RETURNING ${ingestColumns.split(', ').map((c) => `i.${c}`).join(', ')}, (i.bref = $3) AS created`,
+         RETURNING ${ingestColumns
+           .split(', ')
+           .map((c) => `i.${c}`)
+           .join(', ')}, (i.bref = $3) AS created`,
         [p.ns, p.ref, p.bref, p.total, p.expected, p.expiresAt, p.owner, String(p.lockMs)],
       );
       return row ? { ...toIngest(row), created: row.created } : undefined;
@@ -151,7 +171,10 @@ export function createContentRepo(db: Db) {
       );
     },
     async deleteIngest(q: Queryable, ns: string, ref: string): Promise<string | undefined> {
-      const [row] = await q.query<{ bref: string }>('DELETE FROM content.ingests WHERE namespace = $1 AND ref = $2 RETURNING bref', [ns, ref]);
+      const [row] = await q.query<{ bref: string }>(
+        'DELETE FROM content.ingests WHERE namespace = $1 AND ref = $2 RETURNING bref',
+        [ns, ref],
+      );
       return row?.bref;
     },
     async deleteIngestByBref(q: Queryable, bref: string): Promise<void> {

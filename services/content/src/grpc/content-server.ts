@@ -1,4 +1,4 @@
-import { wrap, ErrorCode, ServiceError } from '@berth/common/errors';
+import { ErrorCode, ServiceError, wrap } from '@berth/common/errors';
 import { handlers } from '@berth/common/grpc-handlers';
 import type { Logger } from '@berth/common/log';
 import type {
@@ -35,7 +35,10 @@ export function createContentServer(store: ContentStore, log: Logger): ContentSe
     }),
 
     delete: h.unary(async (req, ctx) => {
-      await store.delete(ctx, parseDigest(req.digest, (problem) => problem));
+      await store.delete(
+        ctx,
+        parseDigest(req.digest, (problem) => problem),
+      );
       return {};
     }),
 

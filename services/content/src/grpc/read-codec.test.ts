@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
 import { ReadContentResponse } from '@berth/proto/containerd/services/content/v1/content';
+import { describe, expect, it } from 'vitest';
 import { encodeReadResponse } from './read-codec.js';
 
 describe('encodeReadResponse', () => {

@@ -5,7 +5,7 @@ import {
   type WriteContentRequest,
   type WriteContentResponse,
 } from '@berth/proto/containerd/services/content/v1/content';
-import { parseDigest, type Digest } from '../content/digest.js';
+import { type Digest, parseDigest } from '../content/digest.js';
 import type { ContentStore } from '../content/types.js';
 
 /**
@@ -53,7 +53,10 @@ export async function* writeSession(
         case WriteAction.WRITE:
         case WriteAction.COMMIT:
           if (req.offset > 0 && req.offset !== ws.offset) {
-            throw new ServiceError(ErrorCode.OutOfRange, `write @${req.offset} must occur at current offset ${ws.offset}`);
+            throw new ServiceError(
+              ErrorCode.OutOfRange,
+              `write @${req.offset} must occur at current offset ${ws.offset}`,
+            );
           }
           if (req.offset === 0 && ws.offset > 0) {
             await writer.truncate();

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { chmod, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hasErrno, notFound } from '@berth/common/errors';
 import type { BlobStore, Ingest } from './blob-store.js';
@@ -53,7 +53,9 @@ export function createFsBlobStore(root: string): BlobStore {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       const data = join(dir, 'data');
       // Append mode would ignore the explicit positions that truncate-and-rewrite needs.
-      const fh = await open(data, 'a').then((h) => h.close()).then(() => open(data, 'r+'));
+      const fh = await open(data, 'a')
+        .then((h) => h.close())
+        .then(() => open(data, 'r+'));
       const size = (await fh.stat()).size;
       return fsIngest(fh, data, dir, size, blobPath);
     },

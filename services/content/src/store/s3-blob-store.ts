@@ -1,7 +1,7 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { Client } from 'minio';
 import { notFound } from '@berth/common/errors';
+import { Client } from 'minio';
 import type { BlobStore, Ingest } from './blob-store.js';
 
 export interface S3Options {
@@ -80,7 +80,7 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
     stat: statBlob,
     async *read(digest, offset, length) {
       if (length <= 0) return;
-      let stream;
+      let stream: Awaited<ReturnType<typeof client.getPartialObject>>;
       try {
         stream = await client.getPartialObject(bucket, blobKey(digest), offset, length);
       } catch (e) {
@@ -159,7 +159,16 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
           const upload = async (): Promise<void> => {
             const part = etags.length + 1;
             const body = Buffer.concat(buf, bytes);
-            const r = await client.uploadPart({ bucketName: bucket, objectName: target, uploadID: uploadId, partNumber: part, headers: { 'Content-Length': body.length } }, body);
+            const r = await client.uploadPart(
+              {
+                bucketName: bucket,
+                objectName: target,
+                uploadID: uploadId,
+                partNumber: part,
+                headers: { 'Content-Length': body.length },
+              },
+              body,
+            );
             etags.push({ part, etag: r.etag });
             buf = [];
             bytes = 0;

@@ -1,27 +1,27 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDb, type Db } from '@berth/common/db';
+import { type Db, openDb } from '@berth/common/db';
 import { codeOf } from '@berth/common/errors';
 import { createInProcessBus } from '@berth/common/event-bus';
 import { createSnapshotsModule, type SnapshotsModule, type Snapshotter } from '@berth/snapshots';
-import { tempDir, type TempDir } from '@berth/testing/tmp';
-import { contentClient, type ContentStore } from '../content/content-client.js';
+import { type TempDir, tempDir } from '@berth/testing/tmp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ContentStore, contentClient } from '../content/content-client.js';
 import { withTempMount } from '../mount/mount.js';
 import {
   buildTar,
   ctxIn,
   getXattr,
   gzip,
+  type LayerEntry,
   mountedTree,
   sha256,
   startContentServer,
   treeOf,
   zstd,
-  type LayerEntry,
 } from '../test-support/fixtures.js';
-import { createApplier, type Applier } from './applier.js';
+import { type Applier, createApplier } from './applier.js';
 import { MediaType } from './media-types.js';
 
 const busybox = randomBytes(200_000);
@@ -40,7 +40,12 @@ const layer1: LayerEntry[] = [
   { name: 'etc/', type: 'directory', mode: 0o755 },
   { name: 'etc/passwd', mode: 0o644, body: 'root:x:0:0::/root:/bin/sh\n' },
   { name: 'etc/shadow', mode: 0o640, gid: 42, body: 'root:*:1::::::\n' },
-  { name: 'etc/note', mode: 0o644, body: 'x', pax: { 'SCHILY.xattr.user.note': 'hello', 'SCHILY.xattr.trusted.evil': 'y' } },
+  {
+    name: 'etc/note',
+    mode: 0o644,
+    body: 'x',
+    pax: { 'SCHILY.xattr.user.note': 'hello', 'SCHILY.xattr.trusted.evil': 'y' },
+  },
   { name: 'home/', type: 'directory', mode: 0o755 },
   { name: 'home/user/', type: 'directory', mode: 0o700, uid: 1000, gid: 1000 },
   { name: 'home/user/.profile', mode: 0o600, uid: 1000, gid: 1000, body: 'export PS1=$\n' },
@@ -180,7 +185,11 @@ describe('Diff.Apply onto snapshots', () => {
     return s;
   };
 
-  async function unpack(snapshotter: string, ns: string, layers: Array<{ blob: Buffer; mediaType: string; tar: Buffer }>) {
+  async function unpack(
+    snapshotter: string,
+    ns: string,
+    layers: Array<{ blob: Buffer; mediaType: string; tar: Buffer }>,
+  ) {
     const s = sn(snapshotter);
     const ctx = ctxIn(ns);
     let parent = '';
@@ -208,7 +217,11 @@ describe('Diff.Apply onto snapshots', () => {
 
     // On overlayfs the deletions are overlay whiteouts in the layer's own directory.
     const [top] = await s.view(ctx, 'v3', 'layer-1', {});
-    const upper = top?.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length).split(':')[0] ?? '';
+    const upper =
+      top?.options
+        .find((o) => o.startsWith('lowerdir='))
+        ?.slice('lowerdir='.length)
+        .split(':')[0] ?? '';
     const wh = await lstat(join(upper, 'etc/shadow'));
     expect(wh.isCharacterDevice() && wh.rdev === 0).toBe(true);
     expect((await lstat(join(upper, 'var/old'))).isCharacterDevice()).toBe(true);
@@ -243,7 +256,9 @@ describe('Diff.Apply onto snapshots', () => {
     const ctx = ctxIn('errs');
     const mounts = await sn('overlayfs').prepare(ctx, 'e1', '', {});
     const { digest, size } = server.put(tar1);
-    const unknown = await applier.apply(ctx, { mediaType: 'application/x-unknown', digest, size }, mounts).catch((e: unknown) => e);
+    const unknown = await applier
+      .apply(ctx, { mediaType: 'application/x-unknown', digest, size }, mounts)
+      .catch((e: unknown) => e);
     expect(codeOf(unknown)).toBe('not_implemented');
     expect((unknown as Error).message).toBe(
       'failed to get stream processor for application/x-unknown: no processor for media-type: not implemented',
@@ -252,7 +267,9 @@ describe('Diff.Apply onto snapshots', () => {
       .apply(ctx, { mediaType: MediaType.layer, digest: sha256(Buffer.from('nope')), size: 4 }, mounts)
       .catch((e: unknown) => e);
     expect(codeOf(missing)).toBe('not_found');
-    const notGzip = await applier.apply(ctx, { mediaType: MediaType.layerGzip, digest, size }, mounts).catch((e: unknown) => e);
+    const notGzip = await applier
+      .apply(ctx, { mediaType: MediaType.layerGzip, digest, size }, mounts)
+      .catch((e: unknown) => e);
     expect((notGzip as Error).message).toMatch(/^failed to decompress layer \(gzip\): /);
     const liar = server.put(tar1, sha256(Buffer.from('other bytes')));
     const mismatch = await applier.apply(ctx, { mediaType: MediaType.layer, ...liar }, mounts).catch((e: unknown) => e);

@@ -3,7 +3,7 @@ import type { RequestContext } from '@berth/common/context';
 import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
 import { applyLayer } from '../archive/apply.js';
 import type { ContentStore } from '../content/content-client.js';
-import { overlayUpper, withTempMount, type Mount } from '../mount/mount.js';
+import { type Mount, overlayUpper, withTempMount } from '../mount/mount.js';
 import { compressionOf, decompress, MediaType } from './media-types.js';
 
 export interface Descriptor {
@@ -65,7 +65,13 @@ export function createApplier(deps: ApplierDeps): Applier {
       );
       const upper = overlayUpper(mounts);
       if (upper) {
-        await applyLayer(layer, { root: upper.upper, whiteouts: 'overlay', parents: upper.lowers, log: ctx.log, signal: ctx.signal });
+        await applyLayer(layer, {
+          root: upper.upper,
+          whiteouts: 'overlay',
+          parents: upper.lowers,
+          log: ctx.log,
+          signal: ctx.signal,
+        });
       } else {
         await withTempMount(mounts, deps.tmpRoot, (dir) =>
           applyLayer(layer, { root: dir, whiteouts: 'delete', parents: [], log: ctx.log, signal: ctx.signal }),

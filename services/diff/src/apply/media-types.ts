@@ -55,7 +55,9 @@ export function decompress(source: AsyncIterable<Buffer>, c: Compression): Async
       const exited = new Promise<void>((resolve, reject) => {
         child.once('error', reject);
         child.once('close', (code) =>
-          code === 0 ? resolve() : reject(new ServiceError(ErrorCode.Unknown, `zstd: ${stderr.trim() || `exit ${code}`}`)),
+          code === 0
+            ? resolve()
+            : reject(new ServiceError(ErrorCode.Unknown, `zstd: ${stderr.trim() || `exit ${code}`}`)),
         );
       });
       const fed = pipeline(Readable.from(source), child.stdin);
@@ -93,7 +95,9 @@ async function* drained(
     finished = true;
   } catch (e) {
     if (e instanceof ServiceError) throw e;
-    throw new ServiceError(ErrorCode.Unknown, `failed to decompress layer (${what}): ${(e as Error).message}`, { cause: e });
+    throw new ServiceError(ErrorCode.Unknown, `failed to decompress layer (${what}): ${(e as Error).message}`, {
+      cause: e,
+    });
   } finally {
     if (!finished) kill?.();
   }

@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { lstat, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { codeOf } from '@berth/common/errors';
 import { nopLogger } from '@berth/common/log';
-import { tempDir, type TempDir } from '@berth/testing/tmp';
-import { buildTar, treeOf, type LayerEntry } from '../test-support/fixtures.js';
+import { type TempDir, tempDir } from '@berth/testing/tmp';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { buildTar, type LayerEntry, treeOf } from '../test-support/fixtures.js';
 import { applyLayer, cleanName } from './apply.js';
 
 async function* chunks(b: Buffer, size = 777): AsyncGenerator<Buffer> {
@@ -61,7 +61,13 @@ for (const mode of ['delete', 'overlay'] as const) {
     };
 
     it('path traversal ../x', async () => {
-      refused(await apply([{ name: 'ok', body: 'fine' }, { name: '../x', body: 'pwned' }]), 'path traversal');
+      refused(
+        await apply([
+          { name: 'ok', body: 'fine' },
+          { name: '../x', body: 'pwned' },
+        ]),
+        'path traversal',
+      );
       await hostUntouched();
     });
 

@@ -4,7 +4,7 @@ import { hasErrno, invalidArgument } from '@berth/common/errors';
 import type { Logger } from '@berth/common/log';
 import { GnuTarSink } from './gnu-tar.js';
 import { encodeEntry, TypeFlag } from './tar-header.js';
-import { TarReader, type TarEntry } from './tar-reader.js';
+import { type TarEntry, TarReader } from './tar-reader.js';
 
 /**
  * Applies an OCI layer tar (https://github.com/opencontainers/image-spec/blob/main/layer.md) to a directory.
@@ -113,7 +113,11 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
   };
   /** Our own change at `path` must not race tar applying members at, above or below it. */
   const settle = async (path: string): Promise<void> => {
-    if (pending.has(path) || ancestorsOf(path).some((a) => pending.has(a)) || [...pending].some((p) => p.startsWith(`${path}/`))) {
+    if (
+      pending.has(path) ||
+      ancestorsOf(path).some((a) => pending.has(a)) ||
+      [...pending].some((p) => p.startsWith(`${path}/`))
+    ) {
       await sink.finish();
       pending = new Set();
     }
@@ -168,7 +172,9 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
       const cur = stack[stack.length - 1] ?? { path: '', node: { kind: 'dir', fresh: false } };
       if (c === '..') {
         if (stack.length === 1) {
-          throw invalidArgument(`invalid layer member ${JSON.stringify(member)}: a symlink on its path leads outside the root`);
+          throw invalidArgument(
+            `invalid layer member ${JSON.stringify(member)}: a symlink on its path leads outside the root`,
+          );
         }
         stack.pop();
         continue;
@@ -178,7 +184,8 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
       if (node.kind === 'dir') {
         stack.push({ path: next, node });
       } else if (node.kind === 'symlink') {
-        if (++hops > maxSymlinkHops) throw invalidArgument(`invalid layer member ${JSON.stringify(member)}: too many levels of symbolic links`);
+        if (++hops > maxSymlinkHops)
+          throw invalidArgument(`invalid layer member ${JSON.stringify(member)}: too many levels of symbolic links`);
         if (node.target.startsWith('/')) {
           throw invalidArgument(
             `invalid layer member ${JSON.stringify(member)}: ${next} is a symlink to ${JSON.stringify(node.target)}, outside the root`,
@@ -268,7 +275,9 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
     isDir: boolean,
     body: AsyncIterable<Buffer> | undefined,
   ): Promise<void> => {
-    const parent = state.get(parentOf(path)) ?? (parentOf(path) === '' ? { kind: 'dir' as const, fresh: false } : await onDisk(parentOf(path)));
+    const parent =
+      state.get(parentOf(path)) ??
+      (parentOf(path) === '' ? { kind: 'dir' as const, fresh: false } : await onDisk(parentOf(path)));
     const existing = await lookup(path, parent);
     let placed = node;
     if (isDir) {
@@ -305,11 +314,18 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
           await place(path, { kind: 'dir', fresh: true }, encodeMember(entry, path, ''), true, undefined);
           break;
         case TypeFlag.Symlink:
-          await place(path, { kind: 'symlink', target: entry.linkname }, encodeMember(entry, path, entry.linkname), false, undefined);
+          await place(
+            path,
+            { kind: 'symlink', target: entry.linkname },
+            encodeMember(entry, path, entry.linkname),
+            false,
+            undefined,
+          );
           break;
         case TypeFlag.Link: {
           const target = cleanName(entry.linkname);
-          if (target === '') throw invalidArgument(`invalid hard link ${JSON.stringify(entry.name)}: target is the root`);
+          if (target === '')
+            throw invalidArgument(`invalid hard link ${JSON.stringify(entry.name)}: target is the root`);
           const tdir = await resolveDir(parentOf(target), entry.linkname, false);
           const tpath = join(tdir.path, baseOf(target));
           const tnode = await lookup(tpath, tdir.node);
@@ -330,7 +346,9 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
           await place(path, { kind: 'other' }, encodeMember(entry, path, ''), false, reader.body());
           break;
         default:
-          throw invalidArgument(`unsupported tar member type ${JSON.stringify(entry.typeflag)} for ${JSON.stringify(entry.name)}`);
+          throw invalidArgument(
+            `unsupported tar member type ${JSON.stringify(entry.typeflag)} for ${JSON.stringify(entry.name)}`,
+          );
       }
     }
     await reader.end();

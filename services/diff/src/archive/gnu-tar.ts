@@ -1,4 +1,4 @@
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
 
@@ -47,7 +47,13 @@ export class GnuTarSink {
       child.once('error', reject);
       child.once('close', (code, signal) => {
         if (code === 0) resolve();
-        else reject(new ServiceError(ErrorCode.Unknown, `failed to extract layer: tar exited with ${code ?? signal}: ${this.stderr.trim()}`));
+        else
+          reject(
+            new ServiceError(
+              ErrorCode.Unknown,
+              `failed to extract layer: tar exited with ${code ?? signal}: ${this.stderr.trim()}`,
+            ),
+          );
       });
     });
     this.child = child;
@@ -64,7 +70,9 @@ export class GnuTarSink {
         };
         const onClose = (): void => {
           child.stdin.off('drain', onDrain);
-          reject(new ServiceError(ErrorCode.Unknown, `failed to extract layer: ${this.stderr.trim() || 'tar exited early'}`));
+          reject(
+            new ServiceError(ErrorCode.Unknown, `failed to extract layer: ${this.stderr.trim() || 'tar exited early'}`),
+          );
         };
         child.stdin.once('drain', onDrain);
         child.once('close', onClose);

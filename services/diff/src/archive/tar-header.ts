@@ -47,7 +47,10 @@ function numeric(b: Buffer, start: number, len: number, what: string): number {
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(`tar header: ${what} too large`);
     return Number(v);
   }
-  const text = b.toString('latin1', start, start + len).replace(/[\0 ]+$/, '').trim();
+  const text = b
+    .toString('latin1', start, start + len)
+    .replace(/[\0 ]+$/, '')
+    .trim();
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text)) throw invalidArgument(`tar header: invalid ${what} ${JSON.stringify(text)}`);
   return parseInt(text, 8);
@@ -68,7 +71,8 @@ export function parseHeader(b: Buffer): RawHeader {
     unsigned += v;
     signed += v > 127 ? v - 256 : v;
   }
-  if (stored !== unsigned && stored !== signed) throw invalidArgument('archive/tar: invalid tar header (checksum mismatch)');
+  if (stored !== unsigned && stored !== signed)
+    throw invalidArgument('archive/tar: invalid tar header (checksum mismatch)');
   const magic = b.toString('latin1', 257, 263);
   let name = cString(b, 0, 100);
   // POSIX ustar splits long names into prefix/name; the old GNU format uses those bytes for other fields.
@@ -164,7 +168,16 @@ export function encodeEntry(e: EncodeEntry): Buffer {
   if (pax.size > 0) {
     const body = Buffer.concat([...pax].map(([k, v]) => paxRecord(k, v)));
     blocks.push(
-      headerBlock({ name: 'PaxHeader', typeflag: TypeFlag.PaxHeader, mode: 0o644, uid: 0, gid: 0, mtime: 0, size: body.length, linkname: '' }),
+      headerBlock({
+        name: 'PaxHeader',
+        typeflag: TypeFlag.PaxHeader,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size: body.length,
+        linkname: '',
+      }),
     );
     const padded = Buffer.alloc(padTo(body.length));
     body.copy(padded);

@@ -88,7 +88,14 @@ class ByteReader {
 }
 
 const maxMetaSize = 1 << 20;
-const headerOnly = new Set<string>([TypeFlag.Dir, TypeFlag.Symlink, TypeFlag.Link, TypeFlag.Char, TypeFlag.Block, TypeFlag.Fifo]);
+const headerOnly = new Set<string>([
+  TypeFlag.Dir,
+  TypeFlag.Symlink,
+  TypeFlag.Link,
+  TypeFlag.Char,
+  TypeFlag.Block,
+  TypeFlag.Fifo,
+]);
 
 /**
  * Reads a tar stream member by member. After each `next()` the caller must consume the body with

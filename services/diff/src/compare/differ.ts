@@ -11,7 +11,12 @@ export interface DiffOptions {
 
 /** Computes the layer that turns `lower` into `upper` and writes it to content. */
 export interface Differ {
-  diff(ctx: import('@berth/common/context').RequestContext, lower: readonly Mount[], upper: readonly Mount[], opts: DiffOptions): Promise<Descriptor>;
+  diff(
+    ctx: import('@berth/common/context').RequestContext,
+    lower: readonly Mount[],
+    upper: readonly Mount[],
+    opts: DiffOptions,
+  ): Promise<Descriptor>;
 }
 
 export interface DifferDeps {

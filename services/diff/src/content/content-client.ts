@@ -1,10 +1,14 @@
-import * as grpc from '@grpc/grpc-js';
 import type { RequestContext } from '@berth/common/context';
 import { isAlreadyExists } from '@berth/common/errors';
 import { outgoingMetadata } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import { fromGrpcError } from '@berth/common/grpc-status';
-import { ContentClient, WriteAction, type WriteContentResponse } from '@berth/proto/containerd/services/content/v1/content';
+import {
+  ContentClient,
+  WriteAction,
+  type WriteContentResponse,
+} from '@berth/proto/containerd/services/content/v1/content';
+import * as grpc from '@grpc/grpc-js';
 
 /** The slice of the content service the differ uses. */
 export interface ContentStore {
@@ -14,7 +18,13 @@ export interface ContentStore {
    * Writes a blob under `ref` and commits it as `expected` with `labels`; a blob that already exists counts
    * as written (as containerd's content.WriteBlob does).
    */
-  write(ctx: RequestContext, ref: string, data: Buffer, expected: string, labels: Readonly<Record<string, string>>): Promise<void>;
+  write(
+    ctx: RequestContext,
+    ref: string,
+    data: Buffer,
+    expected: string,
+    labels: Readonly<Record<string, string>>,
+  ): Promise<void>;
   close(): void;
 }
 

@@ -16,7 +16,11 @@ export function createDiffServer(applier: Applier, differ: Differ, log: Logger):
       return { applied: { ...applied, annotations: {} } };
     }),
     diff: h.unary(async (req, ctx) => {
-      const desc = await differ.diff(ctx, req.left, req.right, { mediaType: req.mediaType, ref: req.ref, labels: req.labels });
+      const desc = await differ.diff(ctx, req.left, req.right, {
+        mediaType: req.mediaType,
+        ref: req.ref,
+        labels: req.labels,
+      });
       return { diff: { ...desc, annotations: {} } };
     }),
   };

@@ -61,7 +61,11 @@ async function mountOne(m: Mount, target: string): Promise<void> {
 }
 
 /** Mounts `mounts` on a fresh directory under `tmpRoot`, runs `fn` on it, and always unmounts. */
-export async function withTempMount<T>(mounts: readonly Mount[], tmpRoot: string, fn: (dir: string) => Promise<T>): Promise<T> {
+export async function withTempMount<T>(
+  mounts: readonly Mount[],
+  tmpRoot: string,
+  fn: (dir: string) => Promise<T>,
+): Promise<T> {
   if (mounts.length === 0) throw invalidArgument('no mounts given');
   await mkdir(tmpRoot, { recursive: true, mode: 0o700 });
   const dir = await mkdtemp(join(tmpRoot, 'mnt-'));

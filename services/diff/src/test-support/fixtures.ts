@@ -4,14 +4,14 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import * as grpc from '@grpc/grpc-js';
-import * as tar from 'tar-stream';
 import { backgroundContext, type RequestContext } from '@berth/common/context';
 import { notFound } from '@berth/common/errors';
 import { handlers } from '@berth/common/grpc-handlers';
-import { createServer, listen, type BoundServer } from '@berth/common/grpc-server';
+import { type BoundServer, createServer, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
 import { ContentService, type ReadContentResponse } from '@berth/proto/containerd/services/content/v1/content';
+import * as grpc from '@grpc/grpc-js';
+import * as tar from 'tar-stream';
 import type { Mount } from '../mount/mount.js';
 
 export const ctxIn = (namespace = 'default'): RequestContext => backgroundContext(nopLogger, namespace);
@@ -27,7 +27,9 @@ export async function buildTar(entries: readonly LayerEntry[]): Promise<Buffer> 
   })();
   for (const { body, ...h } of entries) {
     await new Promise<void>((resolve, reject) => {
-      pack.entry({ mtime: new Date(1_600_000_000_000), ...h } as tar.Headers, body ?? '', (err) => (err ? reject(err) : resolve()));
+      pack.entry({ mtime: new Date(1_600_000_000_000), ...h } as tar.Headers, body ?? '', (err) =>
+        err ? reject(err) : resolve(),
+      );
     });
   }
   pack.finalize();
@@ -54,9 +56,18 @@ export async function startContentServer(dir: string): Promise<{
   const h = handlers(nopLogger);
   const server = createServer();
   const unimplemented = (_call: unknown, cb: (e: grpc.ServiceError) => void): void =>
-    cb(Object.assign(new Error('unimplemented'), { code: grpc.status.UNIMPLEMENTED, details: 'unimplemented', metadata: new grpc.Metadata() }));
+    cb(
+      Object.assign(new Error('unimplemented'), {
+        code: grpc.status.UNIMPLEMENTED,
+        details: 'unimplemented',
+        metadata: new grpc.Metadata(),
+      }),
+    );
   server.addService(ContentService, {
-    read: h.serverStream(async function* (req: { digest: string; offset: number }): AsyncGenerator<ReadContentResponse> {
+    read: h.serverStream(async function* (req: {
+      digest: string;
+      offset: number;
+    }): AsyncGenerator<ReadContentResponse> {
       const blob = blobs.get(req.digest);
       if (!blob) throw notFound(`content digest ${req.digest}`);
       for (let off = req.offset; off < blob.length; off += 64 * 1024) {
@@ -103,7 +114,10 @@ export async function treeOf(dir: string, withTimes = false): Promise<Record<str
     else if (st.isFile()) {
       const ino = `${st.dev}:${st.ino}`;
       const first = inodes.get(ino);
-      const hash = createHash('sha256').update(await readFile(path)).digest('hex').slice(0, 16);
+      const hash = createHash('sha256')
+        .update(await readFile(path))
+        .digest('hex')
+        .slice(0, 16);
       desc = `file ${mode} ${owner} ${st.size} ${hash}${time}${first ? ` link=${first}` : ''}`;
       if (!first) inodes.set(ino, rel);
     } else if (st.isCharacterDevice()) desc = `char ${mode} ${owner} ${st.rdev}`;
@@ -134,6 +148,11 @@ export async function mountedTree(mounts: readonly Mount[], withTimes = false): 
 
 /** Reads an extended attribute without a native addon (Node has no xattr API). */
 export function getXattr(path: string, name: string): string | undefined {
-  const r = spawnSync('python3', ['-c', 'import os,sys\ntry: sys.stdout.write(os.getxattr(sys.argv[1], sys.argv[2], follow_symlinks=False).decode("latin1"))\nexcept OSError: sys.exit(3)', path, name]);
+  const r = spawnSync('python3', [
+    '-c',
+    'import os,sys\ntry: sys.stdout.write(os.getxattr(sys.argv[1], sys.argv[2], follow_symlinks=False).decode("latin1"))\nexcept OSError: sys.exit(3)',
+    path,
+    name,
+  ]);
   return r.status === 0 ? r.stdout.toString('latin1') : undefined;
 }

@@ -1,4 +1,3 @@
-import { describe, expect, it } from 'vitest';
 import type { RequestContext } from '@berth/common/context';
 import { ServiceError } from '@berth/common/errors';
 import { createInProcessBus, type StoredEvent } from '@berth/common/event-bus';
@@ -6,13 +5,28 @@ import { nopLogger } from '@berth/common/log';
 import { ImageCreate } from '@berth/proto/containerd/events/image';
 import { NamespaceCreate } from '@berth/proto/containerd/events/namespace';
 import { TaskExit } from '@berth/proto/containerd/events/task';
+import { describe, expect, it } from 'vitest';
 import { createExchange, type Payload } from './exchange.js';
 import { compileEventFilter } from './filters.js';
 
-const ctx = (namespace: string | undefined, signal = new AbortController().signal): RequestContext => ({ namespace, lease: undefined, signal, log: nopLogger });
-const exit = (containerId: string): Payload => ({ typeUrl: 'containerd.events.TaskExit', value: TaskExit.encode({ containerId, id: containerId, pid: 1, exitStatus: 0 }).finish() });
-const image = (name: string): Payload => ({ typeUrl: 'containerd.services.images.v1.ImageCreate', value: ImageCreate.encode({ name, labels: { team: 'a' } }).finish() });
-const ns = (name: string): Payload => ({ typeUrl: 'containerd.events.NamespaceCreate', value: NamespaceCreate.encode({ name, labels: {} }).finish() });
+const ctx = (namespace: string | undefined, signal = new AbortController().signal): RequestContext => ({
+  namespace,
+  lease: undefined,
+  signal,
+  log: nopLogger,
+});
+const exit = (containerId: string): Payload => ({
+  typeUrl: 'containerd.events.TaskExit',
+  value: TaskExit.encode({ containerId, id: containerId, pid: 1, exitStatus: 0 }).finish(),
+});
+const image = (name: string): Payload => ({
+  typeUrl: 'containerd.services.images.v1.ImageCreate',
+  value: ImageCreate.encode({ name, labels: { team: 'a' } }).finish(),
+});
+const ns = (name: string): Payload => ({
+  typeUrl: 'containerd.events.NamespaceCreate',
+  value: NamespaceCreate.encode({ name, labels: {} }).finish(),
+});
 
 async function rejection(p: Promise<unknown>): Promise<ServiceError> {
   try {
@@ -41,8 +55,14 @@ describe('Exchange.publish / forward validate as containerd exchange does', () =
       ['', 'envelope topic "": must not be empty: invalid argument'],
       ['tasks/exit', `envelope topic "tasks/exit": must start with '/': invalid argument`],
       ['/', 'envelope topic "/": must have at least one component: invalid argument'],
-      ['/tasks//exit', 'envelope topic "/tasks//exit": failed validation on component "": identifier must not be empty: invalid argument'],
-      ['/tasks/ex it', 'envelope topic "/tasks/ex it": failed validation on component "ex it": identifier "ex it" must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$: invalid argument'],
+      [
+        '/tasks//exit',
+        'envelope topic "/tasks//exit": failed validation on component "": identifier must not be empty: invalid argument',
+      ],
+      [
+        '/tasks/ex it',
+        'envelope topic "/tasks/ex it": failed validation on component "ex it": identifier "ex it" must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$: invalid argument',
+      ],
     ];
     for (const [topic, message] of cases) {
       const e = await rejection(exchange.publish(ctx('default'), topic, exit('c')));
@@ -52,7 +72,12 @@ describe('Exchange.publish / forward validate as containerd exchange does', () =
   });
 
   it('forward keeps the envelope but rejects a bad namespace, topic or missing timestamp', async () => {
-    const env = { timestamp: new Date('2024-01-01T00:00:00Z'), namespace: 'other', topic: '/tasks/exit', event: exit('c') };
+    const env = {
+      timestamp: new Date('2024-01-01T00:00:00Z'),
+      namespace: 'other',
+      topic: '/tasks/exit',
+      event: exit('c'),
+    };
     const bad = await rejection(exchange.forward(ctx('default'), { ...env, namespace: '' }));
     expect(bad.message).toBe('event envelope has invalid namespace: identifier must not be empty: invalid argument');
     const zero = await rejection(exchange.forward(ctx('default'), { ...env, timestamp: new Date(-62135596800000) }));
@@ -67,7 +92,9 @@ describe('Exchange.publish / forward validate as containerd exchange does', () =
 describe('Exchange.subscribe filters', () => {
   it('rejects malformed filters at once with containerd wording', () => {
     const exchange = createExchange(createInProcessBus());
-    expect(() => exchange.subscribe(ctx(undefined), { filters: ['topic=='] })).toThrow(/^failed parsing subscription filters: filters: parse error: .*: invalid argument$/);
+    expect(() => exchange.subscribe(ctx(undefined), { filters: ['topic=='] })).toThrow(
+      /^failed parsing subscription filters: filters: parse error: .*: invalid argument$/,
+    );
   });
 
   it('applies topic==, topic~=, namespace== and event.<field>, OR-ing filter strings', async () => {
@@ -86,7 +113,8 @@ describe('Exchange.subscribe filters', () => {
       const ac = new AbortController();
       const out: StoredEvent[] = [];
       const done = (async () => {
-        for await (const e of exchange.subscribe(ctx(undefined, ac.signal), { filters, from: { kind: 'all' } })) out.push(e);
+        for await (const e of exchange.subscribe(ctx(undefined, ac.signal), { filters, from: { kind: 'all' } }))
+          out.push(e);
       })();
       await new Promise((r) => setTimeout(r, 20));
       ac.abort();
@@ -100,10 +128,17 @@ describe('Exchange.subscribe filters', () => {
     expect(await run(['topic~="/images/"'])).toEqual(['default/images/create', 'other/images/create']);
     expect(await run(['namespace==other'])).toEqual(['other/tasks/exit', 'other/images/create']);
     expect(await run(['topic~="^/images/",namespace==default'])).toEqual(['default/images/create']);
-    expect(await run(['event.container_id==c2', 'event.name==redis'])).toEqual(['other/tasks/exit', 'default/images/create']);
+    expect(await run(['event.container_id==c2', 'event.name==redis'])).toEqual([
+      'other/tasks/exit',
+      'default/images/create',
+    ]);
     expect(await run(['event.labels.team==a,namespace!=default'])).toEqual(['other/images/create']);
     expect(await run(['event.pid==1'])).toEqual([]); // numbers are not filterable in containerd either
-    expect(await run(['event.name'])).toEqual(['default/images/create', 'default/namespaces/create', 'other/images/create']);
+    expect(await run(['event.name'])).toEqual([
+      'default/images/create',
+      'default/namespaces/create',
+      'other/images/create',
+    ]);
   });
 
   it('pins a namespace only when every alternative requires the same one', () => {

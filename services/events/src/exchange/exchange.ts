@@ -1,6 +1,6 @@
+import { type RequestContext, requireNamespace } from '@berth/common/context';
 import { invalidArgument, wrap } from '@berth/common/errors';
-import { requireNamespace, type RequestContext } from '@berth/common/context';
-import { validateTopic, type EventBus, type ReplayFrom, type StoredEvent } from '@berth/common/event-bus';
+import { type EventBus, type ReplayFrom, type StoredEvent, validateTopic } from '@berth/common/event-bus';
 import { validateIdentifier } from '@berth/common/identifiers';
 import { compileEventFilter } from './filters.js';
 

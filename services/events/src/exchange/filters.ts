@@ -1,6 +1,6 @@
 import { invalidArgument } from '@berth/common/errors';
 import type { EventEnvelope } from '@berth/common/event-bus';
-import { ALWAYS, AllOf, AnyOf, Operator, Selector, type Filter } from '@berth/common/filters/filter';
+import { ALWAYS, AllOf, AnyOf, type Filter, Operator, Selector } from '@berth/common/filters/filter';
 import { FilterSyntaxError, parseFilters } from '@berth/common/filters/index';
 import { envelopeAdaptor } from '../payloads/index.js';
 

@@ -16,7 +16,12 @@ export function createEventsServer(exchange: Exchange, log: Logger): EventsServe
     forward: h.unary(async (req, ctx) => {
       const env = req.envelope;
       if (!env) throw invalidArgument('event envelope must be set');
-      await exchange.forward(ctx, { timestamp: env.timestamp, namespace: env.namespace, topic: env.topic, event: env.event });
+      await exchange.forward(ctx, {
+        timestamp: env.timestamp,
+        namespace: env.namespace,
+        topic: env.topic,
+        event: env.event,
+      });
       return {};
     }),
     subscribe: h.serverStream(async function* (req, ctx) {

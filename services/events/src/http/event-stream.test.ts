@@ -1,20 +1,30 @@
-import { request, type IncomingMessage } from 'node:http';
-import Fastify, { type FastifyInstance } from 'fastify';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type IncomingMessage, request } from 'node:http';
 import { backgroundContext } from '@berth/common/context';
 import { createInProcessBus, type EventBus } from '@berth/common/event-bus';
 import { nopLogger } from '@berth/common/log';
 import { NamespaceCreate } from '@berth/proto/containerd/events/namespace';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createExchange, type Exchange } from '../exchange/exchange.js';
 import { registerEventStream } from './event-stream.js';
 
 interface SseEvent {
   readonly id: string | undefined;
-  readonly data: { seq: number; namespace: string; topic: string; type_url: string; event: { name: string } | null; timestamp: string };
+  readonly data: {
+    seq: number;
+    namespace: string;
+    topic: string;
+    type_url: string;
+    event: { name: string } | null;
+    timestamp: string;
+  };
 }
 
 /** A minimal SSE client over node:http that keeps the connection so a test can drop it mid-stream. */
-function openStream(url: string, headers: Record<string, string> = {}): Promise<{ res: IncomingMessage; next(n: number): Promise<SseEvent[]>; drop(): void }> {
+function openStream(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ res: IncomingMessage; next(n: number): Promise<SseEvent[]>; drop(): void }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { headers: { accept: 'text/event-stream', ...headers } }, (res) => {
       let buf = '';
@@ -28,7 +38,10 @@ function openStream(url: string, headers: Record<string, string> = {}): Promise<
           const block = buf.slice(0, i);
           buf = buf.slice(i + 2);
           const lines = block.split('\n');
-          const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+          const data = lines
+            .filter((l) => l.startsWith('data: '))
+            .map((l) => l.slice(6))
+            .join('\n');
           if (!data) continue;
           const id = lines.find((l) => l.startsWith('id: '))?.slice(4);
           queue.push({ id, data: JSON.parse(data) as SseEvent['data'] });
@@ -87,7 +100,13 @@ describe('GET /v1/events (Server-Sent Events)', () => {
     await publish('default', 'n1');
     const [e] = await s.next(1);
     expect(e?.id).toBe('1');
-    expect(e?.data).toMatchObject({ seq: 1, namespace: 'default', topic: '/namespaces/create', type_url: 'containerd.events.NamespaceCreate', event: { name: 'n1' } });
+    expect(e?.data).toMatchObject({
+      seq: 1,
+      namespace: 'default',
+      topic: '/namespaces/create',
+      type_url: 'containerd.events.NamespaceCreate',
+      event: { name: 'n1' },
+    });
     s.drop();
   });
 

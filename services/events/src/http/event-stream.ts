@@ -1,8 +1,8 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { backgroundContext } from '@berth/common/context';
 import { codeOf, ErrorCode } from '@berth/common/errors';
 import type { ReplayFrom, StoredEvent } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Exchange } from '../exchange/exchange.js';
 import { goJsonString, goJsonTime, payloadJson } from '../payloads/index.js';
 

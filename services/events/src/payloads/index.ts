@@ -4,7 +4,7 @@
  */
 import type { FieldAdaptor } from '@berth/common/filters/index';
 import { payloadTypes } from './registry.js';
-import { messageAdaptor, messageJson, type MessageSpec } from './schema.js';
+import { type MessageSpec, messageAdaptor, messageJson } from './schema.js';
 
 export { goJsonString, goJsonTime } from './schema.js';
 

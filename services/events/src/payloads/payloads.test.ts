@@ -1,9 +1,9 @@
-import { describe, expect, it } from 'vitest';
 import { ContainerCreate, ContainerUpdate } from '@berth/proto/containerd/events/container';
 import { ContentDelete } from '@berth/proto/containerd/events/content';
 import { ImageCreate } from '@berth/proto/containerd/events/image';
 import { NamespaceCreate } from '@berth/proto/containerd/events/namespace';
 import { TaskCreate, TaskDelete, TaskExit } from '@berth/proto/containerd/events/task';
+import { describe, expect, it } from 'vitest';
 import { ctrEventLine, envelopeAdaptor, goTimeString, payloadJson } from './index.js';
 
 const any = (typeUrl: string, value: Uint8Array) => ({ typeUrl, value });
@@ -11,19 +11,31 @@ const any = (typeUrl: string, value: Uint8Array) => ({ typeUrl, value });
 describe('payload JSON as ctr prints it (Go encoding/json of containerd structs)', () => {
   it('omits empty fields, sorts label keys, escapes like Go', () => {
     const v = NamespaceCreate.encode({ name: 'ns1', labels: { z: '1', a: '<&>' } }).finish();
-    expect(payloadJson(any('containerd.events.NamespaceCreate', v))).toBe('{"name":"ns1","labels":{"a":"\\u003c\\u0026\\u003e","z":"1"}}');
+    expect(payloadJson(any('containerd.events.NamespaceCreate', v))).toBe(
+      '{"name":"ns1","labels":{"a":"\\u003c\\u0026\\u003e","z":"1"}}',
+    );
     const empty = NamespaceCreate.encode({ name: 'ns1', labels: {} }).finish();
     expect(payloadJson(any('containerd.events.NamespaceCreate', empty))).toBe('{"name":"ns1"}');
   });
 
   it('keeps fields without omitempty and times as RFC 3339 (zero time when unset)', () => {
-    expect(payloadJson(any('containerd.events.ContentDelete', ContentDelete.encode({ digest: '' }).finish()))).toBe('{"digest":""}');
-    const exit = TaskExit.encode({ containerId: 'c1', id: 'c1', pid: 42, exitStatus: 3, exitedAt: new Date('2024-05-01T10:00:00.120Z') }).finish();
+    expect(payloadJson(any('containerd.events.ContentDelete', ContentDelete.encode({ digest: '' }).finish()))).toBe(
+      '{"digest":""}',
+    );
+    const exit = TaskExit.encode({
+      containerId: 'c1',
+      id: 'c1',
+      pid: 42,
+      exitStatus: 3,
+      exitedAt: new Date('2024-05-01T10:00:00.120Z'),
+    }).finish();
     expect(payloadJson(any('containerd.events.TaskExit', exit))).toBe(
       '{"container_id":"c1","id":"c1","pid":42,"exit_status":3,"exited_at":"2024-05-01T10:00:00.12Z"}',
     );
     const del = TaskDelete.encode({ containerId: 'c1', pid: 0, exitStatus: 0, id: '' }).finish();
-    expect(payloadJson(any('containerd.events.TaskDelete', del))).toBe('{"container_id":"c1","exited_at":"0001-01-01T00:00:00Z"}');
+    expect(payloadJson(any('containerd.events.TaskDelete', del))).toBe(
+      '{"container_id":"c1","exited_at":"0001-01-01T00:00:00Z"}',
+    );
   });
 
   it('prints nested messages, mounts and Any values', () => {
@@ -41,7 +53,10 @@ describe('payload JSON as ctr prints it (Go encoding/json of containerd structs)
     const cc = ContainerCreate.encode({
       id: 'c1',
       image: 'docker.io/library/busybox:latest',
-      runtime: { name: 'io.containerd.runc.v2', options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.from([1, 2]) } },
+      runtime: {
+        name: 'io.containerd.runc.v2',
+        options: { typeUrl: 'containerd.runc.v1.Options', value: Buffer.from([1, 2]) },
+      },
     }).finish();
     expect(payloadJson(any('containerd.events.ContainerCreate', cc))).toBe(
       '{"id":"c1","image":"docker.io/library/busybox:latest","runtime":{"name":"io.containerd.runc.v2","options":{"type_url":"containerd.runc.v1.Options","value":"AQI="}}}',
@@ -50,7 +65,9 @@ describe('payload JSON as ctr prints it (Go encoding/json of containerd structs)
 
   it('cannot decode unknown type URLs (ctr skips those)', () => {
     expect(payloadJson(any('containerd.events.Nope', new Uint8Array()))).toBeUndefined();
-    expect(ctrEventLine({ timestamp: new Date(), namespace: 'n', topic: '/a', event: any('x.Y', new Uint8Array()) })).toBeUndefined();
+    expect(
+      ctrEventLine({ timestamp: new Date(), namespace: 'n', topic: '/a', event: any('x.Y', new Uint8Array()) }),
+    ).toBeUndefined();
   });
 
   it('formats the ctr events line with Go time.Time.String()', () => {
@@ -70,7 +87,12 @@ describe('payload JSON as ctr prints it (Go encoding/json of containerd structs)
 
 describe('envelope fields for filters (containerd Envelope.Field + generated Field methods)', () => {
   const update = ContainerUpdate.encode({ id: 'c1', image: '', labels: { 'a.b': 'x' }, snapshotKey: 'k' }).finish();
-  const a = envelopeAdaptor({ timestamp: new Date(), namespace: 'default', topic: '/containers/update', event: any('containerd.events.ContainerUpdate', update) });
+  const a = envelopeAdaptor({
+    timestamp: new Date(),
+    namespace: 'default',
+    topic: '/containers/update',
+    event: any('containerd.events.ContainerUpdate', update),
+  });
 
   it('answers namespace, topic and event.<field> by proto field name', () => {
     expect(a.field(['namespace'])).toBe('default');
@@ -85,14 +107,31 @@ describe('envelope fields for filters (containerd Envelope.Field + generated Fie
     expect(a.field(['event', 'nope'])).toBeUndefined();
     expect(a.field(['timestamp'])).toBeUndefined();
     const exit = TaskExit.encode({ containerId: 'c1', id: '', pid: 42, exitStatus: 1 }).finish();
-    const e = envelopeAdaptor({ timestamp: new Date(), namespace: 'n', topic: '/tasks/exit', event: any('containerd.events.TaskExit', exit) });
+    const e = envelopeAdaptor({
+      timestamp: new Date(),
+      namespace: 'n',
+      topic: '/tasks/exit',
+      event: any('containerd.events.TaskExit', exit),
+    });
     expect(e.field(['event', 'pid'])).toBeUndefined();
     expect(e.field(['event', 'container_id'])).toBe('c1');
   });
 
   it('reads nested messages and booleans', () => {
-    const create = TaskCreate.encode({ containerId: 'c1', bundle: '', rootfs: [], io: { stdin: '', stdout: 'o', stderr: '', terminal: false }, checkpoint: '', pid: 1 }).finish();
-    const e = envelopeAdaptor({ timestamp: new Date(), namespace: 'n', topic: '/tasks/create', event: any('containerd.events.TaskCreate', create) });
+    const create = TaskCreate.encode({
+      containerId: 'c1',
+      bundle: '',
+      rootfs: [],
+      io: { stdin: '', stdout: 'o', stderr: '', terminal: false },
+      checkpoint: '',
+      pid: 1,
+    }).finish();
+    const e = envelopeAdaptor({
+      timestamp: new Date(),
+      namespace: 'n',
+      topic: '/tasks/create',
+      event: any('containerd.events.TaskCreate', create),
+    });
     expect(e.field(['event', 'io', 'stdout'])).toBe('o');
     expect(e.field(['event', 'io', 'terminal'])).toBe('false');
   });

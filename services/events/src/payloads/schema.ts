@@ -89,7 +89,8 @@ export function messageJson(spec: MessageSpec, msg: Obj): string {
         out = str(v) !== '' || f.always ? goJsonString(str(v)) : undefined;
         break;
       case 'strings':
-        out = Array.isArray(v) && v.length > 0 ? `[${v.map((x: unknown) => goJsonString(str(x))).join(',')}]` : undefined;
+        out =
+          Array.isArray(v) && v.length > 0 ? `[${v.map((x: unknown) => goJsonString(str(x))).join(',')}]` : undefined;
         break;
       case 'uint':
         out = typeof v === 'number' && v !== 0 ? String(v) : undefined;

@@ -2,9 +2,9 @@ import { invalidArgument } from '@berth/common/errors';
 import { handlers } from '@berth/common/grpc-handlers';
 import type { Logger } from '@berth/common/log';
 import {
-  Kind as ProtoKind,
-  type Info as ProtoInfo,
   type ListSnapshotsResponse,
+  type Info as ProtoInfo,
+  Kind as ProtoKind,
   type SnapshotsServer,
 } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import type { Mount as ProtoMount } from '@berth/proto/containerd/types/mount';

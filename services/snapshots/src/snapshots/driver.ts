@@ -115,11 +115,15 @@ export function nativeDriver(root: string): Driver {
  */
 function copyTree(from: string, to: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const cp = spawn('cp', ['-a', '--reflink=auto', '--', `${from}/.`, `${to}/`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const cp = spawn('cp', ['-a', '--reflink=auto', '--', `${from}/.`, `${to}/`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     cp.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     cp.once('error', reject);
-    cp.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`copying parent snapshot failed: ${stderr.trim()}`))));
+    cp.once('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`copying parent snapshot failed: ${stderr.trim()}`)),
+    );
   });
 }
 

@@ -1,20 +1,23 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backgroundContext, type RequestContext } from '@berth/common/context';
-import { openDb, type Db } from '@berth/common/db';
+import { type Db, openDb } from '@berth/common/db';
 import { codeOf } from '@berth/common/errors';
 import { createInProcessBus, type EventBus, type StoredEvent } from '@berth/common/event-bus';
 import { nopLogger } from '@berth/common/log';
 import { SnapshotCommit, SnapshotPrepare, SnapshotRemove } from '@berth/proto/containerd/events/snapshot';
-import { usePostgres, type TestPostgres } from '@berth/testing/postgres';
-import { tempDir, type TempDir } from '@berth/testing/tmp';
+import { type TestPostgres, usePostgres } from '@berth/testing/postgres';
+import { type TempDir, tempDir } from '@berth/testing/tmp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSnapshotsModule, type SnapshotsModule } from '../index.js';
 import type { Mount, Snapshotter } from './types.js';
 
-const ctxIn = (namespace: string, lease?: string): RequestContext => ({ ...backgroundContext(nopLogger, namespace), lease });
+const ctxIn = (namespace: string, lease?: string): RequestContext => ({
+  ...backgroundContext(nopLogger, namespace),
+  lease,
+});
 
 /** Mounts `mounts` (as ctr or a runtime would) at a fresh dir, runs fn, unmounts. */
 async function withMounted<T>(mounts: readonly Mount[], fn: (dir: string) => Promise<T>): Promise<T> {
@@ -101,7 +104,10 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       const v2 = await overlay.view(ctx, 'view-2', 'layer-b', {});
       expect(v2[0]?.type).toBe('overlay');
       expect(v2[0]?.options.filter((o) => o.startsWith('upperdir='))).toEqual([]);
-      const lowers = v2[0]?.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length).split(':');
+      const lowers = v2[0]?.options
+        .find((o) => o.startsWith('lowerdir='))
+        ?.slice('lowerdir='.length)
+        .split(':');
       expect(lowers).toHaveLength(2);
       await withMounted(v2, async (dir) => {
         expect((await readdir(dir)).sort()).toEqual(['a.txt', 'b.txt']);
@@ -124,7 +130,11 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       await overlay.prepare(ctx, 'k1', '', {});
       await expectCode(overlay.prepare(ctx, 'k1', '', {}), 'already_exists', 'snapshot "k1": already exists');
       await expectCode(overlay.stat(ctx, 'nope'), 'not_found', 'snapshot nope does not exist: not found');
-      await expectCode(overlay.prepare(ctx, 'k2', 'nope', {}), 'not_found', 'parent snapshot nope does not exist: not found');
+      await expectCode(
+        overlay.prepare(ctx, 'k2', 'nope', {}),
+        'not_found',
+        'parent snapshot nope does not exist: not found',
+      );
       await expectCode(overlay.prepare(ctx, 'k2', 'k1', {}), 'invalid_argument');
       await expectCode(overlay.mounts(ctx, 'nope'), 'not_found');
       await overlay.commit(ctx, 'c1', 'k1', {});
@@ -132,9 +142,17 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       await expectCode(overlay.mounts(ctx, 'c1'), 'failed_precondition');
       await overlay.prepare(ctx, 'k3', 'c1', {});
       await expectCode(overlay.commit(ctx, 'c1', 'k3', {}), 'already_exists', 'snapshot "c1": already exists');
-      await expectCode(overlay.remove(ctx, 'c1'), 'failed_precondition', 'cannot remove snapshot with child: failed precondition');
+      await expectCode(
+        overlay.remove(ctx, 'c1'),
+        'failed_precondition',
+        'cannot remove snapshot with child: failed precondition',
+      );
       await expectCode(overlay.remove(ctx, 'nope'), 'not_found', 'snapshot nope does not exist: not found');
-      await expectCode(overlay.prepare(ctxIn(''), 'x', '', {}), 'failed_precondition', 'namespace is required: failed precondition');
+      await expectCode(
+        overlay.prepare(ctxIn(''), 'x', '', {}),
+        'failed_precondition',
+        'namespace is required: failed precondition',
+      );
       await expectCode(overlay.prepare(ctx, 'big', '', { k: 'v'.repeat(5000) }), 'invalid_argument');
       await expectCode(overlay.update(ctx, { name: 'c1', labels: {} }, ['parent']), 'invalid_argument');
       expect((await overlay.list(ctx, [])).map((i) => `${i.name}:${i.kind}`)).toEqual(['c1:committed', 'k3:active']);
@@ -188,7 +206,9 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
     it('native: children are full copies of their parent, bind-mounted', async () => {
       const ctx = ctxIn('default');
       const base = await native.prepare(ctx, 'n-base', '', {});
-      expect(base).toEqual([{ type: 'bind', source: expect.stringMatching(/\/native\/\d+$/), options: ['rbind', 'rw'] }]);
+      expect(base).toEqual([
+        { type: 'bind', source: expect.stringMatching(/\/native\/\d+$/), options: ['rbind', 'rw'] },
+      ]);
       const baseDir = base[0]?.source ?? '';
       await mkdir(join(baseDir, 'etc'));
       await writeFile(join(baseDir, 'etc', 'hostname'), 'n1');
@@ -254,11 +274,20 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
         parent = `layer-${i}`;
       }
       const [m] = await overlay.view(ctx, 'top', parent, {});
-      const lowers = m?.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length).split(':') ?? [];
+      const lowers =
+        m?.options
+          .find((o) => o.startsWith('lowerdir='))
+          ?.slice('lowerdir='.length)
+          .split(':') ?? [];
       expect(lowers).toHaveLength(40);
       const lowersOf = async (name: string): Promise<string[]> => {
         const [v] = await overlay.view(ctx, `v-${name}`, name, {});
-        return v?.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length).split(':') ?? [];
+        return (
+          v?.options
+            .find((o) => o.startsWith('lowerdir='))
+            ?.slice('lowerdir='.length)
+            .split(':') ?? []
+        );
       };
       expect(lowers.slice(1)).toEqual(await lowersOf('layer-38'));
       const [bottom] = await overlay.view(ctx, 'v-bottom', 'layer-0', {});

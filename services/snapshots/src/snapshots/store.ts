@@ -1,6 +1,6 @@
-import { rename, readdir, rm } from 'node:fs/promises';
+import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { requireNamespace, type RequestContext } from '@berth/common/context';
+import { type RequestContext, requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
 import {
   alreadyExists,
@@ -13,12 +13,12 @@ import {
 } from '@berth/common/errors';
 import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters/index';
 import { validateLabels } from '@berth/common/labels';
+import type { MetadataPeer } from '@berth/common/metadata-peer';
 import { enqueue } from '@berth/common/outbox';
 import type { EncodedEvent, SnapshotEvents } from '../events.js';
-import type { MetadataPeer } from '@berth/common/metadata-peer';
 import { diskUsage } from './disk-usage.js';
 import type { Driver } from './driver.js';
-import { Kind, type Info, type Mount, type Snapshotter, type Usage } from './types.js';
+import { type Info, Kind, type Mount, type Snapshotter, type Usage } from './types.js';
 
 export interface SnapshotterDeps {
   readonly db: Db;
@@ -231,7 +231,9 @@ export function createSnapshotter(deps: SnapshotterDeps): Snapshotter {
       const id = await db.transaction(async (tx) => {
         const r = await find(tx, ns, key, true);
         if (!r) throw doesNotExist(key);
-        const [child] = await tx.query('SELECT 1 FROM snapshots.snapshots WHERE parent_id = $1 LIMIT 1', [Number(r.id)]);
+        const [child] = await tx.query('SELECT 1 FROM snapshots.snapshots WHERE parent_id = $1 LIMIT 1', [
+          Number(r.id),
+        ]);
         if (child) throw failedPrecondition('cannot remove snapshot with child');
         await tx.query('DELETE FROM snapshots.snapshots WHERE id = $1', [Number(r.id)]);
         await emit(tx, ns, deps.events.removed(key));
@@ -288,7 +290,7 @@ export function createSnapshotter(deps: SnapshotterDeps): Snapshotter {
 
     async list(ctx, filters) {
       const ns = requireNamespace(ctx);
-      let filter;
+      let filter: ReturnType<typeof parseFilters>;
       try {
         filter = parseFilters([...filters]);
       } catch (e) {

@@ -1,0 +1,143 @@
+/**
+ * Images and snapshots as `ctr images ls / rm` and `ctr snapshots ls` show them: the image records of
+ * the Images service, sized and described by walking their content (index → manifest → config).
+ */
+import type { GetImageResponse, Image, ListImagesResponse } from '@berth/proto/containerd/services/images/v1/images';
+import { type Info, Kind } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
+import { type CallContext, collect, invoke, type NodeClient, outgoingMetadata } from './node-client.js';
+import { type Descriptor, isIndex, isManifest, parseConfig, parseIndex, parseManifest, verify } from './oci.js';
+import { formatPlatform, hostPlatform, normalizePlatform, type Platform, platformRank } from './platform.js';
+
+/** A blob's bytes through Content.Read (server stream), verified against its descriptor. */
+export async function readBlob(node: NodeClient, ctx: CallContext, desc: Descriptor): Promise<Buffer> {
+  const parts = await collect(
+    node.content.read({ digest: desc.digest, offset: 0, size: 0 }, outgoingMetadata(ctx)),
+    ctx.signal,
+  );
+  const data = Buffer.concat(parts.map((p) => p.data));
+  verify(desc, data);
+  return data;
+}
+
+export interface ImageSummary {
+  readonly name: string;
+  readonly target: Descriptor;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Bytes of the content the image needs on `platform` (index, manifest, config, layers); undefined if some is missing. */
+  readonly size: number | undefined;
+  /** Every platform the image offers, sorted (`linux/amd64`, …). */
+  readonly platforms: readonly string[];
+  readonly createdAt: Date | undefined;
+}
+
+function fromProto(
+  d: { mediaType: string; digest: string; size: number; annotations: Record<string, string> } | undefined,
+): Descriptor {
+  return { mediaType: d?.mediaType ?? '', digest: d?.digest ?? '', size: d?.size ?? 0, annotations: d?.annotations };
+}
+
+/** Images.List with containerd filters, each image sized and described from the content store. */
+export async function listImages(
+  node: NodeClient,
+  ctx: CallContext,
+  filters: readonly string[] = [],
+  platform: Platform = hostPlatform(),
+): Promise<ImageSummary[]> {
+  const res = await invoke<ListImagesResponse>(
+    (md, o, cb) => node.images.list({ filters: [...filters] }, md, o, cb),
+    ctx,
+  );
+  return Promise.all(res.images.map((img) => summarize(node, ctx, img, platform)));
+}
+
+export async function getImage(node: NodeClient, ctx: CallContext, name: string): Promise<Image> {
+  const res = await invoke<GetImageResponse>((md, o, cb) => node.images.get({ name }, md, o, cb), ctx);
+  if (!res.image) throw new Error(`image ${name}: empty response`);
+  return res.image;
+}
+
+/** Images.Delete; the server's garbage collection then removes what only this image referenced. */
+export async function removeImage(node: NodeClient, ctx: CallContext, name: string, sync = false): Promise<void> {
+  await invoke((md, o, cb) => node.images.delete({ name, sync }, md, o, cb), ctx);
+}
+
+async function summarize(node: NodeClient, ctx: CallContext, img: Image, platform: Platform): Promise<ImageSummary> {
+  const target = fromProto(img.target);
+  const platforms = new Set<string>();
+  let size: number | undefined = 0;
+  const add = (n: number): void => {
+    if (size !== undefined) size += n;
+  };
+  const walkManifest = async (desc: Descriptor, listed: Platform | undefined): Promise<void> => {
+    if (listed) platforms.add(formatPlatform(normalizePlatform(listed)));
+    if (listed && platformRank(platform, listed) === undefined) return;
+    const m = parseManifest(await readBlob(node, ctx, desc), desc.mediaType);
+    add(desc.size + m.config.size + m.layers.reduce((s, l) => s + l.size, 0));
+    if (!listed) {
+      const c = parseConfig(await readBlob(node, ctx, m.config));
+      if (c.platform.os && c.platform.architecture) platforms.add(formatPlatform(normalizePlatform(c.platform)));
+    }
+  };
+  try {
+    if (isIndex(target.mediaType)) {
+      add(target.size);
+      for (const m of parseIndex(await readBlob(node, ctx, target), target.mediaType)) {
+        if (isManifest(m.mediaType)) await walkManifest(m, m.platform);
+      }
+    } else if (isManifest(target.mediaType)) {
+      await walkManifest(target, undefined);
+    }
+  } catch {
+    // Content that is not (or not all) there: ctr logs and shows what it could; so do we.
+    size = undefined;
+  }
+  return {
+    name: img.name,
+    target,
+    labels: img.labels,
+    size,
+    platforms: [...platforms].sort(),
+    createdAt: img.createdAt,
+  };
+}
+
+export interface SnapshotSummary {
+  readonly key: string;
+  readonly parent: string;
+  readonly kind: 'View' | 'Active' | 'Committed' | 'Unknown';
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+const kindNames: Partial<Record<Kind, SnapshotSummary['kind']>> = {
+  [Kind.VIEW]: 'View',
+  [Kind.ACTIVE]: 'Active',
+  [Kind.COMMITTED]: 'Committed',
+};
+
+/** Snapshots.List (server stream) of one snapshotter, with containerd filters. */
+export async function listSnapshots(
+  node: NodeClient,
+  ctx: CallContext,
+  snapshotter: string,
+  filters: readonly string[] = [],
+): Promise<SnapshotSummary[]> {
+  const pages = await collect(
+    node.snapshots.list({ snapshotter, filters: [...filters] }, outgoingMetadata(ctx)),
+    ctx.signal,
+  );
+  return pages
+    .flatMap((p) => p.info)
+    .map((i: Info) => ({ key: i.name, parent: i.parent, kind: kindNames[i.kind] ?? 'Unknown', labels: i.labels }));
+}
+
+/** Bytes in ctr's style (`progress.Bytes`): 1024-based units with one decimal, e.g. `1.0 MiB`. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}

@@ -1,0 +1,79 @@
+/**
+ * A connection to one node socket (berthd's gateway, or containerd's own): the containerd gRPC clients
+ * the client library uses, sharing one HTTP/2 channel, and the per-call context (namespace, lease,
+ * cancellation) that becomes the `containerd-namespace` / `containerd-lease` headers.
+ */
+
+import type { RequestContext } from '@berth/common/context';
+import { invoke, outgoingMetadata } from '@berth/common/grpc-client';
+import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { fromGrpcError } from '@berth/common/grpc-status';
+import { ContentClient } from '@berth/proto/containerd/services/content/v1/content';
+import { DiffClient } from '@berth/proto/containerd/services/diff/v1/diff';
+import { ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
+import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
+import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
+import { SnapshotsClient } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
+import * as grpc from '@grpc/grpc-js';
+
+/** What every call carries: the namespace, the lease (if any) and a signal that cancels the call. */
+export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+
+export interface NodeClient {
+  readonly content: ContentClient;
+  readonly images: ImagesClient;
+  readonly leases: LeasesClient;
+  readonly snapshots: SnapshotsClient;
+  readonly diff: DiffClient;
+  readonly namespaces: NamespacesClient;
+  /** Closes the channel; calls in flight fail. */
+  close(): void;
+}
+
+/**
+ * Dials `address` (`/path.sock`, `unix:///path.sock` or `host:port`). Connecting is lazy: the first call
+ * connects, as containerd's client does.
+ */
+export function connectNode(address: string): NodeClient {
+  const target = dialTarget(address);
+  const credentials = grpc.credentials.createInsecure();
+  const content = new ContentClient(target, credentials, channelOptions);
+  // Every other client shares the first one's channel: one HTTP/2 connection per process, as ctr has.
+  const shared = { ...channelOptions, channelOverride: content.getChannel() };
+  const images = new ImagesClient(target, credentials, shared);
+  const leases = new LeasesClient(target, credentials, shared);
+  const snapshots = new SnapshotsClient(target, credentials, shared);
+  const diff = new DiffClient(target, credentials, shared);
+  const namespaces = new NamespacesClient(target, credentials, shared);
+  return {
+    content,
+    images,
+    leases,
+    snapshots,
+    diff,
+    namespaces,
+    close() {
+      content.close();
+    },
+  };
+}
+
+export { invoke, outgoingMetadata };
+
+/** Collects a server stream into an array, mapping its failure to a ServiceError. */
+export function collect<T>(stream: grpc.ClientReadableStream<T>, signal: AbortSignal): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const items: T[] = [];
+    const cancel = (): void => stream.cancel();
+    signal.addEventListener('abort', cancel, { once: true });
+    stream.on('data', (item: T) => items.push(item));
+    stream.on('error', (e: unknown) => {
+      signal.removeEventListener('abort', cancel);
+      reject(fromGrpcError(e));
+    });
+    stream.on('end', () => {
+      signal.removeEventListener('abort', cancel);
+      resolve(items);
+    });
+  });
+}

@@ -1,0 +1,178 @@
+/**
+ * OCI image-spec and Docker schema 2 documents: media types, descriptors, and parsing of the JSON a
+ * registry serves (index/manifest list, manifest, config), validated before the pull trusts it.
+ */
+import { createHash } from 'node:crypto';
+import { invalidArgument } from '@berth/common/errors';
+import type { Platform } from './platform.js';
+
+export const MediaType = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociConfig: 'application/vnd.oci.image.config.v1+json',
+  ociLayer: 'application/vnd.oci.image.layer.v1.tar',
+  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+  ociLayerNondistributable: 'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  ociLayerNondistributableGzip: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerConfig: 'application/vnd.docker.container.image.v1+json',
+  dockerLayer: 'application/vnd.docker.image.rootfs.diff.tar',
+  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  dockerLayerForeignGzip: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+} as const;
+
+/** What a registry is asked for when resolving a tag, in containerd's order of preference. */
+export const manifestAccept = [
+  MediaType.dockerManifest,
+  MediaType.dockerManifestList,
+  MediaType.ociManifest,
+  MediaType.ociIndex,
+  '*/*',
+].join(', ');
+
+export interface Descriptor {
+  readonly mediaType: string;
+  readonly digest: string;
+  readonly size: number;
+  readonly annotations?: Readonly<Record<string, string>> | undefined;
+  readonly platform?: Platform | undefined;
+}
+
+export const isIndex = (mt: string): boolean => mt === MediaType.ociIndex || mt === MediaType.dockerManifestList;
+export const isManifest = (mt: string): boolean => mt === MediaType.ociManifest || mt === MediaType.dockerManifest;
+export const isConfig = (mt: string): boolean => mt === MediaType.ociConfig || mt === MediaType.dockerConfig;
+export const isLayer = (mt: string): boolean =>
+  mt.startsWith('application/vnd.oci.image.layer.') || mt.startsWith('application/vnd.docker.image.rootfs.');
+
+/** The ingest ref prefix containerd uses per kind of blob (`remotes.MakeRefKey`), so refs match ctr's. */
+export function refKey(desc: Descriptor): string {
+  const kind = isIndex(desc.mediaType)
+    ? 'index'
+    : isManifest(desc.mediaType)
+      ? 'manifest'
+      : isConfig(desc.mediaType)
+        ? 'config'
+        : isLayer(desc.mediaType)
+          ? 'layer'
+          : 'unknown';
+  return `${kind}-${desc.digest}`;
+}
+
+const digestPattern = /^sha256:[a-f0-9]{64}$/;
+
+export function sha256(data: Buffer | string): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** chain IDs per the image spec: C0 = D0, Cn = sha256(Cn-1 + " " + Dn). */
+export function chainIds(diffIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : sha256(`${prev} ${d}`));
+  }
+  return out;
+}
+
+/** Checks that `data` is what `desc` promises (size and sha256 digest). */
+export function verify(desc: Descriptor, data: Buffer): void {
+  if (data.length !== desc.size)
+    throw invalidArgument(`${desc.digest}: got ${data.length} bytes, descriptor says ${desc.size}`);
+  const got = sha256(data);
+  if (got !== desc.digest) throw invalidArgument(`${desc.digest}: content has digest ${got}`);
+}
+
+function object(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArgument(`${what}: not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+function parseJson(data: Buffer, what: string): Record<string, unknown> {
+  try {
+    return object(JSON.parse(data.toString('utf8')), what);
+  } catch (e) {
+    throw invalidArgument(`${what}: invalid JSON`, e);
+  }
+}
+
+export function parseDescriptor(v: unknown, what: string): Descriptor {
+  const o = object(v, what);
+  const { mediaType, digest, size, annotations, platform } = o;
+  if (typeof mediaType !== 'string' || mediaType === '') throw invalidArgument(`${what}: mediaType missing`);
+  if (typeof digest !== 'string' || !digestPattern.test(digest))
+    throw invalidArgument(`${what}: unsupported digest ${JSON.stringify(digest)}`);
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+    throw invalidArgument(`${what}: invalid size`);
+  let p: Platform | undefined;
+  if (platform !== undefined) {
+    const po = object(platform, `${what} platform`);
+    if (typeof po['os'] !== 'string' || typeof po['architecture'] !== 'string')
+      throw invalidArgument(`${what}: platform needs os and architecture`);
+    p = {
+      os: po['os'],
+      architecture: po['architecture'],
+      variant: typeof po['variant'] === 'string' ? po['variant'] : undefined,
+    };
+  }
+  const ann =
+    annotations === undefined
+      ? undefined
+      : Object.fromEntries(
+          Object.entries(object(annotations, `${what} annotations`)).filter(
+            (e): e is [string, string] => typeof e[1] === 'string',
+          ),
+        );
+  return { mediaType, digest, size, annotations: ann, platform: p };
+}
+
+/** The manifests an index (or Docker manifest list) lists. */
+export function parseIndex(data: Buffer, mediaType: string): Descriptor[] {
+  const o = parseJson(data, 'index');
+  if (o['mediaType'] !== undefined && o['mediaType'] !== mediaType)
+    throw invalidArgument(`index: mediaType ${String(o['mediaType'])} differs from ${mediaType}`);
+  if (!Array.isArray(o['manifests'])) throw invalidArgument('index: manifests missing');
+  return o['manifests'].map((m, i) => parseDescriptor(m, `index manifests[${i}]`));
+}
+
+export interface Manifest {
+  readonly config: Descriptor;
+  readonly layers: readonly Descriptor[];
+}
+
+export function parseManifest(data: Buffer, mediaType: string): Manifest {
+  const o = parseJson(data, 'manifest');
+  if (o['schemaVersion'] !== 2)
+    throw invalidArgument(`manifest: schemaVersion ${String(o['schemaVersion'])} is not supported`);
+  if (o['mediaType'] !== undefined && o['mediaType'] !== mediaType)
+    throw invalidArgument(`manifest: mediaType ${String(o['mediaType'])} differs from ${mediaType}`);
+  if (!Array.isArray(o['layers'])) throw invalidArgument('manifest: layers missing');
+  return {
+    config: parseDescriptor(o['config'], 'manifest config'),
+    layers: o['layers'].map((l, i) => parseDescriptor(l, `manifest layers[${i}]`)),
+  };
+}
+
+export interface ImageConfig {
+  readonly diffIds: readonly string[];
+  readonly platform: Platform;
+}
+
+export function parseConfig(data: Buffer): ImageConfig {
+  const o = parseJson(data, 'image config');
+  const rootfs = object(o['rootfs'], 'image config rootfs');
+  const ids = rootfs['diff_ids'];
+  if (!Array.isArray(ids) || !ids.every((d): d is string => typeof d === 'string' && digestPattern.test(d))) {
+    throw invalidArgument('image config: rootfs.diff_ids must be sha256 digests');
+  }
+  return {
+    diffIds: ids,
+    platform: {
+      os: typeof o['os'] === 'string' ? o['os'] : '',
+      architecture: typeof o['architecture'] === 'string' ? o['architecture'] : '',
+      variant: typeof o['variant'] === 'string' ? o['variant'] : undefined,
+    },
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * Unpacks one layer into a committed snapshot named by its chain ID, as containerd's rootfs.ApplyLayer
+ * does: Stat(chainID) → NotFound → Prepare("extract-<nanos>-<rand> <chainID>", parent) → Diff.Apply →
+ * check the diff ID → Commit(chainID). Another client unpacking the same layer at the same time is fine:
+ * AlreadyExists from Commit means it won.
+ */
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, isAlreadyExists, isNotFound, ServiceError, wrap } from '@berth/common/errors';
+import type { ApplyResponse } from '@berth/proto/containerd/services/diff/v1/diff';
+import type { PrepareSnapshotResponse } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
+import type { Mount } from '@berth/proto/containerd/types/mount';
+import { type CallContext, invoke, type NodeClient } from './node-client.js';
+import type { Descriptor } from './oci.js';
+
+export interface UnpackLayer {
+  readonly desc: Descriptor;
+  /** sha256 of the uncompressed layer (the config's diff_ids entry). */
+  readonly diffId: string;
+  readonly chainId: string;
+  /** The chain ID of the layer below, '' for the first. */
+  readonly parent: string;
+}
+
+export function toProtoDescriptor(d: Descriptor): {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations: Record<string, string>;
+} {
+  return { mediaType: d.mediaType, digest: d.digest, size: d.size, annotations: { ...d.annotations } };
+}
+
+/** Whether the committed snapshot `key` exists; other errors than not_found propagate. */
+export async function snapshotExists(
+  node: NodeClient,
+  ctx: CallContext,
+  snapshotter: string,
+  key: string,
+): Promise<boolean> {
+  try {
+    await invoke((md, o, cb) => node.snapshots.stat({ snapshotter, key }, md, o, cb), ctx);
+    return true;
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw wrap(e, `failed to stat snapshot ${key}`);
+  }
+}
+
+/** containerd's unpack key: unique per attempt, ending in the chain ID it will be committed as. */
+function extractKey(chainId: string): string {
+  const nanos = Number(process.hrtime.bigint() % 1_000_000_000n);
+  return `extract-${nanos}-${randomBytes(3).toString('base64url')} ${chainId}`;
+}
+
+/** Applies `layer` on top of its parent. Returns `exists` if the snapshot was there (or another client committed it first). */
+export async function unpackLayer(
+  node: NodeClient,
+  ctx: CallContext,
+  snapshotter: string,
+  layer: UnpackLayer,
+): Promise<'applied' | 'exists'> {
+  if (await snapshotExists(node, ctx, snapshotter, layer.chainId)) return 'exists';
+  let key = '';
+  let mounts: Mount[] = [];
+  for (let attempt = 0; ; attempt++) {
+    key = extractKey(layer.chainId);
+    try {
+      const res = await invoke<PrepareSnapshotResponse>(
+        (md, o, cb) => node.snapshots.prepare({ snapshotter, key, parent: layer.parent, labels: {} }, md, o, cb),
+        ctx,
+      );
+      mounts = res.mounts;
+      break;
+    } catch (e) {
+      // Only the random part can collide; try another.
+      if (isAlreadyExists(e) && attempt < 3) continue;
+      throw wrap(e, `failed to prepare extraction snapshot ${JSON.stringify(key)}`);
+    }
+  }
+  try {
+    const res = await invoke<ApplyResponse>(
+      (md, o, cb) => node.diff.apply({ diff: toProtoDescriptor(layer.desc), mounts, payloads: {} }, md, o, cb),
+      ctx,
+    );
+    const applied = res.applied?.digest ?? '';
+    if (applied !== layer.diffId) {
+      throw new ServiceError(
+        ErrorCode.Unknown,
+        `wrong diff id calculated on extraction ${JSON.stringify(applied)}, want ${layer.diffId}`,
+      );
+    }
+  } catch (e) {
+    await removeQuietly(node, ctx, snapshotter, key);
+    throw wrap(e, `failed to extract layer ${layer.diffId}`);
+  }
+  try {
+    await invoke(
+      (md, o, cb) => node.snapshots.commit({ snapshotter, name: layer.chainId, key, labels: {} }, md, o, cb),
+      ctx,
+    );
+    return 'applied';
+  } catch (e) {
+    await removeQuietly(node, ctx, snapshotter, key);
+    if (isAlreadyExists(e)) return 'exists';
+    throw wrap(e, `failed to commit snapshot ${key}`);
+  }
+}
+
+async function removeQuietly(node: NodeClient, ctx: CallContext, snapshotter: string, key: string): Promise<void> {
+  try {
+    await invoke((md, o, cb) => node.snapshots.remove({ snapshotter, key }, md, o, cb), {
+      ...ctx,
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch {
+    // Best effort, as containerd: the active snapshot is unreferenced and gc collects it with the lease.
+  }
+}

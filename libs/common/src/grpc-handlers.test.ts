@@ -1,0 +1,93 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { notFound } from './errors.js';
+import { handlers } from './grpc-handlers.js';
+import { type BoundServer, createServer, listen } from './grpc-server.js';
+import { nopLogger } from './log.js';
+
+const raw = (b: Buffer): Buffer => b;
+const method = (
+  path: string,
+  requestStream: boolean,
+  responseStream: boolean,
+): grpc.MethodDefinition<Buffer, Buffer> => ({
+  path,
+  requestStream,
+  responseStream,
+  requestSerialize: raw,
+  requestDeserialize: raw,
+  responseSerialize: raw,
+  responseDeserialize: raw,
+});
+const definition = {
+  echo: method('/test.T/Echo', true, true),
+  count: method('/test.T/Count', false, true),
+  get: method('/test.T/Get', false, false),
+};
+
+describe('gRPC handler adapters', () => {
+  let bound: BoundServer;
+  let client: grpc.Client;
+
+  beforeAll(async () => {
+    const h = handlers(nopLogger);
+    const server = createServer();
+    server.addService(definition, {
+      echo: h.bidi(async function* (requests: AsyncIterable<Buffer>) {
+        for await (const r of requests) yield Buffer.from(`echo ${r.toString()}`);
+      }),
+      count: h.serverStream(async function* (req: Buffer) {
+        const n = Number(req.toString());
+        for (let i = 0; i < n; i++) yield Buffer.from(String(i));
+        throw notFound('item 99');
+      }),
+      get: h.unary(async (req: Buffer, ctx) => Buffer.from(`${ctx.namespace ?? '-'}:${req.toString()}`)),
+    });
+    bound = await listen(server, join(mkdtempSync(join(tmpdir(), 'berth-h-')), 's.sock'));
+    client = new (grpc.makeGenericClientConstructor(definition, 'T'))(bound.address, grpc.credentials.createInsecure());
+  });
+
+  afterAll(async () => {
+    client.close();
+    await bound.close();
+  });
+
+  it('bidi: a client that half-closes gets every answer and an OK status', async () => {
+    const call = client.makeBidiStreamRequest('/test.T/Echo', raw, raw);
+    const got: string[] = [];
+    call.on('data', (d: Buffer) => got.push(d.toString()));
+    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    call.write(Buffer.from('a'));
+    call.write(Buffer.from('b'));
+    call.end();
+    const s = await Promise.race([
+      status,
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no status')), 3000)),
+    ]);
+    expect(s.code).toBe(grpc.status.OK);
+    expect(got).toEqual(['echo a', 'echo b']);
+  });
+
+  it('server stream: items, then the error mapped to its gRPC code', async () => {
+    const call = client.makeServerStreamRequest('/test.T/Count', raw, raw, Buffer.from('3'));
+    const got: string[] = [];
+    call.on('data', (d: Buffer) => got.push(d.toString()));
+    const err = await new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+    expect(got).toEqual(['0', '1', '2']);
+    expect([err.code, err.details]).toEqual([grpc.status.NOT_FOUND, 'item 99: not found']);
+  });
+
+  it('unary: the namespace header reaches the handler context', async () => {
+    const md = new grpc.Metadata();
+    md.set('containerd-namespace', 'ns1');
+    const res = await new Promise<Buffer>((resolve, reject) =>
+      client.makeUnaryRequest('/test.T/Get', raw, raw, Buffer.from('x'), md, (e, r) =>
+        e || !r ? reject(e) : resolve(r),
+      ),
+    );
+    expect(res.toString()).toBe('ns1:x');
+  });
+});

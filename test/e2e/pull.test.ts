@@ -45,7 +45,12 @@ function berth(
 }
 
 /** Mounts a read-only view of committed snapshot `chainId` (via ctr, as a user would) and diffs it with the image's tree. */
-async function rootfsDiffs(socket: string, namespace: string, image: BuiltImage): Promise<string[]> {
+async function rootfsDiffs(
+  socket: string,
+  namespace: string,
+  image: BuiltImage,
+  opts: { mountsAtCreate?: boolean } = {},
+): Promise<string[]> {
   const top = image.chainIds[image.chainIds.length - 1] ?? '';
   const key = `verify-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
   const mnt = await mkdtemp('/tmp/berth-e2e-pull-mnt-');
@@ -55,8 +60,20 @@ async function rootfsDiffs(socket: string, namespace: string, image: BuiltImage)
     return r.stdout;
   };
   try {
-    await run(['snapshots', 'view', key, top]);
-    const line = (await run(['snapshots', 'mounts', mnt, key])).trim();
+    let line: string;
+    if (opts.mountsAtCreate) {
+      // containerd's gc may collect an unreferenced view at any moment after it is made, so take its mounts
+      // from the creating call itself (`view --mounts`) rather than a later `snapshots mounts`.
+      const mounts = JSON.parse(await run(['snapshots', 'view', '--mounts', key, top])) as Array<
+        Record<string, string | string[] | undefined>
+      >;
+      const m = mounts[0] ?? {};
+      const options = (m['Options'] ?? m['options'] ?? []) as string[];
+      line = `mount -t ${String(m['Type'] ?? m['type'])} ${String(m['Source'] ?? m['source'])} ${mnt} -o ${options.join(',')}`;
+    } else {
+      await run(['snapshots', 'view', key, top]);
+      line = (await run(['snapshots', 'mounts', mnt, key])).trim();
+    }
     expect(line).toMatch(/^mount -t (bind|overlay) \S+ \S+ -o \S+$/);
     await exec('sh', ['-c', line]);
     try {
@@ -263,7 +280,7 @@ describe('berth pull against a private real containerd (wire compatibility)', ()
     ] as const) {
       const r = await berth(c.socket, ['pull', '--plain-http', ref]);
       expect(r.code, r.stderr).toBe(0);
-      expect(await rootfsDiffs(c.socket, 'default', image)).toEqual([]);
+      expect(await rootfsDiffs(c.socket, 'default', image, { mountsAtCreate: true })).toEqual([]);
     }
     const images = tableRows((await ctr(c.socket, ['images', 'ls'])).stdout).map((row) => row[0]);
     expect(images).toEqual([refs.busybox, refs.multiIndex].sort());

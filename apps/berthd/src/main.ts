@@ -42,11 +42,15 @@ async function main(): Promise<void> {
   const file = await readConfigFile(configFile ?? process.env['BERTH_CONFIG']);
   const cfg = loadConfig({ flags, env: process.env, file });
   const log = createLogger({ level: cfg.logLevel, fields: { pid: process.pid } });
-  const node = await startNode(cfg, role, log);
+  // Handlers first: the socket accepts calls before startNode returns, and a SIGTERM in that window must
+  // still shut down cleanly rather than kill the process with its socket left behind.
+  const starting = startNode(cfg, role, log);
   onShutdownSignal(async (signal) => {
     log.info('shutting down', { signal });
-    await node.close();
+    const node = await starting.catch(() => undefined);
+    await node?.close();
   });
+  await starting;
 }
 
 function isServeTarget(s: string): s is BerthServiceName | 'gateway' {

@@ -42,7 +42,7 @@ export function decompress(source: AsyncIterable<Buffer>, c: Compression): Async
     case 'none':
       return source;
     case 'gzip': {
-      const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+      const gunzip = createGunzip({ chunkSize: 1 << 20 });
       const done = pipeline(Readable.from(source), gunzip);
       // Observed through `drained`; this only keeps an early failure from counting as unhandled.
       done.catch(() => undefined);
@@ -68,29 +68,78 @@ export function decompress(source: AsyncIterable<Buffer>, c: Compression): Async
   }
 }
 
-/** Yields `out` and then surfaces any failure of the producing side; kills it if the consumer stops early. */
+/** Decompressed bytes held ahead of the consumer, so the decompressor keeps running while a chunk is applied. */
+const aheadBytes = 16 * 1024 * 1024;
+/** Chunks are handed on at least this large (when that much is at hand): every later stage works per chunk. */
+const chunkBytes = 1 << 20;
+
+/**
+ * Yields `out` and then surfaces any failure of the producing side; kills it if the consumer stops early.
+ * Reads `out` in flowing mode into a queue of up to `aheadBytes` so producer and consumer overlap.
+ */
 async function* drained(
-  out: AsyncIterable<Buffer>,
+  out: Readable,
   done: Promise<unknown>,
   what: string,
   kill?: () => void,
 ): AsyncGenerator<Buffer> {
   let finished = false;
-  // Pipes deliver 64 KiB at a time; larger chunks make every later stage (digest, parse, tar) cheaper.
-  const target = 1 << 20;
-  let held: Buffer[] = [];
-  let heldBytes = 0;
+  let queue: Buffer[] = [];
+  let queued = 0;
+  let ended = false;
+  let failed: unknown;
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    wake?.();
+    wake = undefined;
+  };
+  const onData = (chunk: Buffer): void => {
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued >= aheadBytes) out.pause();
+    notify();
+  };
+  const onEnd = (): void => {
+    ended = true;
+    notify();
+  };
+  const onClose = (): void => {
+    if (!out.readableEnded) failed ??= new Error('output closed before its end');
+    notify();
+  };
+  const onError = (e: unknown): void => {
+    failed ??= e;
+    notify();
+  };
+  out.on('data', onData);
+  out.once('end', onEnd);
+  out.once('close', onClose);
+  out.once('error', onError);
+  // The producer failing does not always end `out` with an error: watch it too.
+  done.catch(onError);
   try {
-    for await (const chunk of out) {
-      held.push(chunk);
-      heldBytes += chunk.length;
-      if (heldBytes >= target) {
-        yield held.length === 1 ? chunk : Buffer.concat(held, heldBytes);
-        held = [];
-        heldBytes = 0;
+    for (;;) {
+      if (failed !== undefined) throw failed;
+      if (queued === 0) {
+        if (ended) break;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        continue;
       }
+      if (queued < chunkBytes && !ended && !out.isPaused()) {
+        // Wait for a fuller chunk unless the producer is done.
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        if (queued < chunkBytes && !ended && failed === undefined) continue;
+      }
+      const chunk = queue.length === 1 ? (queue[0] as Buffer) : Buffer.concat(queue, queued);
+      queue = [];
+      queued = 0;
+      if (out.isPaused() && !ended) out.resume();
+      yield chunk;
     }
-    if (heldBytes > 0) yield Buffer.concat(held, heldBytes);
     await done;
     finished = true;
   } catch (e) {
@@ -99,6 +148,10 @@ async function* drained(
       cause: e,
     });
   } finally {
+    out.off('data', onData);
+    out.off('end', onEnd);
+    out.off('close', onClose);
+    out.off('error', onError);
     if (!finished) kill?.();
   }
 }

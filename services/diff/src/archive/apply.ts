@@ -1,4 +1,4 @@
-import { lstat, readdir, readlink, rm } from 'node:fs/promises';
+import { lstat, opendir, readdir, readlink, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { hasErrno, invalidArgument } from '@berth/common/errors';
 import type { Logger } from '@berth/common/log';
@@ -48,6 +48,19 @@ const parentOf = (p: string): string => {
 };
 const baseOf = (p: string): string => p.slice(p.lastIndexOf('/') + 1);
 
+/**
+ * Adds the ancestors of `p` to `set`, deepest first, stopping at one already there: the sets this is used
+ * on always hold every ancestor of what they hold.
+ */
+function addAncestors(set: Set<string>, p: string): void {
+  for (let i = p.lastIndexOf('/'); i !== -1; i = p.lastIndexOf('/', i - 1)) {
+    const a = p.slice(0, i);
+    if (set.has(a)) return;
+    set.add(a);
+    if (i === 0) return;
+  }
+}
+
 function ancestorsOf(p: string): string[] {
   const out: string[] = [];
   for (let i = p.indexOf('/'); i !== -1; i = p.indexOf('/', i + 1)) out.push(p.slice(0, i));
@@ -95,21 +108,23 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
   /** Paths forwarded to the running tar process and their ancestors, not yet known to be on disk. */
   let pending = new Set<string>();
   const opaqueDirs: string[] = [];
+  // An empty root (a new snapshot's upper dir) holds only what this layer adds: no lookups on disk needed.
+  const rootNode: Node = { kind: 'dir', fresh: await isEmptyDir(root) };
   const sink = new GnuTarSink(root);
   const reader = new TarReader(source);
 
   const record = (path: string, node: Node): void => {
     state.set(path, node);
-    for (const a of ancestorsOf(path)) touchedAncestors.add(a);
+    addAncestors(touchedAncestors, path);
   };
   const forget = (path: string): void => {
     const prefix = `${path}/`;
     for (const k of state.keys()) if (k.startsWith(prefix)) state.delete(k);
   };
-  const forward = async (path: string, raw: Buffer): Promise<void> => {
+  const forward = (path: string, raw: Buffer): Promise<void> | undefined => {
     pending.add(path);
-    for (const a of ancestorsOf(path)) pending.add(a);
-    await sink.write(raw);
+    addAncestors(pending, path);
+    return sink.push(raw);
   };
   /** Our own change at `path` must not race tar applying members at, above or below it. */
   const settle = async (path: string): Promise<void> => {
@@ -165,11 +180,11 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
    */
   const resolveDir = async (rel: string, member: string, create: boolean): Promise<{ path: string; node: Node }> => {
     const queue = rel === '' ? [] : rel.split('/');
-    const stack: Array<{ path: string; node: Node }> = [{ path: '', node: { kind: 'dir', fresh: false } }];
+    const stack: Array<{ path: string; node: Node }> = [{ path: '', node: rootNode }];
     let hops = 0;
     for (let c = queue.shift(); c !== undefined; c = queue.shift()) {
       if (c === '' || c === '.') continue;
-      const cur = stack[stack.length - 1] ?? { path: '', node: { kind: 'dir', fresh: false } };
+      const cur = stack[stack.length - 1] ?? { path: '', node: rootNode };
       if (c === '..') {
         if (stack.length === 1) {
           throw invalidArgument(
@@ -203,7 +218,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
         );
       }
     }
-    return stack[stack.length - 1] ?? { path: '', node: { kind: 'dir', fresh: false } };
+    return stack[stack.length - 1] ?? { path: '', node: rootNode };
   };
 
   /** Removes `path` (and everything below) before a member replaces it. */
@@ -255,12 +270,12 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
         devmajor: 0,
         devminor: 0,
       });
-      await place(path, { kind: 'other' }, device, false, undefined);
+      await place(path, { kind: 'other' }, device, false, false);
       return;
     }
     // Whiteouts hide lower layers only: what this layer already put there stays.
     if (state.has(path) || touchedAncestors.has(path)) return;
-    const node = await lookup(path, state.get(dir) ?? { kind: 'dir', fresh: false });
+    const node = await lookup(path, state.get(dir) ?? (dir === '' ? rootNode : { kind: 'dir', fresh: false }));
     if (node.kind === 'absent') return;
     await settle(path);
     await rm(`${root}/${path}`, { recursive: true, force: true });
@@ -268,16 +283,8 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
   };
 
   /** Puts a member at `path` (its parent already resolved): replaces what is there unless both are dirs. */
-  const place = async (
-    path: string,
-    node: Node,
-    raw: Buffer,
-    isDir: boolean,
-    body: AsyncIterable<Buffer> | undefined,
-  ): Promise<void> => {
-    const parent =
-      state.get(parentOf(path)) ??
-      (parentOf(path) === '' ? { kind: 'dir' as const, fresh: false } : await onDisk(parentOf(path)));
+  const place = async (path: string, node: Node, raw: Buffer, isDir: boolean, hasBody: boolean): Promise<void> => {
+    const parent = state.get(parentOf(path)) ?? (parentOf(path) === '' ? rootNode : await onDisk(parentOf(path)));
     const existing = await lookup(path, parent);
     let placed = node;
     if (isDir) {
@@ -287,7 +294,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
       await removeTree(path);
     }
     await forward(path, raw);
-    if (body) for await (const chunk of body) await sink.write(chunk);
+    if (hasBody) await reader.forwardBody((chunk) => sink.push(chunk));
     record(path, placed);
   };
 
@@ -311,7 +318,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
       // tar gets the resolved path: it never has to follow a symlink itself.
       switch (entry.typeflag) {
         case TypeFlag.Dir:
-          await place(path, { kind: 'dir', fresh: true }, encodeMember(entry, path, ''), true, undefined);
+          await place(path, { kind: 'dir', fresh: true }, encodeMember(entry, path, ''), true, false);
           break;
         case TypeFlag.Symlink:
           await place(
@@ -319,7 +326,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
             { kind: 'symlink', target: entry.linkname },
             encodeMember(entry, path, entry.linkname),
             false,
-            undefined,
+            false,
           );
           break;
         case TypeFlag.Link: {
@@ -334,7 +341,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
               `invalid hard link ${JSON.stringify(entry.name)} -> ${JSON.stringify(entry.linkname)}: ${tnode.kind === 'dir' ? 'target is a directory' : 'target does not exist'}`,
             );
           }
-          await place(path, tnode, encodeMember(entry, path, tpath), false, undefined);
+          await place(path, tnode, encodeMember(entry, path, tpath), false, false);
           break;
         }
         case TypeFlag.Reg:
@@ -343,7 +350,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
         case TypeFlag.Char:
         case TypeFlag.Block:
         case TypeFlag.Fifo:
-          await place(path, { kind: 'other' }, encodeMember(entry, path, ''), false, reader.body());
+          await place(path, { kind: 'other' }, encodeMember(entry, path, ''), false, true);
           break;
         default:
           throw invalidArgument(
@@ -384,6 +391,15 @@ async function markOpaque(root: string, dirs: readonly string[]): Promise<void> 
     );
   }
   await fixup.finish();
+}
+
+async function isEmptyDir(dir: string): Promise<boolean> {
+  const d = await opendir(dir);
+  try {
+    return (await d.read()) === null;
+  } finally {
+    await d.close();
+  }
 }
 
 /** lstat of `rel` inside `dir`, walking component by component and never through a symlink. */

@@ -2,6 +2,12 @@ import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
 
+/** Bytes queued before they are handed to tar in one (vectored) write. */
+const batchBytes = 1 << 20;
+const stagingBytes = 256 * 1024;
+/** Pieces smaller than this are copied into the staging buffer rather than queued on their own. */
+const copyBelow = 64 * 1024;
+
 /**
  * A GNU tar process extracting what is written to it into `dir`. GNU tar creates files, devices, links,
  * owners, modes, times and xattrs natively and ~10× faster than a JS extractor; the caller has already
@@ -11,6 +17,10 @@ export class GnuTarSink {
   private child: ChildProcessByStdio<Writable, null, Readable> | undefined;
   private exited: Promise<void> | undefined;
   private stderr = '';
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private staging = Buffer.allocUnsafe(stagingBytes);
+  private staged = 0;
 
   constructor(
     private readonly dir: string,
@@ -60,9 +70,52 @@ export class GnuTarSink {
     return child;
   }
 
+  /**
+   * Queues `chunk` for tar. Small pieces (headers, small files) are copied into one large buffer and big ones
+   * are passed by reference, so tar is fed in few large writes. Returns a promise only when the caller must
+   * wait (tar is behind); the chunk must not be modified afterwards.
+   */
+  push(chunk: Buffer): Promise<void> | undefined {
+    if (chunk.length < copyBelow) {
+      if (this.staged + chunk.length > this.staging.length) this.seal();
+      chunk.copy(this.staging, this.staged);
+      this.staged += chunk.length;
+      this.queuedBytes += chunk.length;
+    } else {
+      this.seal();
+      this.queue.push(chunk);
+      this.queuedBytes += chunk.length;
+    }
+    return this.queuedBytes >= batchBytes ? this.flush() : undefined;
+  }
+
   async write(chunk: Buffer): Promise<void> {
+    await this.push(chunk);
+  }
+
+  private seal(): void {
+    if (this.staged === 0) return;
+    this.queue.push(this.staging.subarray(0, this.staged));
+    this.staging = Buffer.allocUnsafe(stagingBytes);
+    this.staged = 0;
+  }
+
+  /** Hands everything queued to tar; resolves once the pipe has room again. */
+  private async flush(): Promise<void> {
+    this.seal();
+    if (this.queue.length === 0) return;
+    const queue = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
     const child = this.child ?? this.start();
-    if (!child.stdin.write(chunk)) {
+    let ok = true;
+    if (queue.length === 1) ok = child.stdin.write(queue[0]);
+    else {
+      child.stdin.cork();
+      for (const b of queue) ok = child.stdin.write(b);
+      child.stdin.uncork();
+    }
+    if (!ok) {
       await new Promise<void>((resolve, reject) => {
         const onDrain = (): void => {
           child.off('close', onClose);
@@ -82,6 +135,7 @@ export class GnuTarSink {
 
   /** Ends the archive and waits until tar has applied everything written so far. */
   async finish(): Promise<void> {
+    await this.flush();
     const child = this.child;
     if (!child) return;
     this.child = undefined;
@@ -91,6 +145,9 @@ export class GnuTarSink {
 
   /** Kills tar (on failure of the caller); never throws. */
   async abort(): Promise<void> {
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.staged = 0;
     const child = this.child;
     this.child = undefined;
     if (!child) return;

@@ -40,6 +40,8 @@ function cString(b: Buffer, start: number, len: number): string {
 
 /** Octal, or GNU base-256 when the high bit of the first byte is set. */
 function numeric(b: Buffer, start: number, len: number, what: string): number {
+  const fast = plainOctal(b, start, len);
+  if (fast !== undefined) return fast;
   const first = b[start] ?? 0;
   if (first & 0x80) {
     let v = BigInt(first & 0x7f);
@@ -54,6 +56,29 @@ function numeric(b: Buffer, start: number, len: number, what: string): number {
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text)) throw invalidArgument(`tar header: invalid ${what} ${JSON.stringify(text)}`);
   return parseInt(text, 8);
+}
+
+/**
+ * The common shape, read without building strings: optional leading spaces, octal digits, then only NULs
+ * and spaces. Undefined for anything else (the general parser decides).
+ */
+function plainOctal(b: Buffer, start: number, len: number): number | undefined {
+  const end = start + len;
+  let i = start;
+  while (i < end && b[i] === 0x20) i++;
+  let v = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const c = b[i] ?? 0;
+    if (c < 0x30 || c > 0x37) break;
+    v = v * 8 + (c - 0x30);
+    digits++;
+  }
+  for (; i < end; i++) {
+    const c = b[i];
+    if (c !== 0 && c !== 0x20) return undefined;
+  }
+  return digits > 0 && digits <= 17 ? v : undefined;
 }
 
 export function isZeroBlock(b: Buffer): boolean {
@@ -149,6 +174,26 @@ const maxOctal = (len: number): number => 8 ** (len - 1) - 1;
 
 /** Encodes a member's header (preceded by a pax header when a value does not fit ustar). */
 export function encodeEntry(e: EncodeEntry): Buffer {
+  const size = e.size ?? 0;
+  const linkname = e.linkname ?? '';
+  if (
+    (e.pax === undefined || e.pax.size === 0) &&
+    e.name.length <= 99 &&
+    linkname.length <= 99 &&
+    size <= maxOctal(12) &&
+    e.uid <= maxOctal(8) &&
+    e.gid <= maxOctal(8) &&
+    printableAscii.test(e.name) &&
+    printableAscii.test(linkname)
+  ) {
+    return headerBlock({ ...e, size, linkname });
+  }
+  return encodeWithPax(e);
+}
+
+const printableAscii = /^[\x20-\x7e]*$/;
+
+function encodeWithPax(e: EncodeEntry): Buffer {
   const pax = new Map(e.pax ?? []);
   let name = e.name;
   if (Buffer.byteLength(name) > 99 || !/^[\x20-\x7e]*$/.test(name)) {
@@ -211,7 +256,7 @@ function headerBlock(e: EncodeEntry & { size: number; linkname: string }): Buffe
   octal(b, 337, 8, e.devminor ?? 0);
   b.fill(0x20, 148, 156);
   let sum = 0;
-  for (const v of b) sum += v;
+  for (let i = 0; i < blockSize; i++) sum += b[i] ?? 0;
   b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
   return b;
 }

@@ -42,6 +42,7 @@ class ByteReader {
 
   /** Exactly n bytes, or undefined at a clean end of stream; invalid_argument when it ends mid-way. */
   async exact(n: number): Promise<Buffer | undefined> {
+    if (this.buffered >= n) return this.take(n);
     await this.fill(n);
     if (this.buffered === 0 && this.done) return undefined;
     if (this.buffered < n) throw invalidArgument('archive/tar: unexpected EOF');
@@ -65,10 +66,31 @@ class ByteReader {
       this.buffered -= n;
       return out;
     }
-    const all = Buffer.concat(this.chunks);
-    this.chunks = all.length > n ? [all.subarray(n)] : [];
+    // Straddles chunks: copy just the n bytes.
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    while (at < n) {
+      const c = this.chunks[0];
+      if (!c) throw new Error('ByteReader: buffered count is wrong');
+      const k = Math.min(c.length, n - at);
+      c.copy(out, at, 0, k);
+      at += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
     this.buffered -= n;
-    return all.subarray(0, n);
+    return out;
+  }
+
+  /** Up to n buffered bytes from the first chunk; only when `available` > 0. */
+  takeUpTo(n: number): Buffer {
+    const first = this.chunks[0];
+    return this.take(Math.min(n, first ? first.length : 0));
+  }
+
+  /** Bytes available without waiting. */
+  get available(): number {
+    return this.buffered;
   }
 
   /** Stops the source early (the caller gave up): lets it release what it holds. */
@@ -99,7 +121,7 @@ const headerOnly = new Set<string>([
 
 /**
  * Reads a tar stream member by member. After each `next()` the caller must consume the body with
- * `body()` (forwarding it) or `skip()` before asking for the next member. `end()` reads whatever follows
+ * `forwardBody()` or `skip()` before asking for the next member. `end()` reads whatever follows
  * the end-of-archive marker, so the whole stream is consumed (and digested) as containerd does.
  */
 export class TarReader {
@@ -170,19 +192,29 @@ export class TarReader {
     }
   }
 
-  /** The current member's body as on the wire (padded to whole blocks), in chunks. */
-  async *body(): AsyncGenerator<Buffer> {
+  /**
+   * Hands the current member's body (as on the wire) to `push` in the largest pieces at hand, waiting
+   * only for more input or when `push` asks to (it returns a promise).
+   */
+  async forwardBody(push: (chunk: Buffer) => Promise<void> | undefined): Promise<void> {
     while (this.pendingBody > 0) {
-      const chunk = await this.bytes.upTo(Math.min(this.pendingBody, 1 << 20));
+      const chunk =
+        this.bytes.available > 0
+          ? this.bytes.takeUpTo(this.pendingBody)
+          : await this.bytes.upTo(Math.min(this.pendingBody, 1 << 20));
       if (!chunk) throw invalidArgument('archive/tar: unexpected EOF');
       this.pendingBody -= chunk.length;
-      yield chunk;
+      const wait = push(chunk);
+      if (wait) await wait;
     }
   }
 
   async skip(): Promise<void> {
-    for await (const _ of this.body()) {
-      /* discard */
+    while (this.pendingBody > 0) {
+      const chunk =
+        this.bytes.available > 0 ? this.bytes.takeUpTo(this.pendingBody) : await this.bytes.upTo(this.pendingBody);
+      if (!chunk) throw invalidArgument('archive/tar: unexpected EOF');
+      this.pendingBody -= chunk.length;
     }
   }
 

@@ -88,37 +88,113 @@ export interface SparePool {
   take(): Promise<ShimConnection>;
   /** Starts a spare now if none is ready, so the first task does not wait for one. */
   warm(): void;
+  /**
+   * Starts the next spare, unless one is waiting, through the launcher: a spawn forks the process that
+   * makes it and blocks its event loop meanwhile, which for the agent (hundreds of MB) costs tens of
+   * milliseconds on a busy node, for a small supervisor process a few. Falls back to the agent.
+   */
+  replenish(): void;
   close(): Promise<void>;
 }
 
+interface Spare {
+  /** Undefined until known, or when the spawn itself failed (the connection then rejects). */
+  pid: number | undefined;
+  readonly connection: Promise<ShimConnection>;
+}
+
 export function createSparePool(dir: string): SparePool {
-  let next: Promise<ShimConnection> | undefined;
+  let next: Spare | undefined;
   let closed = false;
-  const startOne = (): Promise<ShimConnection> => {
-    const p = startSpare(dir);
-    p.catch(() => undefined);
-    return p;
+  /**
+   * A supervisor that is never handed a task and only starts spares. Not a task's supervisor: when one of
+   * those exits, whatever it started is re-parented to the nearest subreaper above it, which would not
+   * reap it. It exits with the agent's connection, like any unclaimed spare.
+   */
+  let launcher: Promise<ShimConnection> | undefined;
+  const launcherConnection = (): Promise<ShimConnection> => {
+    if (launcher) return launcher;
+    const l = startSpare(dir);
+    renice(l.pid, 0);
+    const connection = l.connection;
+    launcher = connection;
+    const forget = (): void => {
+      if (launcher === connection) launcher = undefined;
+    };
+    connection.then((c) => c.onClose(forget), forget);
+    return connection;
   };
   return {
     async take() {
-      const mine = next ?? startOne();
-      next = closed ? undefined : startOne();
-      return mine;
+      const mine = next ?? startSpare(dir);
+      next = undefined;
+      // Claimed: from now on a task waits for it, so it must not boot (or answer `init`) at the lowest priority.
+      renice(mine.pid, 0);
+      return mine.connection;
     },
     warm() {
-      if (!closed) next ??= startOne();
+      if (closed) return;
+      next ??= startSpare(dir);
+      void launcherConnection().catch(() => undefined);
+    },
+    replenish() {
+      if (closed || next) return;
+      const path = spareSocket(dir);
+      const entry: { pid: number | undefined } = { pid: undefined };
+      const connection = launcherConnection()
+        .then((l) => l.call<{ pid: number }>({ method: 'spawnSpare', socket: path }))
+        .then(
+          ({ pid }) => {
+            entry.pid = pid;
+            if (next !== spare) renice(pid, 0);
+            return connectSpare(path, () => !alive(pid), pid);
+          },
+          () => {
+            // No launcher (it could not start, or went away): the agent starts the spare itself.
+            const own = startSpare(dir, path);
+            entry.pid = own.pid;
+            if (next !== spare) renice(own.pid, 0);
+            return own.connection;
+          },
+        );
+      const spare: Spare = Object.assign(entry, { connection });
+      connection.catch(() => {
+        if (next === spare) next = undefined;
+      });
+      next = spare;
     },
     async close() {
       closed = true;
       const n = next;
       next = undefined;
-      if (n) (await n.catch(() => undefined))?.close();
+      const l = launcher;
+      launcher = undefined;
+      for (const c of [n?.connection, l]) if (c) (await c.catch(() => undefined))?.close();
     },
   };
 }
 
-async function startSpare(dir: string): Promise<ShimConnection> {
-  const path = join(dir, `spare-${randomBytes(6).toString('hex')}.sock`);
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const spareSocket = (dir: string): string => join(dir, `spare-${randomBytes(6).toString('hex')}.sock`);
+
+function renice(pid: number | undefined, priority: number): void {
+  if (pid === undefined) return;
+  try {
+    setPriority(pid, priority);
+  } catch {
+    /* it already exited; waiting for its connection reports that */
+  }
+}
+
+function startSpare(dir: string, path = spareSocket(dir)): Spare {
   const env = { ...process.env };
   // The agent's preloads and CA bundle only slow the supervisor's start; it needs neither.
   delete env.NODE_OPTIONS;
@@ -127,26 +203,39 @@ async function startSpare(dir: string): Promise<ShimConnection> {
   child.unref();
   // Booting a spare must not slow the task being created right now (2 cores): it starts at the lowest
   // priority and takes the normal one back when it is claimed.
-  if (child.pid !== undefined) {
-    try {
-      setPriority(child.pid, 19);
-    } catch {
-      /* it already exited; the wait below reports that */
-    }
-  }
-  const exited = new Promise<never>((_, reject) =>
-    child.once('exit', (code) => reject(unavailable(`task supervisor exited with ${code} before it was ready`))),
+  renice(child.pid, 19);
+  let failure: ServiceError | undefined;
+  child.once('error', (e) => (failure ??= unavailable('cannot start a task supervisor', e)));
+  child.once('exit', (code) => (failure ??= unavailable(`task supervisor exited with ${code} before it was ready`)));
+  const connection = connectSpare(
+    path,
+    () => failure !== undefined,
+    child.pid,
+    () => failure,
   );
-  exited.catch(() => undefined);
+  connection.catch(() => undefined);
+  return { pid: child.pid, connection };
+}
+
+/** Connects to a starting spare at `path`; gives up when it is gone or after 10 s. */
+async function connectSpare(
+  path: string,
+  gone: () => boolean,
+  pid: number | undefined,
+  why: () => ServiceError | undefined = () => undefined,
+): Promise<ShimConnection> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
-      return await Promise.race([connectShim(path), exited]);
+      return await connectShim(path);
     } catch (e) {
-      if (e instanceof ServiceError || Date.now() > deadline) {
-        child.kill('SIGKILL');
+      if (gone() || Date.now() > deadline) {
+        if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
         await rm(path, { force: true });
-        throw e instanceof ServiceError ? e : unavailable('task supervisor did not start', e);
+        throw (
+          why() ??
+          unavailable(gone() ? 'task supervisor exited before it was ready' : 'task supervisor did not start', e)
+        );
       }
       await new Promise((r) => setTimeout(r, 5));
     }

@@ -66,8 +66,6 @@ const procs = new Map<string, Proc>();
 const clients = new Set<Socket>();
 let taskServer: Server | undefined;
 
-becomeSubreaper();
-
 function log(msg: string, fields: Record<string, unknown> = {}): void {
   if (!task) return;
   const line = JSON.stringify({ time: new Date().toISOString(), level: 'info', msg, pid: process.pid, ...fields });
@@ -295,6 +293,8 @@ async function handle(req: Request): Promise<unknown> {
     case 'init': {
       if (task) throw new Failure('failed_precondition', 'supervisor already has a task');
       setPriority(0);
+      // Only a task's supervisor: the launcher (see spawnSpare) must not inherit orphans it would never reap.
+      becomeSubreaper();
       task = { dir: req.dir, id: req.id, runcRoot: req.runcRoot, runc: req.runc };
       const path = join(req.dir, socketName);
       await rm(path, { force: true });
@@ -304,8 +304,9 @@ async function handle(req: Request): Promise<unknown> {
         taskServer?.listen(path, resolve);
       });
       await writeFile(join(req.dir, 'shim.pid'), String(process.pid));
+      // The spare socket is of no use to anyone any more, but its removal need not delay the task.
       spare.close();
-      await rm(spareSocket, { force: true });
+      void rm(spareSocket, { force: true }).catch(() => undefined);
       log('supervising', { id: req.id });
       return { pid: process.pid };
     }
@@ -358,6 +359,11 @@ async function handle(req: Request): Promise<unknown> {
       );
       return {};
     }
+    case 'delete':
+      await runc(['delete', '--force', need().id]);
+      return {};
+    case 'spawnSpare':
+      return { pid: spawnSpare(req.socket) };
     case 'shutdown':
       setImmediate(() => {
         for (const p of procs.values()) {
@@ -368,6 +374,26 @@ async function handle(req: Request): Promise<unknown> {
       });
       return {};
   }
+}
+
+/**
+ * A new spare supervisor, detached and at the lowest priority until claimed (as the agent starts them).
+ * Asked of the agent's launcher, a spare that is never handed a task.
+ */
+function spawnSpare(socket: string): number {
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1] ?? '', '--socket', socket], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  child.on('error', () => undefined);
+  child.unref();
+  if (child.pid === undefined) throw new Failure('unavailable', 'cannot start a task supervisor');
+  try {
+    setPriority(child.pid, 19);
+  } catch {
+    /* it already exited: the agent's connection attempts report that */
+  }
+  return child.pid;
 }
 
 function serve(socket: Socket): void {

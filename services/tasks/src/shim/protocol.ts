@@ -46,6 +46,13 @@ export type Request =
   | { readonly method: 'resize'; readonly execId: string; readonly width: number; readonly height: number }
   | { readonly method: 'closeIO'; readonly execId: string }
   | { readonly method: 'deleteExec'; readonly execId: string }
+  /** `runc delete --force` of the task (the agent's Delete, before `shutdown`). */
+  | { readonly method: 'delete' }
+  /**
+   * Starts a spare supervisor listening on `socket` and answers its pid: forking this small process is much
+   * cheaper than forking the agent, whose event loop a spawn blocks.
+   */
+  | { readonly method: 'spawnSpare'; readonly socket: string }
   | { readonly method: 'shutdown' };
 
 export interface ErrorBody {

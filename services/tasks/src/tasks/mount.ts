@@ -1,5 +1,7 @@
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { invalidArgument } from '@berth/common/errors';
+import { MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, mount, SysError, umount } from './mount-sys.js';
 
 /** A mount as containerd describes it (type, source, options); the target is where the caller puts it. */
 export interface Mount {
@@ -14,6 +16,78 @@ function run(cmd: string, args: readonly string[]): Promise<void> {
   );
 }
 
+/** mount(8)'s option words that map to mount flags (containerd's table): [clears the flag, flag]. */
+const flagOptions: ReadonlyMap<string, readonly [boolean, number]> = new Map([
+  ['async', [true, 0x10]],
+  ['atime', [true, 0x400]],
+  ['bind', [false, MS_BIND]],
+  ['defaults', [false, 0]],
+  ['dev', [true, 0x4]],
+  ['diratime', [true, 0x800]],
+  ['dirsync', [false, 0x80]],
+  ['exec', [true, 0x8]],
+  ['mand', [false, 0x40]],
+  ['noatime', [false, 0x400]],
+  ['nodev', [false, 0x4]],
+  ['nodiratime', [false, 0x800]],
+  ['noexec', [false, 0x8]],
+  ['nomand', [true, 0x40]],
+  ['norelatime', [true, 0x200000]],
+  ['nostrictatime', [true, 0x1000000]],
+  ['nosuid', [false, 0x2]],
+  ['rbind', [false, MS_BIND | MS_REC]],
+  ['relatime', [false, 0x200000]],
+  ['remount', [false, MS_REMOUNT]],
+  ['ro', [false, MS_RDONLY]],
+  ['rw', [true, MS_RDONLY]],
+  ['strictatime', [false, 0x1000000]],
+  ['suid', [true, 0x2]],
+  ['sync', [false, 0x10]],
+]);
+
+/**
+ * Options only mount(8) understands (loop devices, propagation changes, fstab words) and helper-mounted
+ * types: such mounts still go through the `mount` binary.
+ */
+const needsMountBinary = (m: Mount, data: string): boolean =>
+  m.type.startsWith('fuse') ||
+  data.length >= 4096 ||
+  m.options.some((o) =>
+    /^(loop|x-|comment=|helper=|(r?(private|shared|slave|unbindable))$|(nofail|auto|noauto|user|users|owner|group|_netdev)$)/.test(
+      o,
+    ),
+  );
+
+async function mountOne(m: Mount, target: string): Promise<void> {
+  const isBind = m.type === 'bind' || m.options.includes('bind') || m.options.includes('rbind');
+  const opts = [...m.options];
+  if (m.type === 'bind' && !opts.includes('bind') && !opts.includes('rbind')) opts.push('rbind');
+  let flags = 0;
+  const data: string[] = [];
+  for (const o of opts) {
+    const f = flagOptions.get(o);
+    if (f === undefined) data.push(o);
+    else flags = f[0] ? flags & ~f[1] : flags | f[1];
+  }
+  if (needsMountBinary(m, data.join(','))) {
+    const args = ['-t', isBind ? 'none' : m.type];
+    if (opts.length > 0) args.push('-o', opts.join(','));
+    args.push(m.source, target);
+    await run('mount', args);
+    return;
+  }
+  mount(m.source, target, isBind ? 'none' : m.type, flags, data.join(','));
+  // A bind mount ignores MS_RDONLY until it is remounted.
+  if ((flags & (MS_BIND | MS_RDONLY)) === (MS_BIND | MS_RDONLY)) {
+    try {
+      mount('', target, '', flags | MS_REMOUNT, '');
+    } catch (e) {
+      await unmountAll(target).catch(() => undefined);
+      throw e;
+    }
+  }
+}
+
 /**
  * Mounts `mounts` in order on `target` (the bundle's rootfs), the way containerd's `mount.All` does.
  * Bind mounts are given as type `bind` (or `none`) with `bind`/`rbind` among the options.
@@ -23,13 +97,7 @@ export async function mountAll(mounts: readonly Mount[], target: string): Promis
   try {
     for (const m of mounts) {
       if (m.type === '' || m.source === '') throw invalidArgument('rootfs mount needs a type and a source');
-      const isBind = m.type === 'bind' || m.options.includes('bind') || m.options.includes('rbind');
-      const opts = [...m.options];
-      if (m.type === 'bind' && !opts.includes('bind') && !opts.includes('rbind')) opts.push('rbind');
-      const args = ['-t', isBind ? 'none' : m.type];
-      if (opts.length > 0) args.push('-o', opts.join(','));
-      args.push(m.source, target);
-      await run('mount', args);
+      await mountOne(m, target);
       done.push(target);
     }
   } catch (e) {
@@ -38,14 +106,47 @@ export async function mountAll(mounts: readonly Mount[], target: string): Promis
   }
 }
 
-/** Unmounts everything at `target` (recursively, until nothing is mounted there). */
+/** /proc/self/mountinfo escapes blanks and backslashes in mount points as octal. */
+const unescapeOctal = (s: string): string =>
+  s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+async function isMountPoint(target: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  for (const line of info.split('\n')) {
+    const point = line.split(' ')[4];
+    if (point !== undefined && unescapeOctal(point) === target) return true;
+  }
+  return false;
+}
+
+/**
+ * Unmounts everything at `target` (recursively, until nothing is mounted there).
+ *
+ * The kernel takes the mount out of the mount table first; when that drops an overlay's last reference it
+ * then syncs the whole upper filesystem (every dirty page on that disk, not just this container's) before
+ * umount2 returns. Once the mount has left the table nothing of it is visible or usable any more, so that
+ * flush is left to finish on its worker thread instead of holding up the task's Delete.
+ */
 export async function unmountAll(target: string): Promise<void> {
   for (let i = 0; i < 16; i++) {
-    try {
-      await run('umount', ['-R', target]);
-    } catch (e) {
-      if (/not mounted|no mount point|not found/i.test((e as Error).message)) return;
-      throw e;
-    }
+    let settled = false;
+    const call = umount(target).then(
+      () => 'unmounted' as const,
+      (e: unknown) => {
+        if (e instanceof SysError && (e.code === 'EINVAL' || e.code === 'ENOENT')) return 'none' as const;
+        throw e;
+      },
+    );
+    void call.finally(() => (settled = true)).catch(() => undefined);
+    const left = (async (): Promise<'left'> => {
+      // A stacked mount keeps the mount point in the table: then only the call's end says it is done.
+      while (!settled) {
+        if (!(await isMountPoint(target))) return 'left';
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      return new Promise<'left'>(() => undefined);
+    })();
+    const r = await Promise.race([call, left]);
+    if (r !== 'unmounted') return;
   }
 }

@@ -19,7 +19,7 @@ import type { Logger } from '@berth/common/log';
 import { cgroupPaths, oomKills, readStats } from '../cgroups/stats.js';
 import type { TaskEvents } from '../events.js';
 import type { ContainersPeer } from '../peers/containers.js';
-import { createRunc, isProcessGone, type Runc, RuncError } from '../runc/runc.js';
+import { createRunc, isProcessGone, type Runc } from '../runc/runc.js';
 import { connectShim, createSparePool, type ShimConnection, type SparePool } from '../shim/client.js';
 import { type ExitNotice, exitFile, type StateResult, socketName } from '../shim/protocol.js';
 import { mountAll, unmountAll } from './mount.js';
@@ -227,16 +227,40 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
     return t.shim;
   };
 
-  /** Removes what a task leaves on the node: runc state, rootfs mounts, the bundle, the cgroup. */
-  const cleanup = async (ns: string, id: string, dir: string, mounted: boolean): Promise<void> => {
+  /**
+   * Removes what a task leaves on the node: runc state, rootfs mounts, the bundle, the cgroup. With the
+   * task's supervisor, runc delete runs there (forking it is far cheaper than forking the agent), and the
+   * supervisor is shut down once runc's state is gone.
+   */
+  const cleanup = async (
+    ns: string,
+    id: string,
+    dir: string,
+    mounted: boolean,
+    shim?: ShimConnection,
+  ): Promise<void> => {
     const paths = await cgroupPaths(runcRoot(ns), id);
-    await runcFor(ns)
-      .delete(id, true)
-      .catch((e: unknown) => {
-        if (!(e instanceof RuncError && /does not exist|not exist/.test(e.message))) {
-          opts.log.warn('runc delete failed', { namespace: ns, id, err: e });
+    const runcDelete = async (): Promise<void> => {
+      if (shim) {
+        try {
+          await shim.call({ method: 'delete' });
+          return;
+        } catch (e) {
+          if (!(e instanceof ServiceError && e.code === ErrorCode.Unavailable)) throw e;
+          // The supervisor is gone: the agent runs runc itself.
         }
-      });
+      }
+      await runcFor(ns).delete(id, true);
+    };
+    await runcDelete().catch((e: unknown) => {
+      if (!(e instanceof Error && /does not exist|not exist/.test(e.message))) {
+        opts.log.warn('runc delete failed', { namespace: ns, id, err: e });
+      }
+    });
+    if (shim) {
+      await shim.call({ method: 'shutdown' }).catch(() => undefined);
+      shim.close();
+    }
     if (mounted) await unmountAll(join(dir, 'rootfs'));
     // runc removes the container's cgroup; an empty one it left (it never held a process) goes here.
     for (const p of Object.values(paths ?? {})) await rmdir(p).catch(() => undefined);
@@ -287,6 +311,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
       const dir = join(tasksRoot, ns, req.containerId);
       let mounted = false;
       let shim: ShimConnection | undefined;
+      let created: Task | undefined;
       try {
         if (existsSync(dir)) {
           // Left by a task whose agent died mid-create or mid-delete: nothing runs there (it is not a task).
@@ -325,6 +350,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
           deleting: false,
           oomKills: 0,
         };
+        created = t;
         attach(t, shim);
         let pid: number;
         try {
@@ -335,6 +361,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
         const init = t.procs.get('');
         if (init) init.pid = pid;
         tasks.set(k, t);
+        sparePool().replenish();
         opts.events.create(ns, {
           containerId: req.containerId,
           bundle: dir,
@@ -345,6 +372,8 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
         });
         return { pid };
       } catch (e) {
+        // Not a task that ran and lost its supervisor: nothing to announce, everything to remove.
+        if (created) created.deleting = true;
         if (shim) {
           const s = shim;
           await s.call({ method: 'shutdown' }).catch(() => undefined);
@@ -395,12 +424,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
         const exit = init.exit ?? { pid: init.pid, exitStatus: 0, exitedAt: new Date().toISOString() };
         // The exit is announced before the delete, as containerd orders them.
         await (t.announcing ?? announceExit(t, '', exit)).catch(() => undefined);
-        const shim = t.shim;
-        if (shim) {
-          await shim.call({ method: 'shutdown' }).catch(() => undefined);
-          shim.close();
-        }
-        await cleanup(t.namespace, t.id, t.dir, t.rootfsMounted);
+        await cleanup(t.namespace, t.id, t.dir, t.rootfsMounted, t.shim);
         tasks.delete(key(t.namespace, t.id));
         await removeEmptyParents(t.namespace);
         opts.events.delete(t.namespace, {

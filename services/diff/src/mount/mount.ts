@@ -81,3 +81,24 @@ export async function withTempMount<T>(
     await rmdir(dir);
   }
 }
+
+/**
+ * `mounts` made read-only for looking at (containerd's readonly temp mount): an overlay's upper dir becomes
+ * its topmost lower dir (so no work dir is touched), anything else gains `ro`.
+ */
+export function readonlyMounts(mounts: readonly Mount[]): Mount[] {
+  return mounts.map((m) => {
+    const upper = m.options.find((o) => o.startsWith('upperdir='));
+    if (m.type === 'overlay' && upper) {
+      const lower = m.options.find((o) => o.startsWith('lowerdir='));
+      const lowers = [upper.slice('upperdir='.length), ...(lower ? lower.slice('lowerdir='.length).split(':') : [])];
+      // overlayfs wants two lower dirs when it has no upper one.
+      if (lowers.length === 1) return { type: 'bind', source: lowers[0] ?? '', options: ['rbind', 'ro'] };
+      const rest = m.options.filter(
+        (o) => !o.startsWith('upperdir=') && !o.startsWith('workdir=') && !o.startsWith('lowerdir=') && o !== 'rw',
+      );
+      return { ...m, options: [...rest, `lowerdir=${lowers.join(':')}`, 'ro'] };
+    }
+    return m.options.includes('ro') ? m : { ...m, options: [...m.options.filter((o) => o !== 'rw'), 'ro'] };
+  });
+}

@@ -5,11 +5,17 @@ import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promise
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { backgroundContext, type RequestContext } from '@berth/common/context';
-import { notFound } from '@berth/common/errors';
+import { alreadyExists, failedPrecondition, notFound } from '@berth/common/errors';
 import { handlers } from '@berth/common/grpc-handlers';
 import { type BoundServer, createServer, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
-import { ContentService, type ReadContentResponse } from '@berth/proto/containerd/services/content/v1/content';
+import {
+  ContentService,
+  type ReadContentResponse,
+  WriteAction,
+  type WriteContentRequest,
+  type WriteContentResponse,
+} from '@berth/proto/containerd/services/content/v1/content';
 import * as grpc from '@grpc/grpc-js';
 import * as tar from 'tar-stream';
 import type { Mount } from '../mount/mount.js';
@@ -45,14 +51,17 @@ export function zstd(b: Buffer): Buffer {
 }
 export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-/** A content service serving blobs from memory through the real Content API (Read only). */
+/** A content service keeping blobs in memory, spoken to through the real Content API (Read and Write). */
 export async function startContentServer(dir: string): Promise<{
   address: string;
   /** Stores `blob` under its digest, or under `as` to play a store that returns the wrong bytes. */
   put(blob: Buffer, as?: string): { digest: string; size: number };
+  /** A committed blob and the labels it was committed with. */
+  get(digest: string): { blob: Buffer; labels: Record<string, string> } | undefined;
   close(): Promise<void>;
 }> {
   const blobs = new Map<string, Buffer>();
+  const labelsOf = new Map<string, Record<string, string>>();
   const h = handlers(nopLogger);
   const server = createServer();
   const unimplemented = (_call: unknown, cb: (e: grpc.ServiceError) => void): void =>
@@ -80,7 +89,26 @@ export async function startContentServer(dir: string): Promise<{
     delete: unimplemented,
     status: unimplemented,
     listStatuses: unimplemented,
-    write: unimplemented,
+    write: h.bidi(async function* (reqs: AsyncIterable<WriteContentRequest>): AsyncGenerator<WriteContentResponse> {
+      let data = Buffer.alloc(0);
+      for await (const r of reqs) {
+        const base = { action: r.action, offset: data.length, total: r.total, digest: '' };
+        if (r.action === WriteAction.STAT) yield base;
+        else if (r.action === WriteAction.WRITE) {
+          if (r.offset !== data.length) throw failedPrecondition(`write at ${r.offset}, have ${data.length}`);
+          data = Buffer.concat([data, r.data]);
+          yield { ...base, offset: data.length };
+        } else if (r.action === WriteAction.COMMIT) {
+          const digest = sha256(data);
+          if (r.expected !== '' && r.expected !== digest)
+            throw failedPrecondition(`unexpected commit digest ${digest}`);
+          if (blobs.has(digest)) throw alreadyExists(`content ${digest}`);
+          blobs.set(digest, data);
+          labelsOf.set(digest, { ...r.labels });
+          yield { ...base, digest };
+        }
+      }
+    }),
     abort: unimplemented,
   });
   const bound: BoundServer = await listen(server, join(dir, 'content.sock'));
@@ -90,6 +118,10 @@ export async function startContentServer(dir: string): Promise<{
       const digest = as ?? sha256(blob);
       blobs.set(digest, blob);
       return { digest, size: blob.length };
+    },
+    get(digest) {
+      const blob = blobs.get(digest);
+      return blob && { blob, labels: labelsOf.get(digest) ?? {} };
     },
     close: () => bound.close(0),
   };

@@ -1,0 +1,125 @@
+import type { BigIntStats } from 'node:fs';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ErrorCode, ServiceError } from '@berth/common/errors';
+import { blockSize, encodeEntry, padTo, TypeFlag } from '../archive/tar-header.js';
+
+/**
+ * The OCI layer (an uncompressed tar) that turns the tree at `lowerRoot` into the tree at `upperRoot`, as
+ * containerd's walking differ writes it:
+ * - both trees are walked together in path order; an entry only in upper is added (with everything below
+ *   it), an entry only in lower becomes a whiteout `.wh.<name>` (nothing below it is visited), an entry in
+ *   both is written when its metadata differs (type, mode, owner, device, size, mtime, link target);
+ * - regular files with equal metadata count as unchanged (their contents are not read);
+ * - every written entry is preceded by its parent directories (from upper) not yet written;
+ * - files hard-linked in upper are written once and linked to from their other names in the layer.
+ * Sockets are left out (a tar cannot carry them). Extended attributes are not compared or carried.
+ */
+export async function writeDiff(lowerRoot: string, upperRoot: string, signal?: AbortSignal): Promise<Buffer> {
+  const out: Buffer[] = [];
+  const written = new Set<string>();
+  const links = new Map<string, string>();
+  const whiteoutTime = Math.floor(Date.now() / 1000);
+
+  const includeParents = async (p: string): Promise<void> => {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (written.has(dir)) continue;
+      await writeEntry(dir, await lstat(join(upperRoot, dir), { bigint: true }));
+    }
+  };
+
+  const writeEntry = async (p: string, st: BigIntStats): Promise<void> => {
+    await includeParents(p);
+    written.add(p);
+    const base = {
+      mode: Number(st.mode) & 0o7777,
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      mtime: Number(st.mtimeNs / 1_000_000_000n),
+    };
+    const path = join(upperRoot, p);
+    if (st.isDirectory()) {
+      out.push(encodeEntry({ ...base, name: `${p}/`, typeflag: TypeFlag.Dir }));
+    } else if (st.isSymbolicLink()) {
+      out.push(encodeEntry({ ...base, name: p, typeflag: TypeFlag.Symlink, linkname: await readlink(path) }));
+    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      const { major, minor } = deviceNumbers(st.rdev);
+      const typeflag = st.isCharacterDevice() ? TypeFlag.Char : TypeFlag.Block;
+      out.push(encodeEntry({ ...base, name: p, typeflag, devmajor: major, devminor: minor }));
+    } else if (st.isFIFO()) {
+      out.push(encodeEntry({ ...base, name: p, typeflag: TypeFlag.Fifo }));
+    } else if (st.isFile()) {
+      const inode = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1n ? links.get(inode) : undefined;
+      if (first !== undefined) {
+        out.push(encodeEntry({ ...base, name: p, typeflag: TypeFlag.Link, linkname: first }));
+        return;
+      }
+      if (st.nlink > 1n) links.set(inode, p);
+      const body = await readFile(path);
+      out.push(encodeEntry({ ...base, name: p, typeflag: TypeFlag.Reg, size: body.length }), body);
+      const pad = padTo(body.length) - body.length;
+      if (pad > 0) out.push(Buffer.alloc(pad));
+    }
+  };
+
+  const whiteout = async (p: string): Promise<void> => {
+    await includeParents(p);
+    const i = p.lastIndexOf('/');
+    const name = i === -1 ? `.wh.${p}` : `${p.slice(0, i)}/.wh.${p.slice(i + 1)}`;
+    out.push(encodeEntry({ name, typeflag: TypeFlag.Reg, mode: 0, uid: 0, gid: 0, mtime: whiteoutTime }));
+  };
+
+  /** Compares directory `rel` of both trees; `inLower` is false when lower has no directory there. */
+  const visit = async (rel: string, inLower: boolean): Promise<void> => {
+    if (signal?.aborted) throw new ServiceError(ErrorCode.Canceled, 'context canceled');
+    const upperNames = await readdir(join(upperRoot, rel));
+    const lowerNames = inLower ? await readdir(join(lowerRoot, rel)) : [];
+    const lowerSet = new Set(lowerNames);
+    const upperSet = new Set(upperNames);
+    for (const name of [...new Set([...lowerNames, ...upperNames])].sort(byteOrder)) {
+      const p = rel === '' ? name : `${rel}/${name}`;
+      if (!upperSet.has(name)) {
+        await whiteout(p);
+        continue;
+      }
+      const u = await lstat(join(upperRoot, p), { bigint: true });
+      if (u.isSocket()) continue;
+      const l = lowerSet.has(name) ? await lstat(join(lowerRoot, p), { bigint: true }) : undefined;
+      if (!l || !(await sameEntry(l, u, join(lowerRoot, p), join(upperRoot, p)))) await writeEntry(p, u);
+      if (u.isDirectory()) await visit(p, l?.isDirectory() === true);
+    }
+  };
+
+  await visit('', true);
+  out.push(Buffer.alloc(2 * blockSize));
+  return Buffer.concat(out);
+}
+
+/** Path order by bytes, as Go sorts names (not by locale). */
+const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+/** Linux's dev_t split into major and minor (glibc's gnu_dev_major/minor). */
+function deviceNumbers(rdev: bigint): { major: number; minor: number } {
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  return { major: Number(major), minor: Number(minor) };
+}
+
+/**
+ * containerd's sameFile without reading contents: same type and mode, owner, device, size for regular
+ * files, link target for symlinks, and mtime — to the second when either side has no sub-second part
+ * (a filesystem or copy that truncated it), else to the nanosecond.
+ */
+async function sameEntry(l: BigIntStats, u: BigIntStats, lowerPath: string, upperPath: string): Promise<boolean> {
+  if (l.mode !== u.mode || l.uid !== u.uid || l.gid !== u.gid) return false;
+  if ((u.isCharacterDevice() || u.isBlockDevice()) && l.rdev !== u.rdev) return false;
+  if (u.isFile() && l.size !== u.size) return false;
+  const second = 1_000_000_000n;
+  const truncated = l.mtimeNs % second === 0n || u.mtimeNs % second === 0n;
+  if (truncated ? l.mtimeNs / second !== u.mtimeNs / second : l.mtimeNs !== u.mtimeNs) return false;
+  if (u.isSymbolicLink()) return (await readlink(lowerPath)) === (await readlink(upperPath));
+  return true;
+}

@@ -12,7 +12,6 @@
  * containerd 1.6 runs privately: root, state and sockets in a temp dir, CRI disabled.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -21,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { startBerthd } from '@berth/e2e/berthd';
 import { ctr } from '@berth/e2e/ctr';
 import { ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
+import { ociIndexType, tinyImage } from '@berth/testing/tiny-image';
 import * as grpc from '@grpc/grpc-js';
 import { summarize } from './stats.js';
 
@@ -36,48 +36,7 @@ const { values } = parseArgs({
 const count = Number(values.images ?? 10_000);
 const runs = Number(values.runs ?? 5);
 
-const indexType = 'application/vnd.oci.image.index.v1+json';
-const manifestType = 'application/vnd.oci.image.manifest.v1+json';
-const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-/** One tiny linux/amd64 image: index → manifest → config + layer. */
-function imageBlobs(): { blobs: Array<[string, Buffer]>; index: { digest: string; size: number } } {
-  const layer = Buffer.from('bench layer bytes');
-  const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layer)] } }),
-  );
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: manifestType,
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(layer), size: layer.length }],
-    }),
-  );
-  const index = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: indexType,
-      manifests: [
-        {
-          mediaType: manifestType,
-          digest: sha(manifest),
-          size: manifest.length,
-          platform: { architecture: 'amd64', os: 'linux' },
-        },
-      ],
-    }),
-  );
-  return {
-    blobs: [
-      ['layer', layer],
-      ['config', config],
-      ['manifest', manifest],
-      ['index', index],
-    ],
-    index: { digest: sha(index), size: index.length },
-  };
-}
+const indexType = ociIndexType;
 
 interface Daemon {
   readonly label: string;
@@ -144,7 +103,7 @@ function client(socket: string): { images: ImagesClient; md: grpc.Metadata } {
 async function populate(
   d: Daemon,
   index: { digest: string; size: number },
-  blobs: Array<[string, Buffer]>,
+  blobs: ReadonlyArray<readonly [string, Buffer]>,
 ): Promise<number> {
   for (const [ref, blob] of blobs) {
     const r = await ctr(d.socket, ['--namespace', 'bench', 'content', 'ingest', ref], { input: blob });
@@ -209,7 +168,7 @@ async function timeList(d: Daemon, filters: string[], expect: number): Promise<n
   return summarize(samples).p50;
 }
 
-const { blobs, index } = imageBlobs();
+const { blobs, index } = tinyImage(Buffer.from('bench layer bytes'));
 const rows: Array<Record<string, string>> = [];
 for (const start of [startContainerd, startBerth]) {
   const d = await start();

@@ -1,11 +1,11 @@
-import { createHash } from 'node:crypto';
 import { type Image, ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
+import { ociIndexType, tinyImage } from '@berth/testing/tiny-image';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BerthdProcess, startBerthd } from './src/berthd.js';
 import { ctr, tableRows } from './src/ctr.js';
 
-const indexType = 'application/vnd.oci.image.index.v1+json';
+const indexType = ociIndexType;
 const digest = (c: string): string => `sha256:${c.repeat(64)}`;
 
 /** Images are registered through our gRPC client: `ctr` can only create them by pulling or importing. */
@@ -103,54 +103,21 @@ describe('ctr images and leases against berthd (all-in-one)', () => {
   });
 
   it('ctr images ls reads size and platforms from the manifests in Content', async () => {
-    const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-    const layer = Buffer.from('not really a layer, 40 bytes of content.');
-    const config = Buffer.from(
-      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha(layer)] } }),
-    );
-    const manifestType = 'application/vnd.oci.image.manifest.v1+json';
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: manifestType,
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(layer), size: layer.length }],
-      }),
-    );
-    const index = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: indexType,
-        manifests: [
-          {
-            mediaType: manifestType,
-            digest: sha(manifest),
-            size: manifest.length,
-            platform: { architecture: 'amd64', os: 'linux' },
-          },
-        ],
-      }),
-    );
+    const image = tinyImage(Buffer.from('not really a layer, 40 bytes of content.'));
     const ns = ['--namespace', 'withcontent'];
-    for (const [ref, blob] of [
-      ['layer', layer],
-      ['config', config],
-      ['manifest', manifest],
-      ['index', index],
-    ] as const) {
+    for (const [ref, blob] of image.blobs) {
       const r = await ctr(d.socket, [...ns, 'content', 'ingest', ref], { input: blob });
       expect(r.code, r.stderr).toBe(0);
     }
     await createImage(images, 'withcontent', {
       name: 'registry.test/real:1',
       labels: {},
-      target: { mediaType: indexType, digest: sha(index), size: index.length, annotations: {} },
+      target: { ...image.index, annotations: {} },
     });
     const ls = await ctr(d.socket, [...ns, 'images', 'ls']);
     expect(ls.code, ls.stderr).toBe(0);
-    const total = layer.length + config.length + manifest.length + index.length;
     expect(tableRows(ls.stdout)).toEqual([
-      ['registry.test/real:1', indexType, sha(index), `${total.toFixed(1)}`, 'B', 'linux/amd64', '-'],
+      ['registry.test/real:1', indexType, image.index.digest, `${image.totalSize.toFixed(1)}`, 'B', 'linux/amd64', '-'],
     ]);
   });
 

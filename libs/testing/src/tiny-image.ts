@@ -1,0 +1,57 @@
+import { createHash } from 'node:crypto';
+
+export const ociIndexType = 'application/vnd.oci.image.index.v1+json';
+export const ociManifestType = 'application/vnd.oci.image.manifest.v1+json';
+
+const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+export interface TinyImage {
+  /** The blobs bottom-up, named by kind: layer, config, manifest, index (the order to ingest them). */
+  readonly blobs: ReadonlyArray<readonly ['layer' | 'config' | 'manifest' | 'index', Buffer]>;
+  /** The image's target: the OCI index. */
+  readonly index: { readonly mediaType: string; readonly digest: string; readonly size: number };
+  /** Sum of all blob sizes, as `ctr images ls` reports it. */
+  readonly totalSize: number;
+}
+
+/**
+ * A linux/amd64 OCI image held in memory, index → manifest → config + one layer whose bytes are `layer`
+ * (not a real tar: for metadata and listing tests that never unpack it).
+ */
+export function tinyImage(layer: Buffer): TinyImage {
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: ociManifestType,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+    }),
+  );
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: ociIndexType,
+      manifests: [
+        {
+          mediaType: ociManifestType,
+          digest: sha256(manifest),
+          size: manifest.length,
+          platform: { architecture: 'amd64', os: 'linux' },
+        },
+      ],
+    }),
+  );
+  return {
+    blobs: [
+      ['layer', layer],
+      ['config', config],
+      ['manifest', manifest],
+      ['index', index],
+    ],
+    index: { mediaType: ociIndexType, digest: sha256(index), size: index.length },
+    totalSize: layer.length + config.length + manifest.length + index.length,
+  };
+}

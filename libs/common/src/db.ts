@@ -18,6 +18,13 @@ export interface Db extends Queryable {
   readonly kind: 'postgres' | 'pglite';
   /** Runs `fn` in a transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Subscribes to `NOTIFY` on `channel` (a lowercase identifier). `onNotify` gets each payload, after the
+   * notifying transaction commits and never for one that rolls back. `onReset` runs each time the
+   * subscription is (re)established, the first time before the promise resolves: notifications sent while
+   * it was down are lost, so anything kept coherent by them must be dropped there. Resolves an unlisten.
+   */
+  listen(channel: string, onNotify: (payload: string) => void, onReset: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -57,6 +64,20 @@ function openPostgres(url: string): Db {
     },
     transaction: async <T>(fn: (tx: Queryable) => Promise<T>) =>
       translate(() => sql.begin((tx) => fn(wrapTx(tx))) as Promise<T>),
+    // postgres.js listens on a connection of its own and re-listens whenever it drops, calling onReset each time.
+    listen: async (channel, onNotify, onReset) => {
+      let listening = true;
+      const { unlisten } = await sql.listen(
+        channel,
+        (payload) => listening && onNotify(payload),
+        () => listening && onReset(),
+      );
+      return async () => {
+        // After a reconnect postgres.js holds a copy of our listener that its unlisten no longer finds.
+        listening = false;
+        await unlisten();
+      };
+    },
     close: () => sql.end({ timeout: 5 }),
   };
 }
@@ -86,6 +107,12 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
     exec: (text) => serial(() => direct.exec(text)),
     transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
       serial(() => translate(() => pg.transaction((tx) => fn(wrap(tx))))),
+    // One in-process session: once listening it never drops, so onReset runs only this once.
+    listen: async (channel, onNotify, onReset) => {
+      const unlisten = await serial(() => pg.listen(channel, onNotify));
+      onReset();
+      return () => serial(() => unlisten());
+    },
     close: () => pg.close(),
   };
 }

@@ -6,9 +6,11 @@ import { createMetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer'
 import { startOutboxRelay } from '@berth/common/outbox';
 import type { ServiceModule } from '@berth/common/service';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
+import { InfoCache } from './content/info-cache.js';
 import { createContentStore } from './content/store.js';
+import type { Info } from './content/types.js';
 import { createContentRepo } from './db/content-repo.js';
-import { migrations } from './db/migrations.js';
+import { blobsChannel, migrations } from './db/migrations.js';
 import { contentDeleted } from './events.js';
 import { createContentServer } from './grpc/content-server.js';
 import { encodeReadResponse } from './grpc/read-codec.js';
@@ -33,10 +35,17 @@ export interface ContentModule extends ServiceModule {
   flushEvents(): Promise<void>;
 }
 
-/** Builds the content service: migrations, blob backend, outbox relay, gRPC service. */
+/** Builds the content service: migrations, Info cache and its listen, blob backend, outbox relay, gRPC service. */
 export async function createContentModule(deps: ContentDeps): Promise<ContentModule> {
   const log = deps.log.child({ service: 'content' });
   await migrate(deps.db, 'content', migrations);
+  const infos = new InfoCache<Info>();
+  // Other replicas and any other writer of content.blobs reach this cache only through these notifications.
+  const unlisten = await deps.db.listen(
+    blobsChannel,
+    (key) => infos.forget(key),
+    () => infos.reset(),
+  );
   const blobs = await createBlobStore(deps.backend);
   const relay = startOutboxRelay({ db: deps.db, schema: 'content', bus: deps.bus, log });
   const link = deps.metadataAddress ? createMetadataPeer(deps.metadataAddress, log) : undefined;
@@ -44,6 +53,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
   const store = createContentStore({
     repo,
     blobs,
+    infos,
     metadata: link ?? noMetadataPeer,
     deleted: contentDeleted,
     onCommit: relay.kick,
@@ -70,6 +80,8 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
       link?.close();
       await relay.close();
       await blobs.close();
+      // Last: with the database unreachable, postgres.js waits for a connection to send UNLISTEN.
+      await unlisten();
     },
   };
 }

@@ -14,12 +14,19 @@ import type { Logger } from '@berth/common/log';
 import type { ContentRepo } from '../db/content-repo.js';
 import type { BlobStore, Ingest } from '../store/blob-store.js';
 import { type Digest, sha256Digest } from './digest.js';
+import { type InfoCache, infoKey } from './info-cache.js';
 import { lockedError, RefLocks } from './locks.js';
 import type { ContentStore, Info, IngestStatus, MetadataLink, Writer, WriterOptions } from './types.js';
 
 export interface ContentStoreDeps {
   readonly repo: ContentRepo;
   readonly blobs: BlobStore;
+  /**
+   * Info rows of committed blobs. ctr asks Info and Read for every blob of every image it lists, and reads a
+   * blob as one Read per MiB; asking the database each time would cost more than the answer. The caller keeps
+   * it coherent with other writers (see info-cache.ts); writes made here forget their rows themselves too.
+   */
+  readonly infos: InfoCache<Info>;
   readonly metadata: MetadataLink;
   /** Encodes the /content/delete event written to the outbox. */
   readonly deleted: (digest: string) => { topic: string; typeUrl: string; payload: Uint8Array };
@@ -32,12 +39,6 @@ export interface ContentStoreDeps {
 const lockMs = 30_000;
 /** Unleased ingests become collectible after this, as in containerd. */
 const ingestExpiryMs = 24 * 3600_000;
-/**
- * How long a Read may trust a visibility lookup made by an earlier Info or Read in this process. ctr reads a
- * blob as one Read per MiB; asking the database each time would cost more than the read. A delete made in
- * this process is seen at once; one made by another replica within this window.
- */
-const readCacheMs = 2_000;
 /** Hash states kept for ingests interrupted in this process; beyond this the oldest are re-hashed on resume. */
 const maxSuspended = 1024;
 
@@ -48,14 +49,13 @@ interface Suspended {
 
 /** Builds containerd's namespaced content store over a blob backend and the `content` schema. */
 export function createContentStore(deps: ContentStoreDeps): ContentStore {
-  const { repo, blobs } = deps;
+  const { repo, blobs, infos } = deps;
   const owner = randomUUID();
   const locks = new RefLocks();
   /** Writers open in this process, by backend key: Status answers from them without touching the disk. */
   const active = new Map<string, IngestWriter>();
   const suspended = new Map<string, Suspended>();
-  const visible = new Map<string, { info: Info; until: number }>();
-  const forget = (ns: string, digest: string): void => void visible.delete(`${ns}\0${digest}`);
+  const forget = (ns: string, digest: string): void => infos.forget(infoKey(ns, digest));
 
   const keep = (bref: string, s: Suspended): void => {
     suspended.delete(bref);
@@ -87,10 +87,13 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
   };
 
   const requireInfo = async (ns: string, digest: Digest): Promise<Info> => {
+    const key = infoKey(ns, digest);
+    const cached = infos.get(key);
+    if (cached) return cached;
+    const epoch = infos.epoch();
     const info = await repo.blob(repo.db, ns, digest);
     if (!info) throw notFound(`content digest ${digest}`);
-    if (visible.size > 4096) visible.clear();
-    visible.set(`${ns}\0${digest}`, { info, until: Date.now() + readCacheMs });
+    infos.set(key, info, epoch);
     return info;
   };
 
@@ -227,6 +230,8 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
           await repo.deleteIngestByBref(tx, this.bref);
           return inserted;
         });
+        // A row another replica deleted may still be cached here until its notification arrives.
+        forget(this.ns, actual);
         this.finish();
         suspended.delete(this.bref);
         await deps.metadata.removeLeaseResource(this.ctx, 'ingests', this.ref);
@@ -272,7 +277,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
     async update(ctx, info, paths) {
       const ns = requireNamespace(ctx);
       forget(ns, info.digest);
-      return repo.db.transaction(async (tx) => {
+      const updated = await repo.db.transaction(async (tx) => {
         const current = await repo.blob(tx, ns, info.digest, true);
         if (!current) throw notFound(`content digest ${info.digest}`);
         let labels: Record<string, string>;
@@ -300,6 +305,9 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
         await repo.setLabels(tx, ns, info.digest, labels, at);
         return { ...current, labels, updatedAt: at };
       });
+      // Read-your-writes without waiting for the notification: a lookup racing the transaction saw the old row.
+      forget(ns, info.digest);
+      return updated;
     },
 
     async list(ctx, filters) {
@@ -317,7 +325,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
         const e = deps.deleted(digest);
         await repo.enqueue(tx, { namespace: ns, topic: e.topic, typeUrl: e.typeUrl, payload: e.payload });
       });
-      // Again after commit: a Read racing the transaction may have cached the row it still saw.
+      // Again after commit: a lookup racing the transaction may have cached the row it still saw.
       forget(ns, digest);
       deps.onCommit();
       await deps.metadata.removeLeaseResource(ctx, 'content', digest);
@@ -325,8 +333,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
 
     async read(ctx, digest, offset, size) {
       const ns = requireNamespace(ctx);
-      const cached = visible.get(`${ns}\0${digest}`);
-      const info = cached && cached.until > Date.now() ? cached.info : await requireInfo(ns, digest);
+      const info = await requireInfo(ns, digest);
       const start = Math.max(0, offset);
       if (start > info.size) throw new ServiceError(ErrorCode.OutOfRange, `read past object length ${info.size} bytes`);
       const length = size <= 0 || start + size > info.size ? info.size - start : size;

@@ -1,6 +1,9 @@
 import type { Migration } from '@berth/common/db';
 import { outboxTableSql } from '@berth/common/outbox';
 
+/** Channel of the blob-row notifications (payload `namespace/digest`); migration 2 spells it out. */
+export const blobsChannel = 'berth_content_blobs';
+
 /** The `content` schema, in order; see schema.md. */
 export const migrations: readonly Migration[] = [
   {
@@ -31,6 +34,25 @@ export const migrations: readonly Migration[] = [
         PRIMARY KEY (namespace, ref)
       );
       ${outboxTableSql('content')}
+    `,
+  },
+  {
+    version: 2,
+    name: 'notify blob row changes',
+    // A trigger rather than a NOTIFY in each write path: every writer of the table, a gc included, is seen.
+    sql: `
+      CREATE FUNCTION content.notify_blob_change() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF TG_OP = 'DELETE' THEN
+          PERFORM pg_notify('berth_content_blobs', OLD.namespace || '/' || OLD.digest);
+        ELSE
+          PERFORM pg_notify('berth_content_blobs', NEW.namespace || '/' || NEW.digest);
+        END IF;
+        RETURN NULL;
+      END
+      $$;
+      CREATE TRIGGER blobs_notify AFTER INSERT OR UPDATE OR DELETE ON content.blobs
+        FOR EACH ROW EXECUTE FUNCTION content.notify_blob_change();
     `,
   },
 ];

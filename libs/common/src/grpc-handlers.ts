@@ -3,20 +3,28 @@ import { LeaseHeader, NamespaceHeader, type RequestContext } from './context.js'
 import { toGrpcError } from './grpc-status.js';
 import type { Logger } from './log.js';
 
-/** Builds the RequestContext of a server call from its metadata; the signal aborts on cancellation. */
-export function contextFromCall(
+/**
+ * Builds the RequestContext of a server call from its metadata; the signal aborts on cancellation until
+ * `settled` is called. grpc-js also reports 'cancelled' when a client resets a stream it has finished with
+ * (ctr does after most calls); aborting then would only build a DOMException nobody reads, on every call.
+ */
+function callContext(
   call: { metadata: grpc.Metadata; on(event: 'cancelled', fn: () => void): unknown; getPath(): string },
   log: Logger,
-): RequestContext {
+): { ctx: RequestContext; settled(): void } {
   const controller = new AbortController();
-  call.on('cancelled', () => controller.abort(new DOMException('client canceled the call', 'AbortError')));
+  let live = true;
+  call.on('cancelled', () => {
+    if (live) controller.abort(new DOMException('client canceled the call', 'AbortError'));
+  });
   const ns = firstString(call.metadata, NamespaceHeader);
-  return {
+  const ctx: RequestContext = {
     namespace: ns,
     lease: firstString(call.metadata, LeaseHeader),
     signal: controller.signal,
     log: log.child({ rpc: call.getPath(), ...(ns ? { namespace: ns } : {}) }),
   };
+  return { ctx, settled: () => void (live = false) };
 }
 
 function firstString(md: grpc.Metadata, key: string): string | undefined {
@@ -45,10 +53,14 @@ export function handlers(log: Logger): {
 } {
   return {
     unary: (fn) => (call, callback) => {
-      const ctx = contextFromCall(call, log);
+      const { ctx, settled } = callContext(call, log);
       fn(call.request, ctx).then(
-        (res) => callback(null, res),
+        (res) => {
+          settled();
+          callback(null, res);
+        },
         (e: unknown) => {
+          settled();
           const status = toGrpcError(e);
           logFailure(ctx, e, status);
           callback(status);
@@ -56,15 +68,15 @@ export function handlers(log: Logger): {
       );
     },
     serverStream: (fn) => (call) => {
-      const ctx = contextFromCall(call, log);
-      void pump(fn(call.request, ctx), call, ctx);
+      const { ctx, settled } = callContext(call, log);
+      void pump(fn(call.request, ctx), call, ctx).finally(settled);
     },
     bidi: (fn) => (call) => {
-      const ctx = contextFromCall(call, log);
+      const { ctx, settled } = callContext(call, log);
       // Iterating a Readable to its end destroys it by default, and a destroyed grpc-js call never sends its
       // status: a client that half-closes would wait forever for the end of the call.
       const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterable<never>;
-      void pump(fn(requests, ctx), call, ctx);
+      void pump(fn(requests, ctx), call, ctx).finally(settled);
     },
   };
 }

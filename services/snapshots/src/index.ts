@@ -47,10 +47,11 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
     overlayDriver(join(deps.root), { indexOff: await overlaySupportsIndex() }),
     nativeDriver(join(deps.root)),
   ];
-  const snapshotters = new Map<string, Snapshotter>(
-    drivers.map((driver) => [
+  const snapshotters = new Map<string, Snapshotter>();
+  for (const driver of drivers) {
+    snapshotters.set(
       driver.name,
-      createSnapshotter({
+      await createSnapshotter({
         db: deps.db,
         node: deps.node,
         driver,
@@ -58,8 +59,8 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
         metadata,
         onCommit: relay.kick,
       }),
-    ]),
-  );
+    );
+  }
   const namespaceUsage: NamespaceUsage = {
     async resourcesIn(_ctx, namespace) {
       // Any node's snapshots keep a namespace alive, not only this node's.
@@ -86,6 +87,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
     async close() {
+      await Promise.all([...snapshotters.values()].map((s) => s.idle()));
       await relay.close();
       metadata?.close();
     },

@@ -222,6 +222,7 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       const u = await native.usage(ctx, 'n-child');
       expect(u.inodes).toBe(3);
       await native.remove(ctx, 'n-child');
+      await native.idle();
       expect(existsSync(childDir)).toBe(false);
     });
 
@@ -262,6 +263,8 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       expect(existsSync(orphan)).toBe(false);
       expect((await stat(keepDir)).isDirectory()).toBe(true);
       await overlay.remove(ctx, 'gc-keep');
+      await expectCode(overlay.stat(ctx, 'gc-keep'), 'not_found');
+      await overlay.idle();
       expect(existsSync(keepDir)).toBe(false);
     });
 
@@ -293,6 +296,76 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       const [bottom] = await overlay.view(ctx, 'v-bottom', 'layer-0', {});
       expect(lowers[39]).toBe(bottom?.source);
       expect(Math.max(...lowers.map((l) => l.length))).toBeLessThan(tmp.path.length + 40);
+    });
+
+    it('reads records from memory, and a restarted service finds every record it wrote', async () => {
+      const ctx = ctxIn('restart');
+      await overlay.prepare(ctx, 'r-base', '', {});
+      await overlay.commit(ctx, 'r-layer', 'r-base', { a: 'b' });
+      await overlay.prepare(ctx, 'r-active', 'r-layer', {});
+      await overlay.view(ctx, 'r-view', 'r-layer', {});
+      await overlay.update(ctx, { name: 'r-view', labels: { v: '1' } }, ['labels.v']);
+      await overlay.prepare(ctx, 'r-gone', '', {});
+      await overlay.remove(ctx, 'r-gone');
+      const before = {
+        list: await overlay.list(ctx, []),
+        mounts: await overlay.mounts(ctx, 'r-active'),
+        view: await overlay.mounts(ctx, 'r-view'),
+      };
+      expect(before.list.map((i) => `${i.name}<${i.parent}:${i.kind}:${JSON.stringify(i.labels)}`)).toEqual([
+        'r-active<r-layer:active:{}',
+        'r-layer<:committed:{"a":"b"}',
+        'r-view<r-layer:view:{"v":"1"}',
+      ]);
+
+      // Memory, not the database: a row changed behind the service's back is not seen until it restarts.
+      await db.query(
+        `UPDATE snapshots.snapshots SET labels = '{"sneaky":"1"}' WHERE namespace = 'restart' AND key = 'r-layer'`,
+      );
+      expect((await overlay.stat(ctx, 'r-layer')).labels).toEqual({ a: 'b' });
+      await db.query(
+        `UPDATE snapshots.snapshots SET labels = '{"a":"b"}' WHERE namespace = 'restart' AND key = 'r-layer'`,
+      );
+
+      const again = await createSnapshotsModule({
+        db,
+        bus,
+        log: nopLogger,
+        root: join(tmp.path, 'snapshots'),
+        node: 'node-a',
+      });
+      try {
+        const o = again.snapshotters.get('overlayfs');
+        if (!o) throw new Error('overlayfs missing');
+        expect(await o.list(ctx, [])).toEqual(before.list);
+        expect(await o.mounts(ctx, 'r-active')).toEqual(before.mounts);
+        expect(await o.mounts(ctx, 'r-view')).toEqual(before.view);
+        await expectCode(o.stat(ctx, 'r-gone'), 'not_found');
+        await expectCode(o.remove(ctx, 'r-layer'), 'failed_precondition');
+      } finally {
+        await again.close();
+      }
+    });
+
+    it('refuses to remove a parent whose child was committed behind the index (foreign key)', async () => {
+      const ctx = ctxIn('fk');
+      await overlay.prepare(ctx, 'fk-base', '', {});
+      await overlay.commit(ctx, 'fk-layer', 'fk-base', {});
+      // A child row the index has not seen, as if written by a racing transaction.
+      await db.query(
+        `INSERT INTO snapshots.snapshots (node, snapshotter, namespace, key, kind, parent_id)
+         SELECT node, snapshotter, namespace, 'fk-child', 'active', id FROM snapshots.snapshots
+         WHERE namespace = 'fk' AND key = 'fk-layer'`,
+      );
+      await expectCode(
+        overlay.remove(ctx, 'fk-layer'),
+        'failed_precondition',
+        'cannot remove snapshot with child: failed precondition',
+      );
+      expect((await overlay.stat(ctx, 'fk-layer')).kind).toBe('committed');
+      await db.query(`DELETE FROM snapshots.snapshots WHERE namespace = 'fk' AND key = 'fk-child'`);
+      await overlay.remove(ctx, 'fk-layer');
+      await expectCode(overlay.stat(ctx, 'fk-layer'), 'not_found');
     });
   });
 }

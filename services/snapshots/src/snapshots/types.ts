@@ -49,7 +49,10 @@ export interface Snapshotter {
    * already_exists when `name` exists; failed_precondition when `key` is not active. Publishes /snapshot/commit.
    */
   commit(ctx: RequestContext, name: string, key: string, labels: Readonly<Record<string, string>>): Promise<void>;
-  /** Removes the record at once and its directory right after; failed_precondition while it has children. */
+  /**
+   * Removes the record; its directory goes in the background (as containerd leaves it to gc), so `idle`
+   * and `cleanup` wait for it. failed_precondition while the snapshot has children.
+   */
   remove(ctx: RequestContext, key: string): Promise<void>;
   /** not_found: `snapshot <key> does not exist: not found`. */
   stat(ctx: RequestContext, key: string): Promise<Info>;
@@ -61,4 +64,6 @@ export interface Snapshotter {
   usage(ctx: RequestContext, key: string): Promise<Usage>;
   /** Removes directories that no record on this node refers to (crash leftovers). */
   cleanup(ctx: RequestContext): Promise<void>;
+  /** Resolves once the directories of removed snapshots are gone. */
+  idle(): Promise<void>;
 }

@@ -26,7 +26,12 @@ const definition = {
   echo: method('/test.T/Echo', true, true),
   count: method('/test.T/Count', false, true),
   get: method('/test.T/Get', false, false),
+  watch: method('/test.T/Watch', false, false),
+  late: method('/test.T/Late', false, false),
 };
+
+/** What the cancellation handlers saw, by request. */
+const seen = new Map<string, string>();
 
 describe('gRPC handler adapters', () => {
   let bound: BoundServer;
@@ -45,6 +50,19 @@ describe('gRPC handler adapters', () => {
         throw notFound('item 99');
       }),
       get: h.unary(async (req: Buffer, ctx) => Buffer.from(`${ctx.namespace ?? '-'}:${req.toString()}`)),
+      // Looks at the signal at once and waits for the abort.
+      watch: h.unary(async (req: Buffer, ctx) => {
+        const signal = ctx.signal;
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        seen.set(req.toString(), `aborted: ${(signal.reason as Error).name}`);
+        return Buffer.from('');
+      }),
+      // First looks at the signal after the client is gone.
+      late: h.unary(async (req: Buffer, ctx) => {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        seen.set(req.toString(), `aborted: ${ctx.signal.aborted}`);
+        return Buffer.from('');
+      }),
     });
     bound = await listen(server, join(mkdtempSync(join(tmpdir(), 'berth-h-')), 's.sock'));
     client = new (grpc.makeGenericClientConstructor(definition, 'T'))(bound.address, grpc.credentials.createInsecure());
@@ -89,5 +107,19 @@ describe('gRPC handler adapters', () => {
       ),
     );
     expect(res.toString()).toBe('ns1:x');
+  });
+
+  it('a cancelled call aborts its signal, whether the handler looked at it before or after', async () => {
+    for (const path of ['/test.T/Watch', '/test.T/Late']) {
+      const call = client.makeUnaryRequest(path, raw, raw, Buffer.from(path), () => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      call.cancel();
+    }
+    const deadline = Date.now() + 3000;
+    while (seen.size < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(Object.fromEntries(seen)).toEqual({
+      '/test.T/Watch': 'aborted: AbortError',
+      '/test.T/Late': 'aborted: true',
+    });
   });
 });

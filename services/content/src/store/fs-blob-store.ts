@@ -5,6 +5,35 @@ import { hasErrno, notFound } from '@berth/common/errors';
 import type { BlobStore, Ingest } from './blob-store.js';
 
 /**
+ * Reads up to this size are one positioned read into a buffer of their size. A read stream would allocate
+ * its 1 MiB chunk buffer even for a 500-byte manifest, and small reads are most reads (index, manifest and
+ * config of every image listed or run).
+ */
+const smallRead = 1 << 20;
+
+async function readRange(path: string, digest: string, offset: number, length: number): Promise<Buffer> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    if (hasErrno(e, 'ENOENT')) throw notFound(`content digest ${digest}`, e);
+    throw e;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return got === length ? buf : buf.subarray(0, got);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * Blobs on the local filesystem, laid out like containerd's local store:
  *   <root>/blobs/<algorithm>/<hex>   committed, read-only
  *   <root>/ingest/<key>/data         bytes of an ingest
@@ -30,6 +59,10 @@ export function createFsBlobStore(root: string): BlobStore {
     },
     async *read(digest, offset, length, signal) {
       if (length <= 0) return;
+      if (length <= smallRead) {
+        yield await readRange(blobPath(digest), digest, offset, length);
+        return;
+      }
       const stream = createReadStream(blobPath(digest), {
         start: offset,
         end: offset + length - 1,

@@ -1,14 +1,16 @@
+import type { Db } from './db.js';
+
 /**
- * Content Info rows kept in this process, coherent across replicas through the database: a trigger on
- * `content.blobs` notifies `namespace/digest` for every row written (migration 2), and the listener calls
- * `forget` with it. Only rows seen to exist are kept.
+ * Rows of one table kept in this process, coherent across replicas through the database: a row trigger on the
+ * table notifies the row's key for every row inserted, updated or deleted, by any writer, and `listenRowCache`
+ * forgets that key here. A service keeps its hot reads in one and still answers as the database would.
  *
  * A lookup that raced with an invalidation must not be stored, or it could keep a row the notification
  * already removed: read `epoch()` before the query and pass it to `set`, which stores only when nothing was
- * forgotten or reset since. Nothing is stored before the first `reset()` (the listen is up), and every
- * entry expires after `ttlMs`, a backstop for a listen connection that died without anyone noticing.
+ * forgotten or reset since (`read` does both). Nothing is stored before the first `reset()` (the listen is up),
+ * and every entry expires after `ttlMs`, a backstop for a listen connection that died without anyone noticing.
  */
-export class InfoCache<V> {
+export class RowCache<V> {
   private readonly entries = new Map<string, { value: V; until: number }>();
   private generation = 0;
   private live = false;
@@ -45,6 +47,30 @@ export class InfoCache<V> {
     }
   }
 
+  /** The value of `key`: from memory, else `load()`'s, kept when defined and nothing was invalidated meanwhile. */
+  async read(key: string, load: () => Promise<V | undefined>): Promise<V | undefined> {
+    const cached = this.get(key);
+    if (cached !== undefined) return cached;
+    const epoch = this.epoch();
+    const value = await load();
+    if (value !== undefined) this.set(key, value, epoch);
+    return value;
+  }
+
+  /**
+   * Runs a write of the row `key` made in this process. The key is forgotten before, and again once the write
+   * settles, for read-your-writes without waiting for the notification: a lookup racing the transaction may
+   * have stored the row it still saw.
+   */
+  async writing<T>(key: string, write: () => Promise<T>): Promise<T> {
+    this.forget(key);
+    try {
+      return await write();
+    } finally {
+      this.forget(key);
+    }
+  }
+
   forget(key: string): void {
     this.generation++;
     this.entries.delete(key);
@@ -62,5 +88,22 @@ export class InfoCache<V> {
   }
 }
 
-/** The cache key of a blob row, as the trigger sends it: namespaces and digests never contain `/`. */
-export const infoKey = (ns: string, digest: string): string => `${ns}/${digest}`;
+/** The key of a namespaced row, as the triggers send it: namespaces never contain `/`, the id may. */
+export const rowKey = (namespace: string, id: string): string => `${namespace}/${id}`;
+
+/**
+ * Keeps `cache` coherent with the table whose trigger notifies on `channel`: each payload is a key to forget;
+ * an empty payload (a key too long for a NOTIFY, or a TRUNCATE) and every (re)listen drop everything.
+ * The cache starts caching once the listen is up. Resolves an unlisten.
+ */
+export function listenRowCache(
+  db: Pick<Db, 'listen'>,
+  channel: string,
+  cache: Pick<RowCache<unknown>, 'forget' | 'reset'>,
+): Promise<() => Promise<void>> {
+  return db.listen(
+    channel,
+    (key) => (key === '' ? cache.reset() : cache.forget(key)),
+    () => cache.reset(),
+  );
+}

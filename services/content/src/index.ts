@@ -4,9 +4,9 @@ import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import { createMetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer';
 import { startOutboxRelay } from '@berth/common/outbox';
+import { listenRowCache, RowCache } from '@berth/common/row-cache';
 import type { ServiceModule } from '@berth/common/service';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
-import { InfoCache } from './content/info-cache.js';
 import { createContentStore } from './content/store.js';
 import type { Info } from './content/types.js';
 import { createContentRepo } from './db/content-repo.js';
@@ -39,13 +39,9 @@ export interface ContentModule extends ServiceModule {
 export async function createContentModule(deps: ContentDeps): Promise<ContentModule> {
   const log = deps.log.child({ service: 'content' });
   await migrate(deps.db, 'content', migrations);
-  const infos = new InfoCache<Info>();
+  const infos = new RowCache<Info>();
   // Other replicas and any other writer of content.blobs reach this cache only through these notifications.
-  const unlisten = await deps.db.listen(
-    blobsChannel,
-    (key) => infos.forget(key),
-    () => infos.reset(),
-  );
+  const unlisten = await listenRowCache(deps.db, blobsChannel, infos);
   const blobs = await createBlobStore(deps.backend);
   const relay = startOutboxRelay({ db: deps.db, schema: 'content', bus: deps.bus, log });
   const link = deps.metadataAddress ? createMetadataPeer(deps.metadataAddress, log) : undefined;

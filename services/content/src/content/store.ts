@@ -11,10 +11,10 @@ import {
 import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters/index';
 import { validateLabels } from '@berth/common/labels';
 import type { Logger } from '@berth/common/log';
+import { type RowCache, rowKey } from '@berth/common/row-cache';
 import type { ContentRepo } from '../db/content-repo.js';
 import type { BlobStore, Ingest } from '../store/blob-store.js';
 import { type Digest, sha256Digest } from './digest.js';
-import { type InfoCache, infoKey } from './info-cache.js';
 import { lockedError, RefLocks } from './locks.js';
 import type { ContentStore, Info, IngestStatus, MetadataLink, Writer, WriterOptions } from './types.js';
 
@@ -24,9 +24,9 @@ export interface ContentStoreDeps {
   /**
    * Info rows of committed blobs. ctr asks Info and Read for every blob of every image it lists, and reads a
    * blob as one Read per MiB; asking the database each time would cost more than the answer. The caller keeps
-   * it coherent with other writers (see info-cache.ts); writes made here forget their rows themselves too.
+   * it coherent with other writers (see listenRowCache); writes made here forget their rows themselves too.
    */
-  readonly infos: InfoCache<Info>;
+  readonly infos: RowCache<Info>;
   readonly metadata: MetadataLink;
   /** Encodes the /content/delete event written to the outbox. */
   readonly deleted: (digest: string) => { topic: string; typeUrl: string; payload: Uint8Array };
@@ -55,7 +55,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
   /** Writers open in this process, by backend key: Status answers from them without touching the disk. */
   const active = new Map<string, IngestWriter>();
   const suspended = new Map<string, Suspended>();
-  const forget = (ns: string, digest: string): void => infos.forget(infoKey(ns, digest));
+  const forget = (ns: string, digest: string): void => infos.forget(rowKey(ns, digest));
 
   const keep = (bref: string, s: Suspended): void => {
     suspended.delete(bref);
@@ -87,7 +87,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
   };
 
   const requireInfo = async (ns: string, digest: Digest): Promise<Info> => {
-    const key = infoKey(ns, digest);
+    const key = rowKey(ns, digest);
     const cached = infos.get(key);
     if (cached) return cached;
     const epoch = infos.epoch();

@@ -10,7 +10,9 @@ import { ImagesService } from '@berth/proto/containerd/services/images/v1/images
 import { LeasesService } from '@berth/proto/containerd/services/leases/v1/leases';
 import { NamespacesService } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import { createContainerStore } from './containers/store.js';
+import type { ContainerStore } from './containers/types.js';
 import { migrations } from './db/migrations.js';
+import { listenRowCaches } from './db/row-caches.js';
 import { containerEvents, imageEvents, namespaceEvents } from './events.js';
 import { type GarbageCollector, noGarbageCollector } from './gc.js';
 import { createContainersServer } from './grpc/containers-server.js';
@@ -18,10 +20,17 @@ import { createImagesServer } from './grpc/images-server.js';
 import { createLeasesServer } from './grpc/leases-server.js';
 import { createNamespacesServer } from './grpc/namespaces-server.js';
 import { createImageStore } from './images/store.js';
+import type { ImageStore } from './images/types.js';
 import { createLeaseStore } from './leases/store.js';
+import type { LeaseStore } from './leases/types.js';
 import { createNamespaceStore } from './namespaces/store.js';
+import type { NamespaceStore } from './namespaces/types.js';
 
+export type { Container, ContainerStore } from './containers/types.js';
 export type { GarbageCollector } from './gc.js';
+export type { Image, ImageStore } from './images/types.js';
+export type { Lease, LeaseStore } from './leases/types.js';
+export type { Namespace, NamespaceStore } from './namespaces/types.js';
 
 export interface MetadataDeps {
   readonly db: Db;
@@ -35,15 +44,28 @@ export interface MetadataDeps {
   readonly outboxPollMs?: number;
 }
 
+/** Metadata's domain layer: what its gRPC services serve, for callers in the same process (all-in-one). */
+export interface MetadataStores {
+  readonly namespaces: NamespaceStore;
+  readonly images: ImageStore;
+  readonly containers: ContainerStore;
+  readonly leases: LeaseStore;
+}
+
 export interface MetadataModule extends ServiceModule {
+  readonly stores: MetadataStores;
   /** Resolves once every committed event has reached the bus. */
   flushEvents(): Promise<void>;
 }
 
-/** Builds the metadata service: runs its migrations, starts its outbox relay, returns its gRPC services. */
+/**
+ * Builds the metadata service: runs its migrations, listens for row changes to keep its caches coherent with
+ * other replicas, starts its outbox relay, returns its gRPC services and their stores.
+ */
 export async function createMetadataModule(deps: MetadataDeps): Promise<MetadataModule> {
   const log = deps.log.child({ service: 'metadata' });
   await migrate(deps.db, 'metadata', migrations);
+  const { rows, unlisten } = await listenRowCaches(deps.db);
   const relay = startOutboxRelay({
     db: deps.db,
     schema: 'metadata',
@@ -57,9 +79,15 @@ export async function createMetadataModule(deps: MetadataDeps): Promise<Metadata
     events: namespaceEvents,
     usage: deps.usage ?? [],
     onCommit: relay.kick,
+    rows: rows.namespaces,
   });
-  const images = createImageStore({ db: deps.db, events: imageEvents, onCommit: relay.kick });
-  const containers = createContainerStore({ db: deps.db, events: containerEvents, onCommit: relay.kick });
+  const images = createImageStore({ db: deps.db, events: imageEvents, onCommit: relay.kick, rows: rows.images });
+  const containers = createContainerStore({
+    db: deps.db,
+    events: containerEvents,
+    onCommit: relay.kick,
+    rows: rows.containers,
+  });
   const leases = createLeaseStore({ db: deps.db });
   return {
     name: 'metadata',
@@ -76,8 +104,13 @@ export async function createMetadataModule(deps: MetadataDeps): Promise<Metadata
       { type: 'io.containerd.grpc.v1', id: 'containers', requires: ['io.containerd.metadata.v1'] },
       { type: 'io.containerd.grpc.v1', id: 'leases', requires: ['io.containerd.metadata.v1'] },
     ],
+    stores: { namespaces, images, containers, leases },
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
-    close: relay.close,
+    async close() {
+      await relay.close();
+      // Last: with the database unreachable, postgres.js waits for a connection to send UNLISTEN.
+      await unlisten();
+    },
   };
 }

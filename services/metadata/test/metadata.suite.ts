@@ -596,6 +596,23 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         }
         const noLease = await failure(addResource(ns, 'missing', 'content', dgst('c')));
         expect([noLease.code, noLease.message]).toEqual(['not_found', 'lease "missing": not found']);
+        // The lease is looked up before the resource is parsed, as containerd does.
+        const anyResource: Array<[string, string]> = [
+          ['content', 'sha256:short'],
+          ['images', 'x'],
+          ['ingests', 'r'],
+        ];
+        for (const [type, id] of anyResource) {
+          for (const op of [addResource, deleteResource]) {
+            const e = await failure(op(ns, 'missing', type, id));
+            expect([e.code, e.message]).toEqual(['not_found', 'lease "missing": not found']);
+          }
+        }
+        const badDelete = await failure(deleteResource(ns, 'l', 'images', 'x'));
+        expect([badDelete.code, badDelete.message]).toEqual([
+          'not_implemented',
+          'resource type images not supported yet: not implemented',
+        ]);
         expect((await failure(listResources(ns, 'missing'))).code).toBe('not_found');
 
         await deleteResource(ns, 'l', 'ingests', 'layer-sha256:123');

@@ -3,6 +3,7 @@ import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, invalidArgument, isAlreadyExists, notFound, wrap } from '@berth/common/errors';
 import { adaptorFromObject } from '@berth/common/filters/index';
 import { validateIdentifier } from '@berth/common/identifiers';
+import { type RowCache, rowKey } from '@berth/common/row-cache';
 import { bytesColumn, jsonColumn } from '../db/columns.js';
 import { compileFilters } from '../filters.js';
 import { sortedMap, validateLabelMap, withoutEmpty } from '../label-maps.js';
@@ -15,6 +16,8 @@ export interface ContainerStoreDeps {
   readonly events: ContainerEvents;
   /** Called after a commit that enqueued events. */
   readonly onCommit: () => void;
+  /** Container rows by `namespace/id`, kept coherent by the caller (listenRowCache); writes here forget theirs. */
+  readonly rows: RowCache<Container>;
 }
 
 type StoredExtensions = Record<string, { type_url: string; value: string }>;
@@ -164,7 +167,7 @@ function params(ns: string, c: ContainerInput, createdAt: Date, updatedAt: Date)
 }
 
 export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
-  const { db } = deps;
+  const { db, rows } = deps;
 
   const selectOne = async (q: Queryable, ns: string, id: string, lock: boolean): Promise<Container | undefined> => {
     const [row] = await q.query<ContainerRow>(
@@ -173,6 +176,9 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
     );
     return row ? fromRow(row) : undefined;
   };
+  /** A transaction that writes the container `id`: its cached row is forgotten around it. */
+  const writeRow = <T>(ns: string, id: string, fn: (tx: Queryable) => Promise<T>): Promise<T> =>
+    rows.writing(rowKey(ns, id), () => db.transaction(fn));
 
   /** containerd words a miss differently when the namespace never held a container (no bucket). */
   const anyIn = async (q: Queryable, ns: string): Promise<boolean> =>
@@ -189,7 +195,7 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
   return {
     async get(ctx, id) {
       const ns = requireNamespace(ctx);
-      const c = await selectOne(db, ns, id, false);
+      const c = await rows.read(rowKey(ns, id), () => selectOne(db, ns, id, false));
       if (!c) throw notFound(`container ${JSON.stringify(id)} in namespace ${JSON.stringify(ns)}`);
       return c;
     },
@@ -214,7 +220,7 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
       const now = new Date();
       const created = stored(input, now, now);
       try {
-        await db.transaction(async (tx) => {
+        await writeRow(ns, input.id, async (tx) => {
           await tx.query(
             `${ensuringNamespace} INSERT INTO metadata.containers (namespace, ${columns})
              VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13, $14)`,
@@ -233,7 +239,7 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
     async update(ctx, input, paths) {
       const ns = requireNamespace(ctx);
       if (input.id === '') throw invalidArgument('must specify a container id');
-      const result = await db.transaction(async (tx) => {
+      const result = await writeRow(ns, input.id, async (tx) => {
         const current = await selectOne(tx, ns, input.id, true);
         if (!current) {
           if (!(await anyIn(tx, ns))) {
@@ -264,12 +270,12 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
 
     async delete(ctx, id) {
       const ns = requireNamespace(ctx);
-      await db.transaction(async (tx) => {
-        const rows = await tx.query('DELETE FROM metadata.containers WHERE namespace = $1 AND id = $2 RETURNING id', [
-          ns,
-          id,
-        ]);
-        if (rows.length === 0) {
+      await writeRow(ns, id, async (tx) => {
+        const deleted = await tx.query(
+          'DELETE FROM metadata.containers WHERE namespace = $1 AND id = $2 RETURNING id',
+          [ns, id],
+        );
+        if (deleted.length === 0) {
           if (!(await anyIn(tx, ns))) {
             throw notFound(`cannot delete container ${JSON.stringify(id)} in namespace ${JSON.stringify(ns)}`);
           }

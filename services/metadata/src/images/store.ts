@@ -2,6 +2,7 @@ import { requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
 import { ALWAYS, type FieldAdaptor } from '@berth/common/filters/index';
+import { type RowCache, rowKey } from '@berth/common/row-cache';
 import { jsonColumn, numberColumn } from '../db/columns.js';
 import { digestProblem } from '../digest.js';
 import { compileFilters, type FilterColumn, narrowingSql } from '../filters.js';
@@ -15,6 +16,8 @@ export interface ImageStoreDeps {
   readonly events: ImageEvents;
   /** Called after a commit that enqueued events. */
   readonly onCommit: () => void;
+  /** Image rows by `namespace/name`, kept coherent by the caller (listenRowCache); writes here forget theirs. */
+  readonly rows: RowCache<Image>;
 }
 
 interface ImageRow {
@@ -157,7 +160,7 @@ function applyMask(current: Image, req: ImageInput, paths: readonly string[]): I
 }
 
 export function createImageStore(deps: ImageStoreDeps): ImageStore {
-  const { db } = deps;
+  const { db, rows } = deps;
 
   const selectOne = async (q: Queryable, ns: string, name: string, lock: boolean): Promise<Image | undefined> => {
     const [row] = await q.query<ImageRow>(
@@ -166,11 +169,14 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
     );
     return row ? fromRow(row) : undefined;
   };
+  /** A transaction that writes the image `name`: its cached row is forgotten around it. */
+  const writeRow = <T>(ns: string, name: string, fn: (tx: Queryable) => Promise<T>): Promise<T> =>
+    rows.writing(rowKey(ns, name), () => db.transaction(fn));
 
   return {
     async get(ctx, name) {
       const ns = requireNamespace(ctx);
-      const image = await selectOne(db, ns, name, false);
+      const image = await rows.read(rowKey(ns, name), () => selectOne(db, ns, name, false));
       if (!image) throw notFound(`image ${JSON.stringify(name)}`);
       return image;
     },
@@ -197,7 +203,7 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
       const now = new Date();
       const created: Image = { ...image, createdAt: now, updatedAt: now };
       try {
-        await db.transaction(async (tx) => {
+        await writeRow(ns, image.name, async (tx) => {
           await tx.query(
             `${ensuringNamespace} INSERT INTO metadata.images (namespace, ${columns})
              VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7::text::jsonb, $8, $8)`,
@@ -225,7 +231,7 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
     async update(ctx, input, paths) {
       const ns = requireNamespace(ctx);
       if (input.name === '') throw invalidArgument('image name is required for update');
-      const updated = await db.transaction(async (tx) => {
+      const updated = await writeRow(ns, input.name, async (tx) => {
         const current = await selectOne(tx, ns, input.name, true);
         if (!current) throw notFound(`image ${JSON.stringify(input.name)}`);
         const next = applyMask(current, input, paths);
@@ -256,12 +262,12 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
 
     async delete(ctx, name) {
       const ns = requireNamespace(ctx);
-      await db.transaction(async (tx) => {
-        const rows = await tx.query('DELETE FROM metadata.images WHERE namespace = $1 AND name = $2 RETURNING name', [
-          ns,
-          name,
-        ]);
-        if (rows.length === 0) throw notFound(`image ${JSON.stringify(name)}`);
+      await writeRow(ns, name, async (tx) => {
+        const deleted = await tx.query(
+          'DELETE FROM metadata.images WHERE namespace = $1 AND name = $2 RETURNING name',
+          [ns, name],
+        );
+        if (deleted.length === 0) throw notFound(`image ${JSON.stringify(name)}`);
         await enqueueEvent(tx, ns, deps.events.deleted(name));
       });
       deps.onCommit();

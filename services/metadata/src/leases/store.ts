@@ -8,7 +8,7 @@ import { sortedMap, validateLabelMap, withoutEmpty } from '../label-maps.js';
 import { ensuringNamespace } from '../namespaces/store.js';
 import { randomLeaseId } from './id.js';
 import { formatLeaseResource, type ParsedResource, parseLeaseResource } from './resource.js';
-import type { Lease, LeaseStore } from './types.js';
+import type { Lease, LeaseResource, LeaseStore } from './types.js';
 
 export interface LeaseStoreDeps {
   readonly db: Db;
@@ -33,13 +33,19 @@ const kindOrder = "CASE kind WHEN 'content' THEN 0 WHEN 'ingests' THEN 1 ELSE 2 
 export function createLeaseStore(deps: LeaseStoreDeps): LeaseStore {
   const { db } = deps;
 
-  /** Locks the lease row so a concurrent delete cannot orphan a resource being added. */
-  const requireLease = async (q: Queryable, ns: string, id: string, lock: boolean): Promise<void> => {
-    const rows = await q.query(
-      `SELECT 1 FROM metadata.leases WHERE namespace = $1 AND id = $2${lock ? ' FOR SHARE' : ''}`,
-      [ns, id],
-    );
+  const requireLease = async (q: Queryable, ns: string, id: string): Promise<void> => {
+    const rows = await q.query('SELECT 1 FROM metadata.leases WHERE namespace = $1 AND id = $2', [ns, id]);
     if (rows.length === 0) throw notFound(`lease ${JSON.stringify(id)}`);
+  };
+
+  /** The parsed resource; an absent lease's not_found comes first, as containerd finds the lease before parsing. */
+  const parseFor = async (ns: string, lease: string, resource: LeaseResource): Promise<ParsedResource> => {
+    try {
+      return parseLeaseResource(resource);
+    } catch (e) {
+      await requireLease(db, ns, lease);
+      throw e;
+    }
   };
 
   return {
@@ -82,33 +88,36 @@ export function createLeaseStore(deps: LeaseStoreDeps): LeaseStore {
 
     async addResource(ctx, lease, resource) {
       const ns = requireNamespace(ctx);
-      await db.transaction(async (tx) => {
-        await requireLease(tx, ns, lease, true);
-        const r = parseLeaseResource(resource);
-        await tx.query(
-          `INSERT INTO metadata.lease_resources (namespace, lease, kind, snapshotter, id) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT DO NOTHING`,
-          [ns, lease, r.kind, r.snapshotter, r.id],
-        );
-      });
+      const r = await parseFor(ns, lease, resource);
+      // One statement, no transaction: the lease row is locked as the foreign key check would, so a concurrent
+      // delete either waits for the resource or leaves no lease to add it to.
+      const [row] = await db.query<{ found: boolean }>(
+        `WITH lease AS (SELECT 1 FROM metadata.leases WHERE namespace = $1 AND id = $2 FOR KEY SHARE),
+              added AS (INSERT INTO metadata.lease_resources (namespace, lease, kind, snapshotter, id)
+                        SELECT $1, $2, $3, $4, $5 FROM lease ON CONFLICT DO NOTHING)
+         SELECT EXISTS (SELECT 1 FROM lease) AS found`,
+        [ns, lease, r.kind, r.snapshotter, r.id],
+      );
+      if (!row?.found) throw notFound(`lease ${JSON.stringify(lease)}`);
     },
 
     async deleteResource(ctx, lease, resource) {
       const ns = requireNamespace(ctx);
-      await db.transaction(async (tx) => {
-        await requireLease(tx, ns, lease, false);
-        const r = parseLeaseResource(resource);
-        await tx.query(
-          'DELETE FROM metadata.lease_resources WHERE namespace = $1 AND lease = $2 AND kind = $3 AND snapshotter = $4 AND id = $5',
-          [ns, lease, r.kind, r.snapshotter, r.id],
-        );
-      });
+      const r = await parseFor(ns, lease, resource);
+      const [row] = await db.query<{ found: boolean }>(
+        `WITH lease AS (SELECT 1 FROM metadata.leases WHERE namespace = $1 AND id = $2),
+              removed AS (DELETE FROM metadata.lease_resources
+                          WHERE namespace = $1 AND lease = $2 AND kind = $3 AND snapshotter = $4 AND id = $5)
+         SELECT EXISTS (SELECT 1 FROM lease) AS found`,
+        [ns, lease, r.kind, r.snapshotter, r.id],
+      );
+      if (!row?.found) throw notFound(`lease ${JSON.stringify(lease)}`);
     },
 
     async listResources(ctx, lease) {
       const ns = requireNamespace(ctx);
       return db.transaction(async (tx) => {
-        await requireLease(tx, ns, lease, false);
+        await requireLease(tx, ns, lease);
         const rows = await tx.query<{ kind: ParsedResource['kind']; snapshotter: string; id: string }>(
           `SELECT kind, snapshotter, id FROM metadata.lease_resources WHERE namespace = $1 AND lease = $2
            ORDER BY ${kindOrder}, snapshotter, id`,

@@ -3,8 +3,9 @@ import { alreadyExists, failedPrecondition, invalidArgument, isAlreadyExists, no
 import { validateIdentifier } from '@berth/common/identifiers';
 import { validateLabels } from '@berth/common/labels';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
+import type { RowCache } from '@berth/common/row-cache';
 import { enqueueEvent } from '../outbox.js';
-import type { NamespaceEvents, NamespaceStore } from './types.js';
+import type { Namespace, NamespaceEvents, NamespaceStore } from './types.js';
 
 export interface NamespaceStoreDeps {
   readonly db: Db;
@@ -13,6 +14,11 @@ export interface NamespaceStoreDeps {
   readonly usage: readonly NamespaceUsage[];
   /** Called after a commit that enqueued events. */
   readonly onCommit: () => void;
+  /**
+   * Get's answers by name, an absent namespace's (no labels) included: a row inserted, as any write, notifies.
+   * Kept coherent by the caller (listenRowCache); writes here forget theirs.
+   */
+  readonly rows: RowCache<Namespace>;
 }
 
 type LabelRow = { labels: Record<string, string> | string };
@@ -21,13 +27,19 @@ const parseLabels = (v: Record<string, string> | string): Record<string, string>
   typeof v === 'string' ? (JSON.parse(v) as Record<string, string>) : v;
 
 export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
-  const { db } = deps;
+  const { db, rows } = deps;
+  /** A transaction that writes the namespace `name`: its cached answer is forgotten around it. */
+  const writeRow = <T>(name: string, fn: (tx: Queryable) => Promise<T>): Promise<T> =>
+    rows.writing(name, () => db.transaction(fn));
 
   return {
     async get(_ctx, name) {
       validateIdentifier(name);
-      const [row] = await db.query<LabelRow>('SELECT labels FROM metadata.namespaces WHERE name = $1', [name]);
-      return { name, labels: row ? parseLabels(row.labels) : {} };
+      const ns = await rows.read(name, async () => {
+        const [row] = await db.query<LabelRow>('SELECT labels FROM metadata.namespaces WHERE name = $1', [name]);
+        return { name, labels: row ? parseLabels(row.labels) : {} };
+      });
+      return ns ?? { name, labels: {} };
     },
 
     async list() {
@@ -42,7 +54,7 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
       validateNamespaceLabels(ns.labels);
       const labels = withoutEmpty(ns.labels);
       try {
-        await db.transaction(async (tx) => {
+        await writeRow(ns.name, async (tx) => {
           await tx.query('INSERT INTO metadata.namespaces (name, labels) VALUES ($1, $2::text::jsonb)', [
             ns.name,
             JSON.stringify(labels),
@@ -63,7 +75,7 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
         if (!p.startsWith('labels.')) throw invalidArgument(`cannot update ${JSON.stringify(p)} field`);
       }
       validateNamespaceLabels(ns.labels);
-      const result = await db.transaction(async (tx) => {
+      const result = await writeRow(ns.name, async (tx) => {
         const [row] = await tx.query<LabelRow>('SELECT labels FROM metadata.namespaces WHERE name = $1 FOR UPDATE', [
           ns.name,
         ]);
@@ -95,7 +107,7 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
     async delete(ctx, name) {
       validateIdentifier(name);
       const elsewhere = (await Promise.all(deps.usage.map((u) => u.resourcesIn(ctx, name)))).flat();
-      await db.transaction(async (tx) => {
+      await writeRow(name, async (tx) => {
         // The row lock keeps images and containers from being created in it until this commits.
         const [row] = await tx.query('SELECT name FROM metadata.namespaces WHERE name = $1 FOR UPDATE', [name]);
         const held = [...(await ownResources(tx, name)), ...elsewhere].sort((a, b) => rank(a) - rank(b));

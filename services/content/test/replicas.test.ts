@@ -9,6 +9,7 @@ import { usePostgres } from '@berth/testing/postgres';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { blobsChannel } from '../src/db/migrations.js';
 import { call, failsWith, type Harness, md, sha256, startHarness, writeBlob } from './harness.js';
 
 interface Shared {
@@ -16,6 +17,32 @@ interface Shared {
   readonly db: Db;
   openOther(): Promise<Db>;
   drop(): Promise<void>;
+}
+
+/**
+ * Resolves once the notifications of every commit so far have reached the listeners of `db`: they arrive in
+ * commit order on one connection, so a marker sent now is delivered after them. A replica's own commit
+ * notifies too; a lookup racing that notification is not cached, which would let a test pass on a cache miss
+ * or fail one that expects a cached row.
+ */
+async function notificationsSettled(db: Db): Promise<void> {
+  const marker = `settled-${Math.random().toString(36).slice(2)}`;
+  let seen = false;
+  const unlisten = await db.listen(
+    blobsChannel,
+    (p) => void (p === marker && (seen = true)),
+    () => undefined,
+  );
+  try {
+    await db.query('SELECT pg_notify($1, $2)', [blobsChannel, marker]);
+    const deadline = Date.now() + 5_000;
+    while (!seen) {
+      if (Date.now() > deadline) throw new Error('no marker');
+      await sleep(5);
+    }
+  } finally {
+    await unlisten();
+  }
 }
 
 /**
@@ -69,6 +96,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
     const committed = async (labels: Record<string, string>): Promise<string> => {
       const data = randomBytes(4096);
       await writeBlob(a.client, 'ns', `ref-${sha256(data)}`, data, { labels });
+      await notificationsSettled(shared.db);
       return sha256(data);
     };
 

@@ -17,6 +17,7 @@ import { createMetadataModule } from '@berth/metadata';
 import { createSnapshotsModule } from '@berth/snapshots';
 import { createTasksModule } from '@berth/tasks';
 import type { BerthdConfig } from './config.js';
+import { type LocalMetadata, localMetadata } from './local-metadata.js';
 
 export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['BERTH_REVISION'] ?? 'dev' };
 
@@ -55,7 +56,8 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     if (role.kind === 'serve' && role.service === 'events' && !cfg.nats) {
       throw new Error("serve events needs --nats: alone, an in-process bus would see no other service's events");
     }
-    const lazy = lazyDeps(cfg, log, closers);
+    // Modules built beside metadata call its domain layer rather than this node's socket.
+    const lazy = lazyDeps(cfg, log, closers, local.includes('metadata') ? localMetadata() : undefined);
     const modules: ServiceModule[] = [];
     // Metadata goes last: before deleting a namespace it asks the owners of the other namespaced resources.
     for (const name of [...local].sort((a, b) => Number(a === 'metadata') - Number(b === 'metadata'))) {
@@ -140,17 +142,20 @@ function requireImplemented(name: BerthServiceName): Implemented {
 interface LazyDeps {
   readonly log: Logger;
   readonly cfg: BerthdConfig;
+  /** Metadata built in this process, for the modules that use it; undefined when it runs elsewhere. */
+  readonly metadata: LocalMetadata | undefined;
   db(): Promise<Db>;
   bus(): Promise<EventBus>;
 }
 
 /** Opens each dependency on first use only, so a process serving the gateway alone needs no database. */
-function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[]): LazyDeps {
+function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[], metadata: LocalMetadata | undefined): LazyDeps {
   let db: Promise<Db> | undefined;
   let bus: Promise<EventBus> | undefined;
   return {
     log,
     cfg,
+    metadata,
     db: () =>
       (db ??= (async () => {
         let url = cfg.postgres;
@@ -203,8 +208,11 @@ async function buildModule(
   usage: readonly NamespaceUsage[],
 ): Promise<ServiceModule> {
   switch (name) {
-    case 'metadata':
-      return createMetadataModule({ db: await deps.db(), bus: await deps.bus(), log: deps.log, usage });
+    case 'metadata': {
+      const m = await createMetadataModule({ db: await deps.db(), bus: await deps.bus(), log: deps.log, usage });
+      deps.metadata?.bind(m.stores);
+      return m;
+    }
     case 'events':
       // All-in-one: the same bus object the other modules publish to. Alone: JetStream (checked in startNode).
       return createEventsModule({ bus: await deps.bus(), log: deps.log });
@@ -231,8 +239,10 @@ async function buildModule(
         log: deps.log,
         state: deps.cfg.state,
         node: await loadNodeUuid(join(deps.cfg.root, 'node-uuid')),
-        // Container records: metadata's own address when served apart, else this node's socket.
-        metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address,
+        // Container records: from metadata in this process, else at its own address, else through this node's socket.
+        ...(deps.metadata
+          ? { containers: deps.metadata.containers }
+          : { metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address }),
       });
     case 'content':
       return createContentModule({
@@ -240,8 +250,10 @@ async function buildModule(
         bus: await deps.bus(),
         log: deps.log,
         backend: contentBackend(deps.cfg),
-        // Namespaces and leases: metadata's own address when served apart, else this node's socket.
-        metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address,
+        // Namespaces and leases: metadata in this process, else at its own address, else through this node's socket.
+        ...(deps.metadata
+          ? { metadata: deps.metadata.peer(deps.log.child({ service: 'content' })) }
+          : { metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address }),
       });
   }
 }

@@ -39,3 +39,17 @@ export function backgroundContext(log: Logger, namespace?: string, signal?: Abor
 export function withNamespace(ctx: RequestContext, namespace: string): RequestContext {
   return { ...ctx, namespace };
 }
+
+/** The same request without its lease, for a call that must not act under it. Signal and logger stay lazy. */
+export function withoutLease(ctx: RequestContext): RequestContext {
+  return {
+    namespace: ctx.namespace,
+    lease: undefined,
+    get signal() {
+      return ctx.signal;
+    },
+    get log() {
+      return ctx.log;
+    },
+  };
+}

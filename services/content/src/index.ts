@@ -2,7 +2,7 @@ import type { Db } from '@berth/common/db';
 import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
-import { createMetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer';
+import { createMetadataPeer, type MetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer';
 import { startOutboxRelay } from '@berth/common/outbox';
 import { listenRowCache, RowCache } from '@berth/common/row-cache';
 import type { ServiceModule } from '@berth/common/service';
@@ -28,6 +28,8 @@ export interface ContentDeps {
    * content alone: no namespace creation, no lease attachment.
    */
   readonly metadataAddress?: string;
+  /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
+  readonly metadata?: MetadataPeer;
 }
 
 export interface ContentModule extends ServiceModule {
@@ -44,13 +46,13 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
   const unlisten = await listenRowCache(deps.db, blobsChannel, infos);
   const blobs = await createBlobStore(deps.backend);
   const relay = startOutboxRelay({ db: deps.db, schema: 'content', bus: deps.bus, log });
-  const link = deps.metadataAddress ? createMetadataPeer(deps.metadataAddress, log) : undefined;
+  const dialed = deps.metadata || !deps.metadataAddress ? undefined : createMetadataPeer(deps.metadataAddress, log);
   const repo = createContentRepo(deps.db);
   const store = createContentStore({
     repo,
     blobs,
     infos,
-    metadata: link ?? noMetadataPeer,
+    metadata: deps.metadata ?? dialed ?? noMetadataPeer,
     deleted: contentDeleted,
     onCommit: relay.kick,
     log,
@@ -73,7 +75,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
     async close() {
-      link?.close();
+      dialed?.close();
       await relay.close();
       await blobs.close();
       // Last: with the database unreachable, postgres.js waits for a connection to send UNLISTEN.

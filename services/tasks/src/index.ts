@@ -6,9 +6,11 @@ import { TasksService } from '@berth/proto/containerd/services/tasks/v1/tasks';
 import { registerTaskMetrics } from './cgroups/prometheus.js';
 import { taskEvents } from './events.js';
 import { createTasksServer } from './grpc/tasks-server.js';
-import { containersPeer } from './peers/containers.js';
+import { type ContainersPeer, containersPeer } from './peers/containers.js';
 import { createTaskService, type TaskService } from './tasks/service.js';
 
+export type { ContainerFields, ContainersPeer, GetContainer } from './peers/containers.js';
+export { containersPeer, localContainersPeer } from './peers/containers.js';
 export type { TaskService } from './tasks/service.js';
 
 export interface TasksDeps {
@@ -18,8 +20,10 @@ export interface TasksDeps {
   readonly state: string;
   /** This node's identity, part of event ids. */
   readonly node: string;
-  /** Metadata's address, for container records (the node socket in all-in-one). */
-  readonly metadataAddress: string;
+  /** Metadata's address, for container records (split mode). */
+  readonly metadataAddress?: string;
+  /** Container records from a metadata in this process (all-in-one), instead of dialing; the caller closes it. */
+  readonly containers?: ContainersPeer;
   /** The runc binary; default `runc` on PATH. */
   readonly runc?: string;
 }
@@ -33,7 +37,9 @@ export interface TasksModule extends ServiceModule {
 /** Builds the node's task agent: re-adopts the tasks a previous agent left running, then serves Tasks. */
 export async function createTasksModule(deps: TasksDeps): Promise<TasksModule> {
   const log = deps.log.child({ service: 'tasks' });
-  const containers = containersPeer(deps.metadataAddress);
+  const dialed = deps.containers || !deps.metadataAddress ? undefined : containersPeer(deps.metadataAddress);
+  const containers = deps.containers ?? dialed;
+  if (!containers) throw new Error('tasks needs metadata: its address or an in-process containers peer');
   const events = taskEvents(deps.bus, deps.node, log);
   const tasks = createTaskService({
     state: deps.state,
@@ -64,7 +70,7 @@ export async function createTasksModule(deps: TasksDeps): Promise<TasksModule> {
       await tasks.close();
       await events.flush().catch(() => undefined);
       events.close();
-      containers.close();
+      dialed?.close();
     },
   };
 }

@@ -1,4 +1,4 @@
-import type { RequestContext } from '@berth/common/context';
+import { type RequestContext, withoutLease } from '@berth/common/context';
 import { invoke } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import { ContainersClient, type GetContainerResponse } from '@berth/proto/containerd/services/containers/v1/containers';
@@ -19,23 +19,44 @@ export interface ContainersPeer {
   close(): void;
 }
 
-/** Metadata's Containers API at `address` (the node socket in all-in-one). */
+/** The fields read from a container as metadata returns it, on the wire or from its domain layer alike. */
+export interface ContainerFields {
+  readonly id: string;
+  readonly runtime?: { readonly name: string } | undefined;
+  readonly spec?: { readonly typeUrl: string; readonly value: Uint8Array } | undefined;
+}
+
+/** Containers.Get: rejects as the RPC does. */
+export type GetContainer = (ctx: RequestContext, id: string) => Promise<ContainerFields | undefined>;
+
+/** Metadata's Containers API at `address` (split mode; all-in-one calls metadata in process, see localContainersPeer). */
 export function containersPeer(address: string): ContainersPeer {
   const client = new ContainersClient(dialTarget(address), grpc.credentials.createInsecure(), channelOptions);
-  return {
-    async get(ctx, id) {
-      const res = await invoke<GetContainerResponse>(
-        (md, opts, cb) => client.get({ id }, md, { ...opts, deadline: Date.now() + 30_000 }, cb),
-        { ...ctx, lease: undefined },
-      );
-      const c = res.container;
-      return {
-        id: c?.id ?? id,
-        runtime: c?.runtime?.name ?? '',
-        spec: c?.spec?.value,
-        specTypeUrl: c?.spec?.typeUrl ?? '',
-      };
-    },
-    close: () => client.close(),
+  const get: GetContainer = async (ctx, id) => {
+    const res = await invoke<GetContainerResponse>(
+      (md, opts, cb) => client.get({ id }, md, { ...opts, deadline: Date.now() + 30_000 }, cb),
+      ctx,
+    );
+    return res.container;
+  };
+  return { get: recordGetter(get), close: () => client.close() };
+}
+
+/** Container records from a metadata in this process; `get` must answer and fail as Containers.Get does. */
+export function localContainersPeer(get: GetContainer): ContainersPeer {
+  return { get: recordGetter(get), close: () => undefined };
+}
+
+/** Asks without the request's lease, which a read of a container record has no use for. */
+function recordGetter(get: GetContainer): ContainersPeer['get'] {
+  return async (ctx, id) => {
+    const c = await get(withoutLease(ctx), id);
+    const spec = c?.spec?.value;
+    return {
+      id: c?.id ?? id,
+      runtime: c?.runtime?.name ?? '',
+      spec: spec && Buffer.from(spec.buffer, spec.byteOffset, spec.byteLength),
+      specTypeUrl: c?.spec?.typeUrl ?? '',
+    };
   };
 }

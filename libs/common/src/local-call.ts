@@ -1,0 +1,30 @@
+import type { RequestContext } from './context.js';
+import { ServiceError } from './errors.js';
+import { fromGrpcError, toGrpcError } from './grpc-status.js';
+
+/**
+ * Calls another service's domain layer in this process as a gRPC client call would reach it, so a peer can
+ * skip the socket without changing what its caller sees. The callee gets the context a server builds from the
+ * headers (namespace and lease as sent, an empty one absent; the caller's signal and logger), and a failure
+ * comes back as the client would get it: the same errdefs code and message, a foreign error included
+ * (unknown, or canceled for an abort), with the original as its cause.
+ */
+export async function localCall<T>(ctx: RequestContext, fn: (ctx: RequestContext) => Promise<T>): Promise<T> {
+  try {
+    return await fn({
+      namespace: ctx.namespace || undefined,
+      lease: ctx.lease || undefined,
+      // Read through, so a caller's lazily made signal and logger stay unmade unless the callee uses them.
+      get signal() {
+        return ctx.signal;
+      },
+      get log() {
+        return ctx.log;
+      },
+    });
+  } catch (e) {
+    if (e instanceof ServiceError) throw e;
+    const received = fromGrpcError(toGrpcError(e));
+    throw new ServiceError(received.code, received.message, { cause: e });
+  }
+}

@@ -223,8 +223,10 @@ async function buildModule(
         log: deps.log,
         root: join(deps.cfg.root, 'snapshots'),
         node: await loadNodeUuid(join(deps.cfg.root, 'node-uuid')),
-        // Namespaces and leases: metadata's own address when served apart, else this node's socket.
-        metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address,
+        // Namespaces and leases: metadata in this process, else at its own address, else through this node's socket.
+        ...(deps.metadata
+          ? { metadata: deps.metadata.peer(deps.log.child({ service: 'snapshots' })) }
+          : { metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address }),
       });
     case 'diff':
       return createDiffModule({

@@ -15,6 +15,7 @@ import { ContainersClient } from '@berth/proto/containerd/services/containers/v1
 import { ContentClient, WriteAction } from '@berth/proto/containerd/services/content/v1/content';
 import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
 import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
+import { SnapshotsClient } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { TasksClient } from '@berth/proto/containerd/services/tasks/v1/tasks';
 import { type ContainersPeer, containersPeer } from '@berth/tasks';
 import * as grpc from '@grpc/grpc-js';
@@ -288,5 +289,19 @@ describe('all-in-one: tasks and content call metadata in process, not over the n
     // Before the lease, content made sure the namespace exists, in process too.
     const listed = await call('', (m, o, cb) => namespaces.list({ filter: '' }, m, o, cb));
     expect(listed.namespaces.map((n) => n.name)).toContain('aio2');
+  });
+
+  it("Snapshots.Prepare under an unknown lease fails with metadata's not_found, without a Leases RPC", async () => {
+    const snapshots = client(SnapshotsClient);
+    lines = [];
+    const prepare = { snapshotter: 'overlayfs', key: 'k1', parent: '', labels: {} };
+    expect(await outcome(call('aio3', (md, o, cb) => snapshots.prepare(prepare, md, o, cb), 'gone'))).toEqual({
+      code: 'not_found',
+      message: 'lease "gone": not found',
+    });
+    expect(failedRpcs()).toEqual(['/containerd.services.snapshots.v1.Snapshots/Prepare']);
+    // Nothing was made: without the lease the same key prepares.
+    const made = await call('aio3', (md, o, cb) => snapshots.prepare(prepare, md, o, cb));
+    expect(made.mounts).toHaveLength(1);
   });
 });

@@ -3,7 +3,7 @@ import type { Db } from '@berth/common/db';
 import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
-import { createMetadataPeer } from '@berth/common/metadata-peer';
+import { createMetadataPeer, type MetadataPeer } from '@berth/common/metadata-peer';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
 import { startOutboxRelay } from '@berth/common/outbox';
 import type { ServiceModule } from '@berth/common/service';
@@ -27,6 +27,8 @@ export interface SnapshotsDeps {
   readonly node: string;
   /** Metadata's address (Namespaces, Leases); unset runs without namespace registration and leases. */
   readonly metadataAddress?: string;
+  /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
+  readonly metadata?: MetadataPeer;
 }
 
 export interface SnapshotsModule extends ServiceModule {
@@ -42,7 +44,8 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
   const log = deps.log.child({ service: 'snapshots' });
   await migrate(deps.db, 'snapshots', migrations);
   const relay = startOutboxRelay({ db: deps.db, schema: 'snapshots', bus: deps.bus, log });
-  const metadata = deps.metadataAddress ? createMetadataPeer(deps.metadataAddress, log) : undefined;
+  const dialed = deps.metadata || !deps.metadataAddress ? undefined : createMetadataPeer(deps.metadataAddress, log);
+  const metadata = deps.metadata ?? dialed;
   const drivers: Driver[] = [
     overlayDriver(join(deps.root), { indexOff: await overlaySupportsIndex() }),
     nativeDriver(join(deps.root)),
@@ -89,7 +92,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
     async close() {
       await Promise.all([...snapshotters.values()].map((s) => s.idle()));
       await relay.close();
-      metadata?.close();
+      dialed?.close();
     },
   };
 }

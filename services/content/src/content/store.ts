@@ -14,6 +14,7 @@ import type { Logger } from '@berth/common/log';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
 import type { ContentRepo } from '../db/content-repo.js';
 import type { BlobStore, Ingest } from '../store/blob-store.js';
+import { BlobCache } from './blob-cache.js';
 import { type Digest, sha256Digest } from './digest.js';
 import { lockedError, RefLocks } from './locks.js';
 import type { ContentStore, Info, IngestStatus, MetadataLink, Writer, WriterOptions } from './types.js';
@@ -39,6 +40,9 @@ export interface ContentStoreDeps {
 const lockMs = 30_000;
 /** Unleased ingests become collectible after this, as in containerd. */
 const ingestExpiryMs = 24 * 3600_000;
+/** Blobs up to this size are kept in memory once read (indexes, manifests, configs); see BlobCache. */
+const smallBlobBytes = 256 * 1024;
+const smallBlobsBudget = 32 * 1024 * 1024;
 /** Hash states kept for ingests interrupted in this process; beyond this the oldest are re-hashed on resume. */
 const maxSuspended = 1024;
 
@@ -50,6 +54,7 @@ interface Suspended {
 /** Builds containerd's namespaced content store over a blob backend and the `content` schema. */
 export function createContentStore(deps: ContentStoreDeps): ContentStore {
   const { repo, blobs, infos } = deps;
+  const small = new BlobCache(smallBlobBytes, smallBlobsBudget);
   const owner = randomUUID();
   const locks = new RefLocks();
   /** Writers open in this process, by backend key: Status answers from them without touching the disk. */
@@ -337,7 +342,17 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
       const start = Math.max(0, offset);
       if (start > info.size) throw new ServiceError(ErrorCode.OutOfRange, `read past object length ${info.size} bytes`);
       const length = size <= 0 || start + size > info.size ? info.size - start : size;
-      return blobs.read(digest, start, length, ctx.signal);
+      if (info.size > small.maxBlob || length === 0) return blobs.read(digest, start, length, ctx.signal);
+      let bytes = small.get(digest);
+      if (!bytes) {
+        const chunks: Buffer[] = [];
+        for await (const c of blobs.read(digest, 0, info.size, ctx.signal)) chunks.push(c);
+        bytes = Buffer.concat(chunks);
+        if (bytes.length !== info.size)
+          throw new ServiceError(ErrorCode.DataLoss, `content digest ${digest}: short blob`);
+        small.set(digest, bytes);
+      }
+      return once(bytes.subarray(start, start + length));
     },
 
     async status(ctx, ref) {
@@ -450,4 +465,8 @@ function validateInfoLabels(labels: Readonly<Record<string, string>>): void {
 
 function withoutEmpty(labels: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
+}
+
+async function* once(b: Buffer): AsyncIterable<Buffer> {
+  yield b;
 }

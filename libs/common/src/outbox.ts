@@ -190,7 +190,10 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
   /** A kick after a commit; while the bus is failing, the backoff timer decides when to try again. */
   const kick = (): void => {
     if (failures !== 0 || kicked) return;
-    if (coalesceMs <= 0) return trigger();
+    if (coalesceMs <= 0) {
+      trigger();
+      return;
+    }
     kicked = setTimeout(() => {
       kicked = undefined;
       trigger();

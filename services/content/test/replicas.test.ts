@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Db, openDb } from '@berth/common/db';
 import { createInProcessBus } from '@berth/common/event-bus';
+import { notificationsSettled } from '@berth/testing/notifications';
 import { usePostgres } from '@berth/testing/postgres';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { status } from '@grpc/grpc-js';
@@ -17,32 +18,6 @@ interface Shared {
   readonly db: Db;
   openOther(): Promise<Db>;
   drop(): Promise<void>;
-}
-
-/**
- * Resolves once the notifications of every commit so far have reached the listeners of `db`: they arrive in
- * commit order on one connection, so a marker sent now is delivered after them. A replica's own commit
- * notifies too; a lookup racing that notification is not cached, which would let a test pass on a cache miss
- * or fail one that expects a cached row.
- */
-async function notificationsSettled(db: Db): Promise<void> {
-  const marker = `settled-${Math.random().toString(36).slice(2)}`;
-  let seen = false;
-  const unlisten = await db.listen(
-    blobsChannel,
-    (p) => void (p === marker && (seen = true)),
-    () => undefined,
-  );
-  try {
-    await db.query('SELECT pg_notify($1, $2)', [blobsChannel, marker]);
-    const deadline = Date.now() + 5_000;
-    while (!seen) {
-      if (Date.now() > deadline) throw new Error('no marker');
-      await sleep(5);
-    }
-  } finally {
-    await unlisten();
-  }
 }
 
 /**
@@ -96,7 +71,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
     const committed = async (labels: Record<string, string>): Promise<string> => {
       const data = randomBytes(4096);
       await writeBlob(a.client, 'ns', `ref-${sha256(data)}`, data, { labels });
-      await notificationsSettled(shared.db);
+      await notificationsSettled(shared.db, [blobsChannel]);
       return sha256(data);
     };
 

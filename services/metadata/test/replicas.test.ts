@@ -3,6 +3,7 @@ import { type Db, openDb } from '@berth/common/db';
 import type { ServiceError } from '@berth/common/errors';
 import type { Container } from '@berth/proto/containerd/services/containers/v1/containers';
 import type { Image } from '@berth/proto/containerd/services/images/v1/images';
+import { notificationsSettled } from '@berth/testing/notifications';
 import { usePostgres } from '@berth/testing/postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowChannels } from '../src/db/migrations.js';
@@ -63,35 +64,6 @@ async function eventually(check: () => Promise<void>, timeoutMs = 5_000): Promis
 }
 
 /**
- * Resolves once the notifications of every commit so far have reached the listeners of `db`: they arrive in
- * commit order on one connection, so a marker sent now is delivered after them. A replica's own writes notify
- * too; a lookup racing that notification is not cached, which would let a test pass on a cache miss.
- */
-async function notificationsSettled(db: Db): Promise<void> {
-  const marker = `settled-${Math.random().toString(36).slice(2)}`;
-  await Promise.all(
-    Object.values(rowChannels).map(async (channel) => {
-      let seen = false;
-      const unlisten = await db.listen(
-        channel,
-        (p) => void (p === marker && (seen = true)),
-        () => undefined,
-      );
-      try {
-        await db.query('SELECT pg_notify($1, $2)', [channel, marker]);
-        const deadline = Date.now() + 5_000;
-        while (!seen) {
-          if (Date.now() > deadline) throw new Error(`no marker on ${channel}`);
-          await sleep(5);
-        }
-      } finally {
-        await unlisten();
-      }
-    }),
-  );
-}
-
-/**
  * Two metadata replicas over one database: Get answers from memory on each, yet what one writes the other
  * sees, through the row notifications only. Each test first proves A answers from memory, so a broken
  * invalidation fails it rather than passing on a cache miss.
@@ -136,7 +108,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       await a.call(undefined, (md, o, cb) =>
         a.namespaces.update({ namespace: { name: 'mem', labels: { v: '1' } }, updateMask: [] }, md, o, cb),
       );
-      await notificationsSettled(shared.db);
+      await notificationsSettled(shared.db, Object.values(rowChannels));
       expect((await getImage(a, 'mem', 'img'))?.labels).toEqual({ v: '1' });
       expect((await getContainer(a, 'mem', 'c'))?.labels).toEqual({ v: '1' });
       expect((await getNamespace(a, 'mem'))?.labels).toEqual({ v: '1' });
@@ -164,7 +136,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
 
     it("sees the other replica's image update and delete", async () => {
       await createImage(a, 'img', image('docker.io/library/busybox:latest', { v: '1' }));
-      await notificationsSettled(shared.db);
+      await notificationsSettled(shared.db, Object.values(rowChannels));
       expect((await getImage(a, 'img', 'docker.io/library/busybox:latest'))?.labels).toEqual({ v: '1' });
       await b.call('img', (md, o, cb) =>
         b.images.update(
@@ -186,7 +158,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
 
     it("sees the other replica's container update and delete, and a container created again", async () => {
       await createContainer(a, 'ctr', container('c1', { v: '1' }));
-      await notificationsSettled(shared.db);
+      await notificationsSettled(shared.db, Object.values(rowChannels));
       expect((await getContainer(a, 'ctr', 'c1'))?.labels).toEqual({ v: '1' });
       await b.call('ctr', (md, o, cb) =>
         b.containers.update({ container: container('c1', { v: '2' }), updateMask: ['labels.v'] }, md, o, cb),
@@ -218,7 +190,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
     it('sees rows deleted by any other writer of the tables, as a gc would', async () => {
       await createImage(a, 'gc', image('i', {}));
       await createContainer(a, 'gc', container('c', {}));
-      await notificationsSettled(shared.db);
+      await notificationsSettled(shared.db, Object.values(rowChannels));
       await getImage(a, 'gc', 'i');
       await getContainer(a, 'gc', 'c');
       await shared.db.query('DELETE FROM metadata.images WHERE namespace = $1', ['gc']);
@@ -232,7 +204,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       const long = `long/${'x'.repeat(9_000)}`;
       await createImage(a, 'big', image(long, { v: '1' }));
       await createImage(a, 'big', image('short', { v: '1' }));
-      await notificationsSettled(shared.db);
+      await notificationsSettled(shared.db, Object.values(rowChannels));
       await getImage(a, 'big', long);
       await getImage(a, 'big', 'short');
       await behindTheTrigger('UPDATE metadata.images SET labels = $1::text::jsonb WHERE name = $2', [
@@ -248,7 +220,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
 
     it('sees a TRUNCATE, which fires no row trigger', async () => {
       await createImage(a, 'trunc', image('t', {}));
-      await notificationsSettled(shared.db);
+      await notificationsSettled(shared.db, Object.values(rowChannels));
       await getImage(a, 'trunc', 't');
       await shared.db.exec('TRUNCATE metadata.images');
       await eventually(async () => expect((await failure(getImage(a, 'trunc', 't'))).code).toBe('not_found'));

@@ -5,7 +5,7 @@
  * Delete). Then the time to start N detached containers (`ctr run -d`, one after another) on each.
  * Rounds alternate between the daemons so background load hits both alike.
  *
- *   pnpm --filter @berth/bench tasks [--runs 20] [--detached 50]
+ *   pnpm --filter @berth/bench tasks [--runs 20] [--detached 50] [--postgres postgres://…]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,7 +18,9 @@ import { busyboxImage, pushImage } from '@berth/testing/images';
 import { startRegistry } from '@berth/testing/registry';
 import { fmt, summarize } from './stats.js';
 
-const { values } = parseArgs({ options: { runs: { type: 'string' }, detached: { type: 'string' } } });
+const { values } = parseArgs({
+  options: { runs: { type: 'string' }, detached: { type: 'string' }, postgres: { type: 'string' } },
+});
 const runs = Number(values.runs ?? 20);
 const detached = Number(values.detached ?? 50);
 
@@ -47,7 +49,11 @@ async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'berth-bench-tasks-'));
   const registry = await startRegistry();
   const ref = await pushImage(registry, 'bench/busybox', 'latest', await busyboxImage());
-  const berth = await startBerthd({ dir: join(work, 'berthd') });
+  // Metadata on PGlite (the embedded default), or on a Postgres server with --postgres URL.
+  const berth = await startBerthd({
+    dir: join(work, 'berthd'),
+    args: values.postgres ? ['--postgres', values.postgres] : [],
+  });
   const containerd = await startContainerd();
   const daemons = [
     { name: 'berth', socket: berth.socket },

@@ -8,7 +8,7 @@
  *   pnpm --filter @berth/bench tasks [--runs 20] [--detached 50] [--postgres postgres://…]
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,6 +35,13 @@ function sh(cmd: string, args: readonly string[], stdin = ''): Promise<{ code: n
   });
 }
 
+/** User + system CPU time of process `pid` so far, from /proc (clock ticks of 10 ms). */
+async function cpuMs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return 0;
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 async function timed(cmd: string, args: readonly string[]): Promise<number> {
   const t = process.hrtime.bigint();
   const r = await sh(cmd, args);
@@ -56,9 +63,11 @@ async function main(): Promise<void> {
   });
   const containerd = await startContainerd();
   const daemons = [
-    { name: 'berth', socket: berth.socket },
-    { name: 'containerd', socket: containerd.socket },
+    { name: 'berth', socket: berth.socket, pid: berth.child.pid },
+    { name: 'containerd', socket: containerd.socket, pid: containerd.pid },
   ];
+  /** CPU time the daemon process itself spent in `ctr run --rm` (not its shims or supervisors), by daemon. */
+  const daemonCpuMs: Record<string, number> = {};
   try {
     for (const d of daemons) {
       const pull = await sh('ctr', ctrArgs(d.socket, 'images', 'pull', '--plain-http', ref));
@@ -96,7 +105,9 @@ async function main(): Promise<void> {
     }
     for (let i = 0; i < runs; i++) {
       for (const d of daemons) {
+        const cpu0 = await cpuMs(d.pid);
         samples[d.name]?.push(await timed('ctr', ctrArgs(d.socket, 'run', '--rm', ref, `r${i}`, 'true')));
+        daemonCpuMs[d.name] = (daemonCpuMs[d.name] ?? 0) + (await cpuMs(d.pid)) - cpu0;
         samples[`${d.name} tasks start`]?.push(await timed('ctr', ctrArgs(d.socket, 'tasks', 'start', 'ts')));
       }
       samples.runc?.push(await timed('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `r${i}`]));
@@ -134,6 +145,11 @@ async function main(): Promise<void> {
     const b = summarize(samples.berth ?? []);
     const c = summarize(samples.containerd ?? []);
     console.log(`  berth / containerd median: ${(b.p50 / c.p50).toFixed(2)}x`);
+    console.log(
+      `  daemon CPU per run: ${Object.entries(daemonCpuMs)
+        .map(([name, ms]) => `${name} ${(ms / runs).toFixed(1)} ms`)
+        .join(', ')}`,
+    );
     console.log(`${detached} detached starts (ctr run -d, sequential):`);
     for (const [name, ms] of Object.entries(starts)) console.log(`  ${name.padEnd(24)} ${(ms / 1000).toFixed(2)} s`);
   } finally {

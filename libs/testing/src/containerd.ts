@@ -19,6 +19,8 @@ export interface ContainerdProcess {
   readonly socket: string;
   readonly root: string;
   readonly logFile: string;
+  /** The daemon's process id (its shims are other processes). */
+  readonly pid: number | undefined;
   /** Stops containerd (SIGTERM, SIGKILL after 10 s), unmounts what it left under root, deletes the temp dir. */
   stop(): Promise<void>;
 }
@@ -77,7 +79,7 @@ export async function startContainerd(opts: { readyTimeoutMs?: number } = {}): P
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { socket, root, logFile, stop };
+  return { socket, root, logFile, pid: child.pid, stop };
 }
 
 function answers(socket: string): Promise<boolean> {

@@ -3,9 +3,11 @@
  * private containerd 1.6 (same image, pulled from the same local registry), bare `runc run` of the same
  * rootfs, and `ctr tasks start` of an existing container (the tasks agent alone: Create, Wait‖Start, Get,
  * Delete). Then the time to start N detached containers (`ctr run -d`, one after another) on each.
- * Rounds alternate between the daemons so background load hits both alike.
+ * Rounds alternate between the daemons so background load hits both alike. Both daemons first get `warmup`
+ * runs: berthd is a Node process whose JIT keeps compiling for its first ~100 runs (its CPU per run falls
+ * from ~80 to ~50 ms); the median of the first runs is reported as `cold`.
  *
- *   pnpm --filter @berth/bench tasks [--runs 20] [--detached 50] [--postgres postgres://…]
+ *   pnpm --filter @berth/bench tasks [--runs 20] [--detached 50] [--warmup 100] [--postgres postgres://…]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -19,10 +21,16 @@ import { startRegistry } from '@berth/testing/registry';
 import { fmt, summarize } from './stats.js';
 
 const { values } = parseArgs({
-  options: { runs: { type: 'string' }, detached: { type: 'string' }, postgres: { type: 'string' } },
+  options: {
+    runs: { type: 'string' },
+    detached: { type: 'string' },
+    warmup: { type: 'string' },
+    postgres: { type: 'string' },
+  },
 });
 const runs = Number(values.runs ?? 20);
 const detached = Number(values.detached ?? 50);
+const warmup = Math.max(1, Number(values.warmup ?? 100));
 
 function sh(cmd: string, args: readonly string[], stdin = ''): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
@@ -98,10 +106,17 @@ async function main(): Promise<void> {
       'containerd tasks start': [],
     };
     for (const d of daemons) {
-      // Warm-up: connections, JIT, caches, the first snapshot.
-      await timed('ctr', ctrArgs(d.socket, 'run', '--rm', ref, 'warm', 'true'));
       await sh('ctr', ctrArgs(d.socket, 'containers', 'create', ref, 'ts', 'true'));
-      await timed('ctr', ctrArgs(d.socket, 'tasks', 'start', 'ts'));
+    }
+    // Warm-up, alternating, the same for both: connections, caches, and for berthd (Node) the JIT, which
+    // keeps compiling for the first ~100 runs of a fresh daemon. The first runs are reported as `cold`.
+    const cold: Record<string, number[]> = { berth: [], containerd: [] };
+    for (let i = 0; i < warmup; i++) {
+      for (const d of daemons) {
+        const ms = await timed('ctr', ctrArgs(d.socket, 'run', '--rm', ref, `warm${i}`, 'true'));
+        if (i < runs) cold[d.name]?.push(ms);
+        await timed('ctr', ctrArgs(d.socket, 'tasks', 'start', 'ts'));
+      }
     }
     for (let i = 0; i < runs; i++) {
       for (const d of daemons) {
@@ -132,7 +147,7 @@ async function main(): Promise<void> {
     }
 
     console.log(
-      `ctr run --rm ${ref} id true (${runs} runs each, alternating; load average ${loadavg()
+      `ctr run --rm ${ref} id true (${runs} runs each after ${warmup} warm-up runs, alternating; load average ${loadavg()
         .map((n) => n.toFixed(2))
         .join(' ')})`,
     );
@@ -145,6 +160,11 @@ async function main(): Promise<void> {
     const b = summarize(samples.berth ?? []);
     const c = summarize(samples.containerd ?? []);
     console.log(`  berth / containerd median: ${(b.p50 / c.p50).toFixed(2)}x`);
+    const coldB = summarize(cold.berth ?? []);
+    const coldC = summarize(cold.containerd ?? []);
+    console.log(
+      `  cold (first ${cold.berth?.length ?? 0} runs after start): berth median ${fmt(coldB.p50)}, containerd ${fmt(coldC.p50)}: ${(coldB.p50 / coldC.p50).toFixed(2)}x`,
+    );
     console.log(
       `  daemon CPU per run: ${Object.entries(daemonCpuMs)
         .map(([name, ms]) => `${name} ${(ms / runs).toFixed(1)} ms`)

@@ -136,12 +136,13 @@ async function populate(
   return Date.now() - started;
 }
 
+/** Median of `runs` timed runs after one untimed warm-up run (as timeList does; berthd's JIT warms up too). */
 async function timeCtr(d: Daemon, args: readonly string[], expectLines: number): Promise<number> {
   const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
+  for (let i = 0; i <= runs; i++) {
     const t = process.hrtime.bigint();
     const r = await ctr(d.socket, ['--namespace', 'bench', ...args], { timeoutMs: 600_000 });
-    samples.push(Number(process.hrtime.bigint() - t) / 1e6);
+    if (i > 0) samples.push(Number(process.hrtime.bigint() - t) / 1e6);
     if (r.code !== 0) throw new Error(`${d.label}: ctr ${args.join(' ')}: ${r.stderr.slice(0, 500)}`);
     const lines = r.stdout.trim().split('\n').length;
     if (lines !== expectLines)

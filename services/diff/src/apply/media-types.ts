@@ -76,13 +76,12 @@ const chunkBytes = 1 << 20;
 /**
  * Yields `out` and then surfaces any failure of the producing side; kills it if the consumer stops early.
  * Reads `out` in flowing mode into a queue of up to `aheadBytes` so producer and consumer overlap.
+ *
+ * Reading starts here, not when the consumer first asks: a child process that exits before anyone reads its
+ * stdout has that stdout resumed by Node and its bytes dropped (a small zstd layer did, and the consumer then
+ * waited forever for an end that had already been emitted).
  */
-async function* drained(
-  out: Readable,
-  done: Promise<unknown>,
-  what: string,
-  kill?: () => void,
-): AsyncGenerator<Buffer> {
+function drained(out: Readable, done: Promise<unknown>, what: string, kill?: () => void): AsyncGenerator<Buffer> {
   let finished = false;
   let queue: Buffer[] = [];
   let queued = 0;
@@ -117,41 +116,45 @@ async function* drained(
   out.once('error', onError);
   // The producer failing does not always end `out` with an error: watch it too.
   done.catch(onError);
-  try {
-    for (;;) {
-      if (failed !== undefined) throw failed;
-      if (queued === 0) {
-        if (ended) break;
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        continue;
+  return consume();
+
+  async function* consume(): AsyncGenerator<Buffer> {
+    try {
+      for (;;) {
+        if (failed !== undefined) throw failed;
+        if (queued === 0) {
+          if (ended) break;
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          continue;
+        }
+        if (queued < chunkBytes && !ended && !out.isPaused()) {
+          // Wait for a fuller chunk unless the producer is done.
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          if (queued < chunkBytes && !ended && failed === undefined) continue;
+        }
+        const chunk = queue.length === 1 ? (queue[0] as Buffer) : Buffer.concat(queue, queued);
+        queue = [];
+        queued = 0;
+        if (out.isPaused() && !ended) out.resume();
+        yield chunk;
       }
-      if (queued < chunkBytes && !ended && !out.isPaused()) {
-        // Wait for a fuller chunk unless the producer is done.
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        if (queued < chunkBytes && !ended && failed === undefined) continue;
-      }
-      const chunk = queue.length === 1 ? (queue[0] as Buffer) : Buffer.concat(queue, queued);
-      queue = [];
-      queued = 0;
-      if (out.isPaused() && !ended) out.resume();
-      yield chunk;
+      await done;
+      finished = true;
+    } catch (e) {
+      if (e instanceof ServiceError) throw e;
+      throw new ServiceError(ErrorCode.Unknown, `failed to decompress layer (${what}): ${(e as Error).message}`, {
+        cause: e,
+      });
+    } finally {
+      out.off('data', onData);
+      out.off('end', onEnd);
+      out.off('close', onClose);
+      out.off('error', onError);
+      if (!finished) kill?.();
     }
-    await done;
-    finished = true;
-  } catch (e) {
-    if (e instanceof ServiceError) throw e;
-    throw new ServiceError(ErrorCode.Unknown, `failed to decompress layer (${what}): ${(e as Error).message}`, {
-      cause: e,
-    });
-  } finally {
-    out.off('data', onData);
-    out.off('end', onEnd);
-    out.off('close', onClose);
-    out.off('error', onError);
-    if (!finished) kill?.();
   }
 }

@@ -207,16 +207,7 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
           await tx.query(
             `${ensuringNamespace} INSERT INTO metadata.images (namespace, ${columns})
              VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7::text::jsonb, $8, $8)`,
-            [
-              ns,
-              image.name,
-              JSON.stringify(image.labels),
-              image.target.mediaType,
-              image.target.digest,
-              image.target.size,
-              JSON.stringify(image.target.annotations),
-              now,
-            ],
+            rowParams(ns, image, now),
           );
           await enqueueEvent(tx, ns, deps.events.created(created));
         });
@@ -242,16 +233,7 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
           `UPDATE metadata.images SET labels = $3::text::jsonb, target_media_type = $4, target_digest = $5,
              target_size = $6, target_annotations = $7::text::jsonb, updated_at = $8
            WHERE namespace = $1 AND name = $2`,
-          [
-            ns,
-            image.name,
-            JSON.stringify(image.labels),
-            image.target.mediaType,
-            image.target.digest,
-            image.target.size,
-            JSON.stringify(image.target.annotations),
-            result.updatedAt,
-          ],
+          rowParams(ns, image, result.updatedAt),
         );
         await enqueueEvent(tx, ns, deps.events.updated(result));
         return result;
@@ -273,4 +255,18 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
       deps.onCommit();
     },
   };
+}
+
+/** Parameters $1..$8 of the insert and the update of an image row: namespace, columns, then the time. */
+function rowParams(ns: string, image: Omit<Image, 'createdAt' | 'updatedAt'>, at: Date): unknown[] {
+  return [
+    ns,
+    image.name,
+    JSON.stringify(image.labels),
+    image.target.mediaType,
+    image.target.digest,
+    image.target.size,
+    JSON.stringify(image.target.annotations),
+    at,
+  ];
 }

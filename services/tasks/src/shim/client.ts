@@ -6,7 +6,7 @@ import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCode, ServiceError, unavailable } from '@berth/common/errors';
-import type { ExitNotice, Reply, Request } from './protocol.js';
+import { type ExitNotice, onLines, type Reply, type Request } from './protocol.js';
 
 const shimMain = fileURLToPath(new URL('./main.js', import.meta.url));
 
@@ -36,26 +36,18 @@ function wrap(socket: Socket): ShimConnection {
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   const exitFns: Array<(n: ExitNotice) => void> = [];
   const closeFns: Array<() => void> = [];
-  let buf = '';
   let closed = false;
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    buf += chunk;
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line === '') continue;
-      const msg = JSON.parse(line) as Reply | ExitNotice;
-      if ('event' in msg) {
-        for (const fn of exitFns) fn(msg);
-        continue;
-      }
-      const p = pending.get(msg.seq);
-      pending.delete(msg.seq);
-      if (!p) continue;
-      if (msg.ok) p.resolve(msg.result);
-      else p.reject(new ServiceError(msg.error.code as ErrorCode, msg.error.message));
+  onLines(socket, (line) => {
+    const msg = JSON.parse(line) as Reply | ExitNotice;
+    if ('event' in msg) {
+      for (const fn of exitFns) fn(msg);
+      return;
     }
+    const p = pending.get(msg.seq);
+    pending.delete(msg.seq);
+    if (!p) return;
+    if (msg.ok) p.resolve(msg.result);
+    else p.reject(new ServiceError(msg.error.code as ErrorCode, msg.error.message));
   });
   socket.on('error', () => undefined);
   socket.on('close', () => {

@@ -22,6 +22,7 @@ import {
   type Exit,
   type ExitNotice,
   exitFile,
+  onLines,
   type ProcessState,
   type ProcessStatus,
   pidFile,
@@ -410,31 +411,23 @@ function spawnSpare(socket: string): number {
 
 function serve(socket: Socket): void {
   clients.add(socket);
-  let buf = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    buf += chunk;
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line.trim() === '') continue;
-      let msg: Request & { seq: number };
-      try {
-        msg = JSON.parse(line) as Request & { seq: number };
-      } catch {
-        continue;
-      }
-      handle(msg).then(
-        (result) => socket.write(`${JSON.stringify({ seq: msg.seq, ok: true, result })}\n`),
-        (e: unknown) => {
-          const error: ErrorBody =
-            e instanceof Failure
-              ? { code: e.code, message: e.message }
-              : { code: 'unknown', message: (e as Error).message };
-          socket.write(`${JSON.stringify({ seq: msg.seq, ok: false, error })}\n`);
-        },
-      );
+  onLines(socket, (line) => {
+    let msg: Request & { seq: number };
+    try {
+      msg = JSON.parse(line) as Request & { seq: number };
+    } catch {
+      return;
     }
+    handle(msg).then(
+      (result) => socket.write(`${JSON.stringify({ seq: msg.seq, ok: true, result })}\n`),
+      (e: unknown) => {
+        const error: ErrorBody =
+          e instanceof Failure
+            ? { code: e.code, message: e.message }
+            : { code: 'unknown', message: (e as Error).message };
+        socket.write(`${JSON.stringify({ seq: msg.seq, ok: false, error })}\n`);
+      },
+    );
   });
   const gone = (): void => {
     clients.delete(socket);

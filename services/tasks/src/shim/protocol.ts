@@ -1,7 +1,23 @@
+import type { Socket } from 'node:net';
+
 /**
  * The agent ↔ supervisor protocol: one JSON object per line over the supervisor's unix socket. Requests
  * carry a `seq` echoed by their reply; exit notices are pushed to every connected agent unasked.
  */
+
+/** The protocol's framing, for both ends: calls `onLine` with each non-blank line `socket` receives. */
+export function onLines(socket: Socket, onLine: (line: string) => void): void {
+  let buf = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buf += chunk;
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim() !== '') onLine(line);
+    }
+  });
+}
 
 /** The FIFO paths (or files) a process's stdio goes to, as the client gave them; '' means none. */
 export interface Stdio {

@@ -1,7 +1,8 @@
 /**
  * Image records at scale, Berth beside containerd on the same machine: both get the same N image records
  * (created through the Images API with our TypeScript client), all pointing at one small real image whose
- * blobs were ingested with `ctr content ingest`, so `ctr images ls` walks index → manifest → config in
+ * blobs were written through Content.Write with the gc reference labels a pull sets (under a lease, so
+ * containerd's collector keeps them), so `ctr images ls` walks index → manifest → config in
  * Content for every record on both. Then, for each daemon, the median of several runs of:
  *   - `ctr images ls` (Images.List + Content reads per image), `ctr images ls -q` (Images.List only),
  *   - `ctr images ls -q labels.group==3` (a filtered List through ctr),
@@ -11,17 +12,20 @@
  *
  * containerd 1.6 runs privately: root, state and sockets in a temp dir, CRI disabled.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { parseArgs } from 'node:util';
+import { connectNode, createLease, deleteLease } from '@berth/client';
+import { ingest } from '@berth/client/content-writer';
+import { invoke } from '@berth/client/node-client';
 import { startBerthd } from '@berth/e2e/berthd';
 import { ctr } from '@berth/e2e/ctr';
+import { startContainerd } from '@berth/testing/containerd';
 import { ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
-import { ociIndexType, tinyImage } from '@berth/testing/tiny-image';
+import { type TinyImage, tinyImage } from '@berth/testing/tiny-image';
 import * as grpc from '@grpc/grpc-js';
+import { cpuMs } from './proc.js';
 import { summarize } from './stats.js';
 
 const { values } = parseArgs({
@@ -36,47 +40,17 @@ const { values } = parseArgs({
 const count = Number(values.images ?? 10_000);
 const runs = Number(values.runs ?? 5);
 
-const indexType = ociIndexType;
-
 interface Daemon {
   readonly label: string;
   readonly socket: string;
+  readonly pid: number | undefined;
   stop(): Promise<void>;
 }
 
-async function startContainerd(): Promise<Daemon> {
-  const dir = await mkdtemp(join(tmpdir(), 'berth-bench-containerd-'));
-  const socket = join(dir, 'containerd.sock');
-  const config = `version = 2
-root = "${join(dir, 'root')}"
-state = "${join(dir, 'state')}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "${socket}"
-[ttrpc]
-  address = "${socket}.ttrpc"
-[debug]
-  level = "warn"
-`;
-  await writeFile(join(dir, 'config.toml'), config);
-  const child: ChildProcess = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: 'ignore' });
-  const deadline = Date.now() + 30_000;
-  while (!existsSync(socket)) {
-    if (child.exitCode !== null) throw new Error(`containerd exited with ${child.exitCode}`);
-    if (Date.now() > deadline) throw new Error('containerd did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+async function startPrivateContainerd(): Promise<Daemon> {
+  const c = await startContainerd();
   const version = spawnSync('containerd', ['--version'], { encoding: 'utf8' }).stdout.trim();
-  return {
-    label: `containerd (${version.split(' ')[2] ?? '?'})`,
-    socket,
-    async stop() {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return { label: `containerd (${version.split(' ')[2] ?? '?'})`, socket: c.socket, pid: c.pid, stop: c.stop };
 }
 
 async function startBerth(): Promise<Daemon> {
@@ -85,6 +59,7 @@ async function startBerth(): Promise<Daemon> {
   return {
     label: `berthd (${values.postgres ? 'PostgreSQL' : 'PGlite'})`,
     socket: d.socket,
+    pid: d.child.pid,
     stop: async () => void (await d.stop()),
   };
 }
@@ -100,96 +75,165 @@ function client(socket: string): { images: ImagesClient; md: grpc.Metadata } {
   };
 }
 
-async function populate(
-  d: Daemon,
-  index: { digest: string; size: number },
-  blobs: ReadonlyArray<readonly [string, Buffer]>,
-): Promise<number> {
-  for (const [ref, blob] of blobs) {
-    const r = await ctr(d.socket, ['--namespace', 'bench', 'content', 'ingest', ref], { input: blob });
-    if (r.code !== 0) throw new Error(`${d.label}: content ingest ${ref}: ${r.stderr}`);
+async function populate(d: Daemon, image: TinyImage): Promise<number> {
+  const node = connectNode(d.socket);
+  const signal = AbortSignal.timeout(600_000);
+  setMaxListeners(64, signal); // 16 creates in flight share it
+  const ctx = { namespace: 'bench', lease: undefined, signal };
+  const lease = await createLease(node, ctx);
+  const leased = { ...ctx, lease };
+  for (const [kind, blob] of image.blobs) {
+    const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
+    await ingest(
+      node,
+      leased,
+      { open: async (offset) => ({ start: offset, body: [blob.subarray(offset)] }) },
+      { ref: `bench-${kind}`, desc: { mediaType: '', digest, size: blob.length }, labels: image.gcLabels[kind] },
+    );
   }
-  const { images, md } = client(d.socket);
   const started = Date.now();
   let next = 0;
   await Promise.all(
     Array.from({ length: 16 }, async () => {
       while (next < count) {
         const i = next++;
-        await new Promise<void>((resolve, reject) =>
-          images.create(
-            {
-              image: {
-                name: `registry.test/bench/app${String(i).padStart(5, '0')}:v1`,
-                labels: { group: String(i % 10), i: String(i) },
-                target: { mediaType: indexType, digest: index.digest, size: index.size, annotations: {} },
+        const name = `registry.test/bench/app${String(i).padStart(5, '0')}:v1`;
+        await invoke(
+          (md, o, cb) =>
+            node.images.create(
+              {
+                image: {
+                  name,
+                  labels: { group: String(i % 10), i: String(i) },
+                  target: { ...image.index, annotations: {} },
+                },
               },
-            },
-            md,
-            (e) => (e ? reject(e) : resolve()),
-          ),
+              md,
+              o,
+              cb,
+            ),
+          ctx,
         );
       }
     }),
   );
-  images.close();
-  return Date.now() - started;
+  const took = Date.now() - started;
+  await deleteLease(node, 'bench', lease);
+  node.close();
+  // The images now hold the blobs; a collector that removed any of them would make `ls` cheaper than it is.
+  const listed = await ctr(d.socket, ['--namespace', 'bench', 'content', 'ls', '-q'], { timeoutMs: 60_000 });
+  const present = listed.stdout.trim().split('\n').length;
+  if (present !== image.blobs.length)
+    throw new Error(`${d.label}: ${present} of ${image.blobs.length} blobs left after populating`);
+  return took;
 }
 
-/** Median of `runs` timed runs after one untimed warm-up run (as timeList does; berthd's JIT warms up too). */
-async function timeCtr(d: Daemon, args: readonly string[], expectLines: number): Promise<number> {
-  const samples: number[] = [];
+interface Timing {
+  readonly ms: number;
+  /** The daemon's own CPU time per timed run. */
+  readonly cpuMs: number;
+}
+
+/**
+ * Times `run` on every daemon, taking turns run by run so that a machine that speeds up or slows down
+ * affects both alike: one untimed warm-up run each (berthd's JIT warms up too), then `runs` timed ones.
+ * Returns the median per daemon, by label.
+ */
+async function alternate(daemons: readonly Daemon[], run: (d: Daemon) => Promise<void>): Promise<Map<string, Timing>> {
+  const samples = new Map<string, number[]>(daemons.map((d) => [d.label, []]));
+  const cpu = new Map<string, number>(daemons.map((d) => [d.label, 0]));
   for (let i = 0; i <= runs; i++) {
-    const t = process.hrtime.bigint();
+    for (const d of daemons) {
+      const cpu0 = await cpuMs(d.pid);
+      const t = process.hrtime.bigint();
+      await run(d);
+      const ms = Number(process.hrtime.bigint() - t) / 1e6;
+      if (i === 0) continue;
+      samples.get(d.label)?.push(ms);
+      cpu.set(d.label, (cpu.get(d.label) ?? 0) + (await cpuMs(d.pid)) - cpu0);
+    }
+  }
+  return new Map(
+    daemons.map((d) => [
+      d.label,
+      { ms: summarize(samples.get(d.label) ?? []).p50, cpuMs: (cpu.get(d.label) ?? 0) / runs },
+    ]),
+  );
+}
+
+function ctrRun(args: readonly string[], expectLines: number): (d: Daemon) => Promise<void> {
+  return async (d) => {
     const r = await ctr(d.socket, ['--namespace', 'bench', ...args], { timeoutMs: 600_000 });
-    if (i > 0) samples.push(Number(process.hrtime.bigint() - t) / 1e6);
     if (r.code !== 0) throw new Error(`${d.label}: ctr ${args.join(' ')}: ${r.stderr.slice(0, 500)}`);
     const lines = r.stdout.trim().split('\n').length;
     if (lines !== expectLines)
       throw new Error(`${d.label}: ctr ${args.join(' ')} printed ${lines} lines, expected ${expectLines}`);
-  }
-  return summarize(samples).p50;
+  };
 }
 
-async function timeList(d: Daemon, filters: string[], expect: number): Promise<number> {
-  const { images, md } = client(d.socket);
-  const list = (): Promise<number> =>
-    new Promise((resolve, reject) =>
+function listRun(filters: string[], expect: number): (d: Daemon) => Promise<void> {
+  const clients = new Map<string, ReturnType<typeof client>>();
+  return async (d) => {
+    let c = clients.get(d.label);
+    if (!c) {
+      c = client(d.socket);
+      clients.set(d.label, c);
+      openClients.push(c.images);
+    }
+    const { images, md } = c;
+    const n = await new Promise<number>((resolve, reject) =>
       images.list({ filters }, md, (e, r) => (e ? reject(e) : resolve(r.images.length))),
     );
-  await list();
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = process.hrtime.bigint();
-    const n = await list();
-    samples.push(Number(process.hrtime.bigint() - t) / 1e6);
     if (n !== expect) throw new Error(`${d.label}: List ${filters.join(' ')} returned ${n}, expected ${expect}`);
-  }
-  images.close();
-  return summarize(samples).p50;
+  };
 }
 
-const { blobs, index } = tinyImage(Buffer.from('bench layer bytes'));
-const rows: Array<Record<string, string>> = [];
-for (const start of [startContainerd, startBerth]) {
-  const d = await start();
-  try {
-    const createMs = await populate(d, index, blobs);
-    const group = Math.ceil(count / 10);
-    rows.push({
-      daemon: d.label,
-      [`create ${count}`]: `${(createMs / 1000).toFixed(1)} s`,
-      'ctr images ls': values['skip-full-ls']
-        ? 'skipped'
-        : `${(await timeCtr(d, ['images', 'ls'], count + 1)).toFixed(0)} ms`,
-      'ctr images ls -q': `${(await timeCtr(d, ['images', 'ls', '-q'], count)).toFixed(0)} ms`,
-      'ctr ls -q labels.group==3': `${(await timeCtr(d, ['images', 'ls', '-q', 'labels.group==3'], group)).toFixed(0)} ms`,
-      'List name==…': `${(await timeList(d, ['name==registry.test/bench/app00042:v1'], 1)).toFixed(1)} ms`,
-      'List labels.group==3': `${(await timeList(d, ['labels.group==3'], group)).toFixed(1)} ms`,
-    });
-    console.log(JSON.stringify(rows.at(-1)));
-  } finally {
-    await d.stop();
+const image = tinyImage(Buffer.from('bench layer bytes'));
+const daemons: Daemon[] = [];
+const openClients: ImagesClient[] = [];
+try {
+  for (const start of [startPrivateContainerd, startBerth]) daemons.push(await start());
+  const rows = new Map<string, Record<string, string>>(daemons.map((d) => [d.label, { daemon: d.label }]));
+  const put = (column: string, cell: (t: Timing) => Record<string, string> | string, timings: Map<string, Timing>) => {
+    for (const [label, t] of timings) {
+      const c = cell(t);
+      Object.assign(rows.get(label) ?? {}, typeof c === 'string' ? { [column]: c } : c);
+    }
+  };
+  for (const d of daemons) {
+    const ms = await populate(d, image);
+    Object.assign(rows.get(d.label) ?? {}, { [`create ${count}`]: `${(ms / 1000).toFixed(1)} s` });
   }
+  const group = Math.ceil(count / 10);
+  if (!values['skip-full-ls'])
+    put(
+      'ctr images ls',
+      (t) => ({ 'ctr images ls': `${t.ms.toFixed(0)} ms`, 'ctr images ls: daemon CPU': `${t.cpuMs.toFixed(0)} ms` }),
+      await alternate(daemons, ctrRun(['images', 'ls'], count + 1)),
+    );
+  put(
+    'ctr images ls -q',
+    (t) => `${t.ms.toFixed(0)} ms`,
+    await alternate(daemons, ctrRun(['images', 'ls', '-q'], count)),
+  );
+  put(
+    'ctr ls -q labels.group==3',
+    (t) => `${t.ms.toFixed(0)} ms`,
+    await alternate(daemons, ctrRun(['images', 'ls', '-q', 'labels.group==3'], group)),
+  );
+  put(
+    'List name==…',
+    (t) => `${t.ms.toFixed(1)} ms`,
+    await alternate(daemons, listRun(['name==registry.test/bench/app00042:v1'], 1)),
+  );
+  put(
+    'List labels.group==3',
+    (t) => `${t.ms.toFixed(1)} ms`,
+    await alternate(daemons, listRun(['labels.group==3'], group)),
+  );
+  for (const row of rows.values()) console.log(JSON.stringify(row));
+  console.table([...rows.values()]);
+} finally {
+  for (const c of openClients) c.close();
+  for (const d of daemons) await d.stop();
 }
-console.table(rows);

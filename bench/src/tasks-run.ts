@@ -10,7 +10,7 @@
  *   pnpm --filter @berth/bench tasks [--runs 20] [--detached 50] [--warmup 100] [--postgres postgres://…]
  */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,6 +18,7 @@ import { startBerthd } from '@berth/e2e/berthd';
 import { startContainerd } from '@berth/testing/containerd';
 import { busyboxImage, pushImage } from '@berth/testing/images';
 import { startRegistry } from '@berth/testing/registry';
+import { cpuMs } from './proc.js';
 import { fmt, summarize } from './stats.js';
 
 const { values } = parseArgs({
@@ -41,13 +42,6 @@ function sh(cmd: string, args: readonly string[], stdin = ''): Promise<{ code: n
     child.once('close', (code) => resolve({ code, out }));
     child.stdin.end(stdin);
   });
-}
-
-/** User + system CPU time of process `pid` so far, from /proc (clock ticks of 10 ms). */
-async function cpuMs(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return 0;
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
-  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 async function timed(cmd: string, args: readonly string[]): Promise<number> {

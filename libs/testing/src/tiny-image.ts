@@ -12,6 +12,11 @@ export interface TinyImage {
   readonly index: { readonly mediaType: string; readonly digest: string; readonly size: number };
   /** Sum of all blob sizes, as `ctr images ls` reports it. */
   readonly totalSize: number;
+  /**
+   * The gc reference labels a client sets on each blob as it commits it (index → manifest → config and
+   * layer), without which containerd's collector removes the children of an image's target.
+   */
+  readonly gcLabels: Readonly<Record<'layer' | 'config' | 'manifest' | 'index', Readonly<Record<string, string>>>>;
 }
 
 /**
@@ -53,5 +58,14 @@ export function tinyImage(layer: Buffer): TinyImage {
     ],
     index: { mediaType: ociIndexType, digest: sha256(index), size: index.length },
     totalSize: layer.length + config.length + manifest.length + index.length,
+    gcLabels: {
+      layer: {},
+      config: {},
+      manifest: {
+        'containerd.io/gc.ref.content.config': sha256(config),
+        'containerd.io/gc.ref.content.l.0': sha256(layer),
+      },
+      index: { 'containerd.io/gc.ref.content.m.0': sha256(manifest) },
+    },
   };
 }

@@ -91,6 +91,12 @@ export class RowCache<V> {
 /** The key of a namespaced row, as the triggers send it: namespaces never contain `/`, the id may. */
 export const rowKey = (namespace: string, id: string): string => `${namespace}/${id}`;
 
+/** The namespace part of a `rowKey`. */
+export const rowKeyNamespace = (key: string): string => {
+  const slash = key.indexOf('/');
+  return slash < 0 ? key : key.slice(0, slash);
+};
+
 /**
  * Keeps `cache` coherent with the table whose trigger notifies on `channel`: each payload is a key to forget;
  * an empty payload (a key too long for a NOTIFY, or a TRUNCATE) and every (re)listen drop everything.

@@ -81,7 +81,13 @@ export async function createMetadataModule(deps: MetadataDeps): Promise<Metadata
     onCommit: relay.kick,
     rows: rows.namespaces,
   });
-  const images = createImageStore({ db: deps.db, events: imageEvents, onCommit: relay.kick, rows: rows.images });
+  const images = createImageStore({
+    db: deps.db,
+    events: imageEvents,
+    onCommit: relay.kick,
+    rows: rows.images,
+    lists: rows.imageLists,
+  });
   const containers = createContainerStore({
     db: deps.db,
     events: containerEvents,

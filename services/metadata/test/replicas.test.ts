@@ -90,6 +90,10 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       h.call(ns, (md, o, cb) => h.containers.get({ id }, md, o, cb)).then((r) => r.container);
     const getNamespace = (h: Harness, name: string) =>
       h.call(undefined, (md, o, cb) => h.namespaces.get({ name }, md, o, cb)).then((r) => r.namespace);
+    const listImages = (h: Harness, ns: string, filters: string[] = []) =>
+      h
+        .call(ns, (md, o, cb) => h.images.list({ filters }, md, o, cb))
+        .then((r) => r.images.map((i) => `${i.name} ${JSON.stringify(i.labels)}`));
     const createImage = (h: Harness, ns: string, img: Image) =>
       h.call(ns, (md, o, cb) => h.images.create({ image: img }, md, o, cb));
     const createContainer = (h: Harness, ns: string, c: Container) =>
@@ -132,6 +136,46 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       expect((await getImage(b, 'mem', 'img'))?.labels).toEqual({ v: 'hidden' });
       expect((await getContainer(b, 'mem', 'c'))?.labels).toEqual({ v: 'hidden' });
       expect((await getNamespace(b, 'mem'))?.labels).toEqual({ v: 'hidden' });
+    });
+
+    it('answers List from memory: images changed behind the triggers are not listed by a replica that listed them', async () => {
+      await createImage(a, 'lmem', image('one', { v: '1' }));
+      await createImage(a, 'lmem', image('two', { v: '1' }));
+      await notificationsSettled(shared.db, Object.values(rowChannels));
+      expect(await listImages(a, 'lmem')).toEqual(['one {"v":"1"}', 'two {"v":"1"}']);
+      await behindTheTrigger('UPDATE metadata.images SET labels = $1::text::jsonb WHERE namespace = $2', [
+        '{"v":"hidden"}',
+        'lmem',
+      ]);
+      expect(await listImages(a, 'lmem')).toEqual(['one {"v":"1"}', 'two {"v":"1"}']);
+      // Filters are applied to what is in memory, the indexed ones (name==) too.
+      expect(await listImages(a, 'lmem', ['name==two'])).toEqual(['two {"v":"1"}']);
+      expect(await listImages(a, 'lmem', ['labels.v==1,name~=^o'])).toEqual(['one {"v":"1"}']);
+      expect(await listImages(b, 'lmem', ['name==two'])).toEqual(['two {"v":"hidden"}']);
+      expect(await listImages(b, 'lmem')).toEqual(['one {"v":"hidden"}', 'two {"v":"hidden"}']);
+    });
+
+    it("lists what this replica wrote at once, and the other replica's image create, update and delete", async () => {
+      await createImage(a, 'list', image('a', { v: '1' }));
+      await notificationsSettled(shared.db, Object.values(rowChannels));
+      expect(await listImages(a, 'list')).toEqual(['a {"v":"1"}']);
+      await createImage(a, 'list', image('b', { v: '1' }));
+      expect(await listImages(a, 'list')).toEqual(['a {"v":"1"}', 'b {"v":"1"}']);
+
+      await createImage(b, 'list', image('c', { v: '1' }));
+      await eventually(async () =>
+        expect(await listImages(a, 'list')).toEqual(['a {"v":"1"}', 'b {"v":"1"}', 'c {"v":"1"}']),
+      );
+      await b.call('list', (md, o, cb) =>
+        b.images.update({ image: image('a', { v: '2' }), updateMask: ['labels.v'] }, md, o, cb),
+      );
+      await eventually(async () => expect(await listImages(a, 'list', ['labels.v==2'])).toEqual(['a {"v":"2"}']));
+      await b.call('list', (md, o, cb) => b.images.delete({ name: 'b' }, md, o, cb));
+      await eventually(async () => expect(await listImages(a, 'list')).toEqual(['a {"v":"2"}', 'c {"v":"1"}']));
+      // Another namespace's change leaves this one's list alone, and is seen in its own.
+      await createImage(b, 'list2', image('x', {}));
+      await eventually(async () => expect(await listImages(a, 'list2')).toEqual(['x {}']));
+      expect(await listImages(a, 'list')).toEqual(['a {"v":"2"}', 'c {"v":"1"}']);
     });
 
     it("sees the other replica's image update and delete", async () => {
@@ -193,9 +237,11 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       await notificationsSettled(shared.db, Object.values(rowChannels));
       await getImage(a, 'gc', 'i');
       await getContainer(a, 'gc', 'c');
+      expect(await listImages(a, 'gc')).toEqual(['i {}']);
       await shared.db.query('DELETE FROM metadata.images WHERE namespace = $1', ['gc']);
       await shared.db.query('DELETE FROM metadata.containers WHERE namespace = $1', ['gc']);
       await eventually(async () => expect((await failure(getImage(a, 'gc', 'i'))).code).toBe('not_found'));
+      await eventually(async () => expect(await listImages(a, 'gc')).toEqual([]));
       await eventually(async () => expect((await failure(getContainer(a, 'gc', 'c'))).code).toBe('not_found'));
     });
 
@@ -207,6 +253,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       await notificationsSettled(shared.db, Object.values(rowChannels));
       await getImage(a, 'big', long);
       await getImage(a, 'big', 'short');
+      expect(await listImages(a, 'big', ['name==short'])).toEqual(['short {"v":"1"}']);
       await behindTheTrigger('UPDATE metadata.images SET labels = $1::text::jsonb WHERE name = $2', [
         '{"v":"2"}',
         'short',
@@ -216,14 +263,17 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       );
       await eventually(async () => expect((await getImage(a, 'big', long))?.labels).toEqual({ v: '2' }));
       expect((await getImage(a, 'big', 'short'))?.labels).toEqual({ v: '2' });
+      expect(await listImages(a, 'big', ['name==short'])).toEqual(['short {"v":"2"}']);
     });
 
     it('sees a TRUNCATE, which fires no row trigger', async () => {
       await createImage(a, 'trunc', image('t', {}));
       await notificationsSettled(shared.db, Object.values(rowChannels));
       await getImage(a, 'trunc', 't');
+      expect(await listImages(a, 'trunc')).toEqual(['t {}']);
       await shared.db.exec('TRUNCATE metadata.images');
       await eventually(async () => expect((await failure(getImage(a, 'trunc', 't'))).code).toBe('not_found'));
+      await eventually(async () => expect(await listImages(a, 'trunc')).toEqual([]));
     });
   });
 }

@@ -18,7 +18,12 @@ export interface ImageStoreDeps {
   readonly onCommit: () => void;
   /** Image rows by `namespace/name`, kept coherent by the caller (listenRowCache); writes here forget theirs. */
   readonly rows: RowCache<Image>;
+  /** Each namespace's images by name, kept coherent by the caller like `rows`; writes here forget theirs. */
+  readonly lists: RowCache<readonly Image[]>;
 }
+
+/** A namespace with more images than this is listed from the database every time, to bound the memory held. */
+const maxCachedList = 50_000;
 
 interface ImageRow {
   [column: string]: unknown;
@@ -160,7 +165,7 @@ function applyMask(current: Image, req: ImageInput, paths: readonly string[]): I
 }
 
 export function createImageStore(deps: ImageStoreDeps): ImageStore {
-  const { db, rows } = deps;
+  const { db, rows, lists } = deps;
 
   const selectOne = async (q: Queryable, ns: string, name: string, lock: boolean): Promise<Image | undefined> => {
     const [row] = await q.query<ImageRow>(
@@ -169,9 +174,28 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
     );
     return row ? fromRow(row) : undefined;
   };
-  /** A transaction that writes the image `name`: its cached row is forgotten around it. */
+  /** A transaction that writes the image `name`: its cached row and its namespace's list are forgotten around it. */
   const writeRow = <T>(ns: string, name: string, fn: (tx: Queryable) => Promise<T>): Promise<T> =>
-    rows.writing(rowKey(ns, name), () => db.transaction(fn));
+    rows.writing(rowKey(ns, name), () => lists.writing(ns, () => db.transaction(fn)));
+
+  /** The images of the namespace `params[0]` matching the SQL condition `narrowed` (none: all of them), by name. */
+  const select = async (narrowed: string | undefined, params: unknown[]): Promise<Image[]> => {
+    // One JSON document instead of a row per image: decoding rows dominates a large list, on PGlite most.
+    const [row] = await db.query<{ list: string }>(
+      `SELECT coalesce(json_agg(json_build_array(${columns}) ORDER BY name), '[]')::text AS list
+       FROM metadata.images WHERE namespace = $1${narrowed ? ` AND ${narrowed}` : ''}`,
+      params,
+    );
+    return (JSON.parse(row?.list ?? '[]') as ImageJson[]).map(fromJson);
+  };
+
+  /** Every image of `ns`, from the database, kept in memory for the next List. */
+  const loadAll = async (ns: string): Promise<readonly Image[]> => {
+    const epoch = lists.epoch();
+    const images = await select(undefined, [ns]);
+    if (images.length <= maxCachedList) lists.set(ns, images, epoch);
+    return images;
+  };
 
   return {
     async get(ctx, name) {
@@ -186,14 +210,9 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
       const filter = compileFilters(filters);
       const params: unknown[] = [ns];
       const narrowed = narrowingSql(filter, imageColumn, params);
-      // One JSON document instead of a row per image: decoding rows dominates a large list, on PGlite most.
-      const [row] = await db.query<{ list: string }>(
-        `SELECT coalesce(json_agg(json_build_array(${columns}) ORDER BY name), '[]')::text AS list
-         FROM metadata.images WHERE namespace = $1${narrowed ? ` AND ${narrowed}` : ''}`,
-        params,
-      );
-      const all = (JSON.parse(row?.list ?? '[]') as ImageJson[]).map(fromJson);
-      return filter === ALWAYS ? all : all.filter((image) => filter.match(imageAdaptor(image)));
+      // A filter an index answers reads only its images, unless the whole namespace is in memory already.
+      const candidates = lists.get(ns) ?? (narrowed ? await select(narrowed, params) : await loadAll(ns));
+      return filter === ALWAYS ? [...candidates] : candidates.filter((image) => filter.match(imageAdaptor(image)));
     },
 
     async create(ctx, input) {

@@ -25,6 +25,7 @@ const method = (
 const definition = {
   echo: method('/test.T/Echo', true, true),
   count: method('/test.T/Count', false, true),
+  blocks: method('/test.T/Blocks', false, true),
   get: method('/test.T/Get', false, false),
   watch: method('/test.T/Watch', false, false),
   late: method('/test.T/Late', false, false),
@@ -48,6 +49,12 @@ describe('gRPC handler adapters', () => {
         const n = Number(req.toString());
         for (let i = 0; i < n; i++) yield Buffer.from(String(i));
         throw notFound('item 99');
+      }),
+      // Resolves a plain array: written without awaiting each item, yet with backpressure (64 KiB each).
+      blocks: h.serverStream(async (req: Buffer) => {
+        const n = Number(req.toString());
+        if (n < 0) throw notFound('blocks');
+        return Array.from({ length: n }, (_, i) => Buffer.alloc(64 * 1024, i % 256));
       }),
       get: h.unary(async (req: Buffer, ctx) => Buffer.from(`${ctx.namespace ?? '-'}:${req.toString()}`)),
       // Looks at the signal at once and waits for the abort.
@@ -96,6 +103,31 @@ describe('gRPC handler adapters', () => {
     const err = await new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
     expect(got).toEqual(['0', '1', '2']);
     expect([err.code, err.details]).toEqual([grpc.status.NOT_FOUND, 'item 99: not found']);
+  });
+
+  it('server stream from a plain array: every item in order past the flow-control window, or the error', async () => {
+    const read = (n: number) => {
+      const call = client.makeServerStreamRequest('/test.T/Blocks', raw, raw, Buffer.from(String(n)));
+      const got: number[] = [];
+      call.on('error', () => undefined); // the status below carries it
+      call.on('data', (d: Buffer) => {
+        if (d.length !== 64 * 1024 || d.some((b) => b !== d[0])) throw new Error('mangled block');
+        got.push(d[0] ?? -1);
+      });
+      return new Promise<{ got: number[]; status: grpc.StatusObject }>((resolve) =>
+        call.on('status', (status) => resolve({ got, status })),
+      );
+    };
+    // 200 blocks of 64 KiB: far beyond HTTP/2's window, so writes wait for the client to drain.
+    const { got, status } = await read(200);
+    expect(status.code).toBe(grpc.status.OK);
+    expect(got).toEqual(Array.from({ length: 200 }, (_, i) => i % 256));
+    const failed = await read(-1);
+    expect([failed.got, failed.status.code, failed.status.details]).toEqual([
+      [],
+      grpc.status.NOT_FOUND,
+      'blocks: not found',
+    ]);
   });
 
   it('unary: the namespace header reaches the handler context', async () => {

@@ -3,45 +3,63 @@ import { LeaseHeader, NamespaceHeader, type RequestContext } from './context.js'
 import { toGrpcError } from './grpc-status.js';
 import type { Logger } from './log.js';
 
+type ServerCall = { metadata: grpc.Metadata; on(event: 'cancelled', fn: () => void): unknown; getPath(): string };
+
 /**
- * Builds the RequestContext of a server call from its metadata; the signal aborts on cancellation until
- * `settled` is called. grpc-js also reports 'cancelled' when a client resets a stream it has finished with
- * (ctr does after most calls); aborting then would only build a DOMException nobody reads, on every call.
+ * The RequestContext of a server call, from its metadata; the signal aborts on cancellation until `settle` is
+ * called. grpc-js also reports 'cancelled' when a client resets a stream it has finished with (ctr does after
+ * most calls); aborting then would only build a DOMException nobody reads, on every call.
  * The signal and the logger are made on first use: most calls never touch them, and at thousands of small
- * calls a second (`ctr images ls`) their construction showed in profiles.
+ * calls a second (`ctr images ls`) their construction showed in profiles. A class, for the same reason: an
+ * object literal with getters costs V8 about 1 µs to build.
  */
-function callContext(
-  call: { metadata: grpc.Metadata; on(event: 'cancelled', fn: () => void): unknown; getPath(): string },
-  log: Logger,
-): { ctx: RequestContext; settled(): void; cancelled(): boolean } {
-  let controller: AbortController | undefined;
-  let childLog: Logger | undefined;
-  let cancelled = false;
-  let live = true;
-  const reason = (): DOMException => new DOMException('client canceled the call', 'AbortError');
-  call.on('cancelled', () => {
-    if (!live) return;
-    cancelled = true;
-    controller?.abort(reason());
-  });
-  const ns = firstString(call.metadata, NamespaceHeader);
-  const ctx: RequestContext = {
-    namespace: ns,
-    lease: firstString(call.metadata, LeaseHeader),
-    get signal() {
-      if (!controller) {
-        controller = new AbortController();
-        if (cancelled) controller.abort(reason());
-      }
-      return controller.signal;
-    },
-    get log() {
-      childLog ??= log.child({ rpc: call.getPath(), ...(ns ? { namespace: ns } : {}) });
-      return childLog;
-    },
-  };
-  return { ctx, settled: () => void (live = false), cancelled: () => cancelled };
+class ServerCallContext implements RequestContext {
+  readonly namespace: string | undefined;
+  readonly lease: string | undefined;
+  /** Set once the client cancelled before the call settled. */
+  cancelled = false;
+  private live = true;
+  private controller: AbortController | undefined;
+  private childLog: Logger | undefined;
+
+  constructor(
+    private readonly call: ServerCall,
+    private readonly parentLog: Logger,
+  ) {
+    this.namespace = firstString(call.metadata, NamespaceHeader);
+    this.lease = firstString(call.metadata, LeaseHeader);
+    call.on('cancelled', () => this.cancel());
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.cancelled) this.controller.abort(canceledByClient());
+    }
+    return this.controller.signal;
+  }
+
+  get log(): Logger {
+    this.childLog ??= this.parentLog.child({
+      rpc: this.call.getPath(),
+      ...(this.namespace ? { namespace: this.namespace } : {}),
+    });
+    return this.childLog;
+  }
+
+  /** The call answered: a cancellation from now on is the client being done with it. */
+  settle(): void {
+    this.live = false;
+  }
+
+  private cancel(): void {
+    if (!this.live) return;
+    this.cancelled = true;
+    this.controller?.abort(canceledByClient());
+  }
 }
+
+const canceledByClient = (): DOMException => new DOMException('client canceled the call', 'AbortError');
 
 function firstString(md: grpc.Metadata, key: string): string | undefined {
   const v = md.get(key)[0];
@@ -60,8 +78,9 @@ function logFailure(ctx: RequestContext, e: unknown, status: { code: number; det
  */
 export function handlers(log: Logger): {
   unary<Req, Res>(fn: (req: Req, ctx: RequestContext) => Promise<Res>): grpc.handleUnaryCall<Req, Res>;
+  /** `fn` may also resolve a plain iterable: what is already in memory is written without an await per item. */
   serverStream<Req, Res>(
-    fn: (req: Req, ctx: RequestContext) => AsyncIterable<Res>,
+    fn: (req: Req, ctx: RequestContext) => Responses<Res> | Promise<Responses<Res>>,
   ): grpc.handleServerStreamingCall<Req, Res>;
   bidi<Req, Res>(
     fn: (reqs: AsyncIterable<Req>, ctx: RequestContext) => AsyncIterable<Res>,
@@ -69,14 +88,14 @@ export function handlers(log: Logger): {
 } {
   return {
     unary: (fn) => (call, callback) => {
-      const { ctx, settled } = callContext(call, log);
+      const ctx = new ServerCallContext(call, log);
       fn(call.request, ctx).then(
         (res) => {
-          settled();
+          ctx.settle();
           callback(null, res);
         },
         (e: unknown) => {
-          settled();
+          ctx.settle();
           const status = toGrpcError(e);
           logFailure(ctx, e, status);
           callback(status);
@@ -84,34 +103,44 @@ export function handlers(log: Logger): {
       );
     },
     serverStream: (fn) => (call) => {
-      const { ctx, settled, cancelled } = callContext(call, log);
-      void pump(fn(call.request, ctx), call, ctx, cancelled).finally(settled);
+      const ctx = new ServerCallContext(call, log);
+      void pump(fn(call.request, ctx), call, ctx).finally(() => ctx.settle());
     },
     bidi: (fn) => (call) => {
-      const { ctx, settled, cancelled } = callContext(call, log);
+      const ctx = new ServerCallContext(call, log);
       // Iterating a Readable to its end destroys it by default, and a destroyed grpc-js call never sends its
       // status: a client that half-closes would wait forever for the end of the call.
       const requests = call.iterator({ destroyOnReturn: false }) as AsyncIterable<never>;
-      void pump(fn(requests, ctx), call, ctx, cancelled).finally(settled);
+      void pump(fn(requests, ctx), call, ctx).finally(() => ctx.settle());
     },
   };
 }
 
+/** What a streaming handler answers with. */
+export type Responses<Res> = AsyncIterable<Res> | Iterable<Res>;
+
 /** Writes every item with backpressure, then ends the call; a failure ends it with the mapped status. Never rejects. */
 async function pump<Res>(
-  items: AsyncIterable<Res>,
+  source: Responses<Res> | Promise<Responses<Res>>,
   call: grpc.ServerWritableStream<unknown, Res> | grpc.ServerDuplexStream<unknown, Res>,
-  ctx: RequestContext,
-  cancelled: () => boolean,
+  ctx: ServerCallContext,
 ): Promise<void> {
   try {
-    for await (const item of items) {
-      if (cancelled()) return;
-      if (!call.write(item)) await waitDrain(call, ctx.signal);
+    const items = source instanceof Promise ? await source : source;
+    if (Symbol.iterator in items) {
+      for (const item of items) {
+        if (ctx.cancelled) return;
+        if (!call.write(item)) await waitDrain(call, ctx.signal);
+      }
+    } else {
+      for await (const item of items) {
+        if (ctx.cancelled) return;
+        if (!call.write(item)) await waitDrain(call, ctx.signal);
+      }
     }
     call.end();
   } catch (e) {
-    if (cancelled()) return;
+    if (ctx.cancelled) return;
     const status = toGrpcError(e);
     logFailure(ctx, e, status);
     // grpc-js turns an 'error' event on a server stream into the trailing status and ends the call.

@@ -1,4 +1,4 @@
-import type { RequestContext } from './context.js';
+import { type RequestContext, viewOf } from './context.js';
 import { ServiceError } from './errors.js';
 import { fromGrpcError, toGrpcError } from './grpc-status.js';
 
@@ -11,17 +11,8 @@ import { fromGrpcError, toGrpcError } from './grpc-status.js';
  */
 export async function localCall<T>(ctx: RequestContext, fn: (ctx: RequestContext) => Promise<T>): Promise<T> {
   try {
-    return await fn({
-      namespace: ctx.namespace || undefined,
-      lease: ctx.lease || undefined,
-      // Read through, so a caller's lazily made signal and logger stay unmade unless the callee uses them.
-      get signal() {
-        return ctx.signal;
-      },
-      get log() {
-        return ctx.log;
-      },
-    });
+    // The caller's lazily made signal and logger stay unmade unless the callee uses them.
+    return await fn(viewOf(ctx, ctx.namespace || undefined, ctx.lease || undefined));
   } catch (e) {
     if (e instanceof ServiceError) throw e;
     const received = fromGrpcError(toGrpcError(e));

@@ -352,7 +352,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
           throw new ServiceError(ErrorCode.DataLoss, `content digest ${digest}: short blob`);
         small.set(digest, bytes);
       }
-      return once(bytes.subarray(start, start + length));
+      return [bytes.subarray(start, start + length)];
     },
 
     async status(ctx, ref) {
@@ -465,8 +465,4 @@ function validateInfoLabels(labels: Readonly<Record<string, string>>): void {
 
 function withoutEmpty(labels: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
-}
-
-async function* once(b: Buffer): AsyncIterable<Buffer> {
-  yield b;
 }

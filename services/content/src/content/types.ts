@@ -60,9 +60,14 @@ export interface ContentStore {
   delete(ctx: RequestContext, digest: Digest): Promise<void>;
   /**
    * The bytes `[offset, offset+size)` of a visible blob, clipped to its end (`size <= 0` reads to the end);
-   * out_of_range when `offset` is past the end.
+   * out_of_range when `offset` is past the end. A small blob held in memory comes as a plain array.
    */
-  read(ctx: RequestContext, digest: Digest, offset: number, size: number): Promise<AsyncIterable<Buffer>>;
+  read(
+    ctx: RequestContext,
+    digest: Digest,
+    offset: number,
+    size: number,
+  ): Promise<AsyncIterable<Buffer> | readonly Buffer[]>;
   /** not_found when the namespace has no ingest `ref`. */
   status(ctx: RequestContext, ref: string): Promise<IngestStatus>;
   listStatuses(ctx: RequestContext, filters: readonly string[]): Promise<IngestStatus[]>;

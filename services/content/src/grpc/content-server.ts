@@ -1,5 +1,5 @@
 import { ErrorCode, ServiceError, wrap } from '@berth/common/errors';
-import { handlers } from '@berth/common/grpc-handlers';
+import { handlers, type Responses } from '@berth/common/grpc-handlers';
 import type { Logger } from '@berth/common/log';
 import type {
   ContentServer,
@@ -10,6 +10,23 @@ import { parseDigest } from '../content/digest.js';
 import type { ContentStore } from '../content/types.js';
 import { infoToProto, statusToProto } from './convert.js';
 import { writeSession } from './write-session.js';
+
+/** Read responses: each chunk with the offset it starts at; chunks already in memory stay a plain array. */
+function withOffsets(
+  chunks: AsyncIterable<Buffer> | readonly Buffer[],
+  start: number,
+): Responses<ReadContentResponse> {
+  let offset = start;
+  const at = (data: Buffer): ReadContentResponse => {
+    const r = { offset, data };
+    offset += data.length;
+    return r;
+  };
+  if (Symbol.iterator in chunks) return chunks.map(at);
+  return (async function* () {
+    for await (const data of chunks) yield at(data);
+  })();
+}
 
 /** containerd sends List results in blocks of this many infos. */
 const listBlock = 100;
@@ -42,13 +59,10 @@ export function createContentServer(store: ContentStore, log: Logger): ContentSe
       return {};
     }),
 
-    read: h.serverStream(async function* (req, ctx): AsyncIterable<ReadContentResponse> {
+    read: h.serverStream(async (req, ctx) => {
       const digest = parseDigest(req.digest, (problem) => `${req.digest}: ${problem}`);
-      let offset = Math.max(0, req.offset);
-      for await (const data of await store.read(ctx, digest, offset, req.size)) {
-        yield { offset, data };
-        offset += data.length;
-      }
+      const start = Math.max(0, req.offset);
+      return withOffsets(await store.read(ctx, digest, start, req.size), start);
     }),
 
     status: h.unary(async (req, ctx) => {

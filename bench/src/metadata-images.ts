@@ -3,18 +3,25 @@
  * (created through the Images API with our TypeScript client), all pointing at one small real image whose
  * blobs were written through Content.Write with the gc reference labels a pull sets (under a lease, so
  * containerd's collector keeps them), so `ctr images ls` walks index → manifest → config in
- * Content for every record on both. Then, for each daemon, the median of several runs of:
+ * Content for every record on both. A third server, the grpc-js floor (grpc-floor.ts), answers the same
+ * calls from messages built in memory at start: how fast a Node gRPC server can be here at all.
+ * Then, for each, the median of several runs, taken in turns, of:
  *   - `ctr images ls` (Images.List + Content reads per image), `ctr images ls -q` (Images.List only),
  *   - `ctr images ls -q labels.group==3` (a filtered List through ctr),
  *   - a filtered Images.List through the gRPC client (`name==…` and `labels.group==3`).
  *
  *   node bench/dist/metadata-images.js [--images 10000] [--runs 5] [--postgres postgres://…] [--skip-full-ls]
+ *                                      [--no-floor]
  *
  * containerd 1.6 runs privately: root, state and sockets in a temp dir, CRI disabled.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectNode, createLease, deleteLease } from '@berth/client';
 import { ingest } from '@berth/client/content-writer';
@@ -25,6 +32,7 @@ import { ImagesClient } from '@berth/proto/containerd/services/images/v1/images'
 import { startContainerd } from '@berth/testing/containerd';
 import { type TinyImage, tinyImage } from '@berth/testing/tiny-image';
 import * as grpc from '@grpc/grpc-js';
+import { benchNamespace, imageRecord } from './image-records.js';
 import { cpuMs } from './proc.js';
 import { summarize } from './stats.js';
 
@@ -35,15 +43,19 @@ const { values } = parseArgs({
     postgres: { type: 'string' },
     // `ctr images ls` with content reads takes minutes at 10,000 images; skip it to time the List paths only.
     'skip-full-ls': { type: 'boolean' },
+    'no-floor': { type: 'boolean' },
   },
 });
 const count = Number(values.images ?? 10_000);
+const here = dirname(fileURLToPath(import.meta.url));
 const runs = Number(values.runs ?? 5);
 
 interface Daemon {
   readonly label: string;
   readonly socket: string;
   readonly pid: number | undefined;
+  /** Serves the bench's records from the start: nothing to populate. */
+  readonly prebuilt?: boolean;
   stop(): Promise<void>;
 }
 
@@ -64,9 +76,31 @@ async function startBerth(): Promise<Daemon> {
   };
 }
 
+async function startFloor(): Promise<Daemon> {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-bench-floor-'));
+  const socket = join(dir, 'floor.sock');
+  const child = spawn(process.execPath, [join(here, 'grpc-floor.js'), socket, String(count)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const [line] = (await once(child.stdout, 'data')) as [Buffer];
+  if (line.toString().trim() !== 'listening') throw new Error(`grpc floor: ${line.toString()}`);
+  return {
+    label: 'grpc-js floor (precomputed)',
+    socket,
+    pid: child.pid,
+    prebuilt: true,
+    async stop() {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 function client(socket: string): { images: ImagesClient; md: grpc.Metadata } {
   const md = new grpc.Metadata();
-  md.set('containerd-namespace', 'bench');
+  md.set('containerd-namespace', benchNamespace);
   return {
     images: new ImagesClient(`unix://${socket}`, grpc.credentials.createInsecure(), {
       'grpc.max_receive_message_length': 64 << 20,
@@ -79,7 +113,7 @@ async function populate(d: Daemon, image: TinyImage): Promise<number> {
   const node = connectNode(d.socket);
   const signal = AbortSignal.timeout(600_000);
   setMaxListeners(64, signal); // 16 creates in flight share it
-  const ctx = { namespace: 'bench', lease: undefined, signal };
+  const ctx = { namespace: benchNamespace, lease: undefined, signal };
   const lease = await createLease(node, ctx);
   const leased = { ...ctx, lease };
   for (const [kind, blob] of image.blobs) {
@@ -96,32 +130,16 @@ async function populate(d: Daemon, image: TinyImage): Promise<number> {
   await Promise.all(
     Array.from({ length: 16 }, async () => {
       while (next < count) {
-        const i = next++;
-        const name = `registry.test/bench/app${String(i).padStart(5, '0')}:v1`;
-        await invoke(
-          (md, o, cb) =>
-            node.images.create(
-              {
-                image: {
-                  name,
-                  labels: { group: String(i % 10), i: String(i) },
-                  target: { ...image.index, annotations: {} },
-                },
-              },
-              md,
-              o,
-              cb,
-            ),
-          ctx,
-        );
+        const record = imageRecord(next++, image);
+        await invoke((md, o, cb) => node.images.create({ image: record }, md, o, cb), ctx);
       }
     }),
   );
   const took = Date.now() - started;
-  await deleteLease(node, 'bench', lease);
+  await deleteLease(node, benchNamespace, lease);
   node.close();
   // The images now hold the blobs; a collector that removed any of them would make `ls` cheaper than it is.
-  const listed = await ctr(d.socket, ['--namespace', 'bench', 'content', 'ls', '-q'], { timeoutMs: 60_000 });
+  const listed = await ctr(d.socket, ['--namespace', benchNamespace, 'content', 'ls', '-q'], { timeoutMs: 60_000 });
   const present = listed.stdout.trim().split('\n').length;
   if (present !== image.blobs.length)
     throw new Error(`${d.label}: ${present} of ${image.blobs.length} blobs left after populating`);
@@ -163,7 +181,7 @@ async function alternate(daemons: readonly Daemon[], run: (d: Daemon) => Promise
 
 function ctrRun(args: readonly string[], expectLines: number): (d: Daemon) => Promise<void> {
   return async (d) => {
-    const r = await ctr(d.socket, ['--namespace', 'bench', ...args], { timeoutMs: 600_000 });
+    const r = await ctr(d.socket, ['--namespace', benchNamespace, ...args], { timeoutMs: 600_000 });
     if (r.code !== 0) throw new Error(`${d.label}: ctr ${args.join(' ')}: ${r.stderr.slice(0, 500)}`);
     const lines = r.stdout.trim().split('\n').length;
     if (lines !== expectLines)
@@ -192,7 +210,8 @@ const image = tinyImage(Buffer.from('bench layer bytes'));
 const daemons: Daemon[] = [];
 const openClients: ImagesClient[] = [];
 try {
-  for (const start of [startPrivateContainerd, startBerth]) daemons.push(await start());
+  for (const start of [startPrivateContainerd, ...(values['no-floor'] ? [] : [startFloor]), startBerth])
+    daemons.push(await start());
   const rows = new Map<string, Record<string, string>>(daemons.map((d) => [d.label, { daemon: d.label }]));
   const put = (column: string, cell: (t: Timing) => Record<string, string> | string, timings: Map<string, Timing>) => {
     for (const [label, t] of timings) {
@@ -201,8 +220,10 @@ try {
     }
   };
   for (const d of daemons) {
-    const ms = await populate(d, image);
-    Object.assign(rows.get(d.label) ?? {}, { [`create ${count}`]: `${(ms / 1000).toFixed(1)} s` });
+    const ms = d.prebuilt ? undefined : await populate(d, image);
+    Object.assign(rows.get(d.label) ?? {}, {
+      [`create ${count}`]: ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`,
+    });
   }
   const group = Math.ceil(count / 10);
   if (!values['skip-full-ls'])

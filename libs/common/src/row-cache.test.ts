@@ -65,6 +65,18 @@ describe('RowCache', () => {
     expect([c.get('a'), c.get('c'), c.get('d')]).toEqual(['A', 'C', 'D']);
   });
 
+  it('gives entries used since they were last passed over a second chance, once', () => {
+    const c = liveCache(3);
+    for (const k of ['a', 'b', 'c']) c.set(k, k.toUpperCase(), c.epoch());
+    c.get('a');
+    c.get('b');
+    c.set('d', 'D', c.epoch()); // a and b are passed over (their marks cleared), c goes
+    expect(c.get('c')).toBeUndefined();
+    // Order is now d, a, b: d is the oldest and unused, so it goes before the two that were passed over.
+    c.set('e', 'E', c.epoch());
+    expect([c.get('d'), c.get('a'), c.get('b'), c.get('e')]).toEqual([undefined, 'A', 'B', 'E']);
+  });
+
   it('expires entries after the ttl, even without a notification', () => {
     let now = 1_000;
     const c = liveCache(10, 60_000, () => now);

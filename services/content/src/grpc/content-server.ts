@@ -12,10 +12,7 @@ import { infoToProto, statusToProto } from './convert.js';
 import { writeSession } from './write-session.js';
 
 /** Read responses: each chunk with the offset it starts at; chunks already in memory stay a plain array. */
-function withOffsets(
-  chunks: AsyncIterable<Buffer> | readonly Buffer[],
-  start: number,
-): Responses<ReadContentResponse> {
+function withOffsets(chunks: AsyncIterable<Buffer> | readonly Buffer[], start: number): Responses<ReadContentResponse> {
   let offset = start;
   const at = (data: Buffer): ReadContentResponse => {
     const r = { offset, data };

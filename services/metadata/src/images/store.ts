@@ -1,10 +1,10 @@
 import { requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
+import { digestProblem } from '@berth/common/digest';
 import { alreadyExists, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
 import { ALWAYS, type FieldAdaptor } from '@berth/common/filters/index';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
 import { jsonColumn, numberColumn } from '../db/columns.js';
-import { digestProblem } from '../digest.js';
 import { compileFilters, type FilterColumn, narrowingSql } from '../filters.js';
 import { sortedMap, validateLabelMap, withoutEmpty } from '../label-maps.js';
 import { ensuringNamespace } from '../namespaces/store.js';

@@ -6,7 +6,6 @@
  *
  *   node bench/dist/grpc-floor.js <socket> <images>
  */
-import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { adaptorFromObject, parseFilters } from '@berth/common/filters/index';
 import {
@@ -17,48 +16,32 @@ import {
   type ReadContentResponse,
 } from '@berth/proto/containerd/services/content/v1/content';
 import {
-  type Image,
   ImagesService,
   type ListImagesRequest,
   type ListImagesResponse,
 } from '@berth/proto/containerd/services/images/v1/images';
-import { tinyImage } from '@berth/testing/tiny-image';
 import * as grpc from '@grpc/grpc-js';
-import { imageRecord } from './image-records.js';
+import { precomputed } from './precomputed.js';
 
 const [socket, countArg] = process.argv.slice(2);
 if (!socket) throw new Error('usage: grpc-floor.js <socket> <images>');
-const count = Number(countArg ?? 500);
-
-const image = tinyImage(Buffer.from('bench layer bytes'));
-const now = new Date();
-const blobs = new Map<string, { info: InfoResponse; read: ReadContentResponse }>();
-for (const [kind, blob] of image.blobs) {
-  const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
-  const info = { digest, size: blob.length, createdAt: now, updatedAt: now, labels: image.gcLabels[kind] };
-  blobs.set(digest, { info: { info }, read: { offset: 0, data: blob } });
-}
-const images: Image[] = Array.from({ length: count }, (_, i) => ({
-  ...imageRecord(i, image),
-  createdAt: now,
-  updatedAt: now,
-}));
+const answers = precomputed(Number(countArg ?? 500));
 const notFound = { code: grpc.status.NOT_FOUND, details: 'not found' };
 
 const server = new grpc.Server();
 server.addService(ContentService as unknown as grpc.ServiceDefinition, {
   info(call: grpc.ServerUnaryCall<InfoRequest, InfoResponse>, done: grpc.sendUnaryData<InfoResponse>) {
-    const b = blobs.get(call.request.digest);
-    if (b) done(null, b.info);
+    const answer = answers.info.get(call.request.digest);
+    if (answer) done(null, answer);
     else done(notFound);
   },
   read(call: grpc.ServerWritableStream<ReadContentRequest, ReadContentResponse>) {
-    const b = blobs.get(call.request.digest);
-    if (!b) {
+    const answer = answers.read.get(call.request.digest);
+    if (!answer) {
       call.emit('error', notFound);
       return;
     }
-    call.write(b.read);
+    call.write(answer);
     call.end();
   },
 });
@@ -68,8 +51,8 @@ server.addService(ImagesService as unknown as grpc.ServiceDefinition, {
     done: grpc.sendUnaryData<ListImagesResponse>,
   ) {
     const filter = parseFilters(call.request.filters);
-    const matching = images.filter((i) => filter.match(adaptorFromObject({ name: i.name, labels: i.labels })));
-    done(null, { images: matching });
+    const images = answers.images.filter((i) => filter.match(adaptorFromObject({ name: i.name, labels: i.labels })));
+    done(null, { images });
   },
 });
 rmSync(socket, { force: true });

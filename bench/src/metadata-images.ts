@@ -3,8 +3,9 @@
  * (created through the Images API with our TypeScript client), all pointing at one small real image whose
  * blobs were written through Content.Write with the gc reference labels a pull sets (under a lease, so
  * containerd's collector keeps them), so `ctr images ls` walks index → manifest → config in
- * Content for every record on both. A third server, the grpc-js floor (grpc-floor.ts), answers the same
- * calls from messages built in memory at start: how fast a Node gRPC server can be here at all.
+ * Content for every record on both. Two floor servers answer the same calls from messages built in memory
+ * at start: grpc-floor.ts through grpc-js (how fast a grpc-js server can be here at all) and http2-floor.ts
+ * straight from Node's http2 (what any gRPC library adds on top of Node).
  * Then, for each, the median of several runs, taken in turns, of:
  *   - `ctr images ls` (Images.List + Content reads per image), `ctr images ls -q` (Images.List only),
  *   - `ctr images ls -q labels.group==3` (a filtered List through ctr),
@@ -76,16 +77,17 @@ async function startBerth(): Promise<Daemon> {
   };
 }
 
-async function startFloor(): Promise<Daemon> {
+/** A floor server of this folder (`grpc-floor.js`, `http2-floor.js`) in a process of its own. */
+async function startFloor(script: string, label: string): Promise<Daemon> {
   const dir = await mkdtemp(join(tmpdir(), 'berth-bench-floor-'));
   const socket = join(dir, 'floor.sock');
-  const child = spawn(process.execPath, [join(here, 'grpc-floor.js'), socket, String(count)], {
+  const child = spawn(process.execPath, [join(here, script), socket, String(count)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const [line] = (await once(child.stdout, 'data')) as [Buffer];
-  if (line.toString().trim() !== 'listening') throw new Error(`grpc floor: ${line.toString()}`);
+  if (line.toString().trim() !== 'listening') throw new Error(`${script}: ${line.toString()}`);
   return {
-    label: 'grpc-js floor (precomputed)',
+    label,
     socket,
     pid: child.pid,
     prebuilt: true,
@@ -210,7 +212,11 @@ const image = tinyImage(Buffer.from('bench layer bytes'));
 const daemons: Daemon[] = [];
 const openClients: ImagesClient[] = [];
 try {
-  for (const start of [startPrivateContainerd, ...(values['no-floor'] ? [] : [startFloor]), startBerth])
+  const floors = [
+    () => startFloor('http2-floor.js', 'Node http2 floor (precomputed)'),
+    () => startFloor('grpc-floor.js', 'grpc-js floor (precomputed)'),
+  ];
+  for (const start of [startPrivateContainerd, ...(values['no-floor'] ? [] : floors), startBerth])
     daemons.push(await start());
   const rows = new Map<string, Record<string, string>>(daemons.map((d) => [d.label, { daemon: d.label }]));
   const put = (column: string, cell: (t: Timing) => Record<string, string> | string, timings: Map<string, Timing>) => {

@@ -1,3 +1,4 @@
+import { rejection } from '@berth/testing/async-checks';
 import { describe, expect, it } from 'vitest';
 import { backgroundContext, type RequestContext } from './context.js';
 import { ErrorCode, notFound, ServiceError } from './errors.js';
@@ -7,15 +8,6 @@ import { nopLogger } from './log.js';
 
 /** What a client of a gRPC handler throwing `e` receives. */
 const overTheWire = (e: unknown): ServiceError => fromGrpcError(toGrpcError(e));
-
-async function rejection(p: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ServiceError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('localCall', () => {
   it('gives the callee the namespace and lease a server would read from the headers', async () => {
@@ -60,7 +52,7 @@ describe('localCall', () => {
       'a string',
     ];
     for (const e of thrown) {
-      const got = await rejection(
+      const got = await rejection<ServiceError>(
         localCall(backgroundContext(nopLogger, 'ns'), async () => {
           throw e;
         }),
@@ -70,7 +62,7 @@ describe('localCall', () => {
       expect([got.code, got.message]).toEqual([wire.code, wire.message]);
     }
     const e = notFound('x');
-    expect(await rejection(localCall(backgroundContext(nopLogger), () => Promise.reject(e)))).toBe(e);
+    expect(await rejection<ServiceError>(localCall(backgroundContext(nopLogger), () => Promise.reject(e)))).toBe(e);
     expect(overTheWire(new Error('boom')).code).toBe(ErrorCode.Unknown);
   });
 });

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type Db, openDb } from '@berth/common/db';
 import { createInProcessBus } from '@berth/common/event-bus';
+import { eventually } from '@berth/testing/async-checks';
 import { notificationsSettled } from '@berth/testing/notifications';
 import { usePostgres } from '@berth/testing/postgres';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
@@ -54,19 +54,6 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
 
     const infoOf = async (h: Harness, digest: string) =>
       (await call(h.client.info, h.client, { digest }, md('ns'))).info;
-
-    /** Polls until `check` passes: a notification travels after the writer's commit, not with it. */
-    const eventually = async (check: () => Promise<void>, timeoutMs = 5_000): Promise<void> => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        try {
-          return await check();
-        } catch (e) {
-          if (Date.now() > deadline) throw e;
-          await sleep(20);
-        }
-      }
-    };
 
     const committed = async (labels: Record<string, string>): Promise<string> => {
       const data = randomBytes(4096);

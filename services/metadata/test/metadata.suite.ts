@@ -5,6 +5,7 @@ import { ContainerCreate, ContainerUpdate } from '@berth/proto/containerd/events
 import { ImageCreate, ImageUpdate } from '@berth/proto/containerd/events/image';
 import type { Container } from '@berth/proto/containerd/services/containers/v1/containers';
 import type { Image } from '@berth/proto/containerd/services/images/v1/images';
+import { rejection } from '@berth/testing/async-checks';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrations } from '../src/db/migrations.js';
@@ -48,16 +49,6 @@ function container(id: string, extra: Partial<Container> = {}): Container {
     extensions: {},
     ...extra,
   };
-}
-
-/** The rejection of `p` as a ServiceError (fails the test when `p` resolves). */
-async function failure(p: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ServiceError;
-  }
-  throw new Error('expected the call to fail');
 }
 
 /**
@@ -166,7 +157,7 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
 
       it('refuses duplicates and bad input with containerd messages, and stores nothing', async () => {
         await createImage('img2', image('dup'));
-        const dup = await failure(createImage('img2', image('dup')));
+        const dup = await rejection<ServiceError>(createImage('img2', image('dup')));
         expect([dup.code, dup.message]).toEqual(['already_exists', 'image "dup": already exists']);
 
         const cases: Array<[Image, string]> = [
@@ -193,17 +184,19 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
           ],
         ];
         for (const [img, message] of cases) {
-          const e = await failure(createImage('img2', img));
+          const e = await rejection<ServiceError>(createImage('img2', img));
           expect([e.code, e.message]).toEqual(['invalid_argument', message]);
         }
         expect((await listImages('img2')).map((i) => i.name)).toEqual(['dup']);
 
-        const noNs = await failure(h.call(undefined, (md, o, cb) => h.images.list({ filters: [] }, md, o, cb)));
+        const noNs = await rejection<ServiceError>(
+          h.call(undefined, (md, o, cb) => h.images.list({ filters: [] }, md, o, cb)),
+        );
         expect([noNs.code, noNs.message]).toEqual([
           'failed_precondition',
           'namespace is required: failed precondition',
         ]);
-        const badNs = await failure(listImages('bad ns'));
+        const badNs = await rejection<ServiceError>(listImages('bad ns'));
         expect(badNs.code).toBe('invalid_argument');
         expect(badNs.message).toMatch(/^namespace validation: identifier "bad ns" must match/);
       });
@@ -255,20 +248,20 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         expect(u?.target.digest).toBe(dgst('a'));
         expect(await getImage(ns, 'u')).toEqual(u);
 
-        const bad = await failure(updateImage(ns, image('u'), ['name']));
+        const bad = await rejection<ServiceError>(updateImage(ns, image('u'), ['name']));
         expect([bad.code, bad.message]).toEqual([
           'invalid_argument',
           'cannot update "name" field on image "u": invalid argument',
         ]);
-        const invalid = await failure(
+        const invalid = await rejection<ServiceError>(
           updateImage(ns, image('u', { target: { mediaType: indexType, digest: 'nope', size: 1, annotations: {} } }), [
             'target',
           ]),
         );
         expect(invalid.code).toBe('invalid_argument');
-        const missing = await failure(updateImage(ns, image('missing'), ['labels.a']));
+        const missing = await rejection<ServiceError>(updateImage(ns, image('missing'), ['labels.a']));
         expect([missing.code, missing.message]).toEqual(['not_found', 'image "missing": not found']);
-        const noName = await failure(updateImage(ns, image('')));
+        const noName = await rejection<ServiceError>(updateImage(ns, image('')));
         expect([noName.code, noName.message]).toEqual(['invalid_argument', 'Image.Name required']);
         expect(await getImage(ns, 'u')).toEqual(u);
 
@@ -287,9 +280,9 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         await deleteImage(ns, 'd1');
         await deleteImage(ns, 'd2', true);
         expect(await listImages(ns)).toEqual([]);
-        const gone = await failure(deleteImage(ns, 'd1'));
+        const gone = await rejection<ServiceError>(deleteImage(ns, 'd1'));
         expect([gone.code, gone.message]).toEqual(['not_found', 'image "d1": not found']);
-        const get = await failure(getImage(ns, 'd1'));
+        const get = await rejection<ServiceError>(getImage(ns, 'd1'));
         expect([get.code, get.message]).toEqual(['not_found', 'image "d1": not found']);
         expect((await eventsIn(ns)).map((e) => e.topic)).toEqual([
           '/images/create',
@@ -343,7 +336,7 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         expect(await names(['labels.env==prod,name~=alpine'])).toEqual([]);
 
         for (const bad of ['name==', 'labels.', 'name~=(', ',', 'name=="unterminated']) {
-          const e = await failure(listImages(ns, [bad]));
+          const e = await rejection<ServiceError>(listImages(ns, [bad]));
           expect(e.code, bad).toBe('invalid_argument');
           expect(e.message, bad).toMatch(/^filters: parse error: .*: invalid argument$/);
         }
@@ -424,12 +417,12 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
           ],
         ];
         for (const [c, message] of cases) {
-          const e = await failure(createContainer(ns, c));
+          const e = await rejection<ServiceError>(createContainer(ns, c));
           expect([e.code, e.message]).toEqual(['invalid_argument', message]);
         }
         expect(await listContainers(ns)).toEqual([]);
         await createContainer(ns, container('c'));
-        const dup = await failure(createContainer(ns, container('c')));
+        const dup = await rejection<ServiceError>(createContainer(ns, container('c')));
         expect([dup.code, dup.message]).toEqual(['already_exists', 'container "c": already exists']);
       });
 
@@ -468,27 +461,27 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         u = await updateContainer(ns, container('u', { labels: { full: '1' }, image: 'img3', extensions: {} }));
         expect([u?.labels, u?.image, u?.snapshotKey, u?.extensions]).toEqual([{ full: '1' }, 'img3', 'u', {}]);
 
-        const imm1 = await failure(updateContainer(ns, container('u', { snapshotter: 'native' })));
+        const imm1 = await rejection<ServiceError>(updateContainer(ns, container('u', { snapshotter: 'native' })));
         expect([imm1.code, imm1.message]).toEqual([
           'invalid_argument',
           'container.Snapshotter field is immutable: invalid argument',
         ]);
-        const imm2 = await failure(
+        const imm2 = await rejection<ServiceError>(
           updateContainer(ns, container('u', { runtime: { name: 'other', options: undefined } })),
         );
         expect(imm2.message).toBe('container.Runtime.Name field is immutable: invalid argument');
-        const runtime = await failure(updateContainer(ns, container('u'), ['runtime']));
+        const runtime = await rejection<ServiceError>(updateContainer(ns, container('u'), ['runtime']));
         expect([runtime.code, runtime.message]).toEqual([
           'invalid_argument',
           'cannot update "runtime" field on "u": invalid argument',
         ]);
-        const unset = await failure(updateContainer(ns, container('u', { spec: undefined }), ['spec']));
+        const unset = await rejection<ServiceError>(updateContainer(ns, container('u', { spec: undefined }), ['spec']));
         expect(unset.message).toBe('update failed validation: container.Spec must be set: invalid argument');
-        const noId = await failure(updateContainer(ns, container('')));
+        const noId = await rejection<ServiceError>(updateContainer(ns, container('')));
         expect([noId.code, noId.message]).toEqual(['invalid_argument', 'Container.ID required']);
-        const missing = await failure(updateContainer(ns, container('nope'), ['image']));
+        const missing = await rejection<ServiceError>(updateContainer(ns, container('nope'), ['image']));
         expect([missing.code, missing.message]).toEqual(['not_found', 'container "nope": not found']);
-        const emptyNs = await failure(updateContainer('ctr3-empty', container('nope'), ['image']));
+        const emptyNs = await rejection<ServiceError>(updateContainer('ctr3-empty', container('nope'), ['image']));
         expect(emptyNs.message).toBe('cannot update container "nope" in namespace "ctr3-empty": not found');
 
         const events = await eventsIn(ns);
@@ -506,7 +499,7 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
 
       it('deletes with containerd messages and filters List', async () => {
         const ns = 'ctr4';
-        const none = await failure(deleteContainer(ns, 'x'));
+        const none = await rejection<ServiceError>(deleteContainer(ns, 'x'));
         expect([none.code, none.message]).toEqual([
           'not_found',
           'cannot delete container "x" in namespace "ctr4": not found',
@@ -522,13 +515,13 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         expect(await ids(['image==alpine'])).toEqual(['b']);
         expect(await ids(['runtime.name==io.containerd.runc.v2'])).toEqual(['a']);
         expect(await ids(['id~=^[ab]$'])).toEqual(['a', 'b']);
-        const bad = await failure(listContainers(ns, ['id==a,']));
+        const bad = await rejection<ServiceError>(listContainers(ns, ['id==a,']));
         expect(bad.code).toBe('invalid_argument');
 
         await deleteContainer(ns, 'a');
-        const gone = await failure(deleteContainer(ns, 'a'));
+        const gone = await rejection<ServiceError>(deleteContainer(ns, 'a'));
         expect([gone.code, gone.message]).toEqual(['not_found', 'container a: not found']);
-        const get = await failure(getContainer(ns, 'a'));
+        const get = await rejection<ServiceError>(getContainer(ns, 'a'));
         expect(get.message).toBe('container "a" in namespace "ctr4": not found');
         expect((await eventsIn(ns)).map((e) => e.topic)).toEqual([
           '/containers/create',
@@ -548,7 +541,7 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         expect(given?.createdAt).toBeInstanceOf(Date);
         const generated = await createLease(ns, '');
         expect(generated?.id).toMatch(/^\d{1,9}-[A-Za-z0-9_-]{4}$/);
-        const dup = await failure(createLease(ns, 'mine'));
+        const dup = await rejection<ServiceError>(createLease(ns, 'mine'));
         expect([dup.code, dup.message]).toEqual(['already_exists', 'lease "mine": already exists']);
 
         const all = await listLeases(ns);
@@ -557,7 +550,7 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         expect((await listLeases(ns, ['labels."containerd.io/gc.expire"'])).map((l) => l.id)).toEqual(['mine']);
         expect((await listLeases(ns, ['id==mine'])).map((l) => l.id)).toEqual(['mine']);
         expect(await listLeases(ns, ['id==other'])).toEqual([]);
-        expect((await failure(listLeases(ns, ['id=']))).code).toBe('invalid_argument');
+        expect((await rejection<ServiceError>(listLeases(ns, ['id=']))).code).toBe('invalid_argument');
         expect(await listNamespaces()).toContain(ns);
         expect(await eventsIn(ns)).toEqual([]);
       });
@@ -591,10 +584,10 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
           ['images', 'x', 'not_implemented', 'resource type images not supported yet: not implemented'],
         ];
         for (const [type, id, code, message] of cases) {
-          const e = await failure(addResource(ns, 'l', type, id));
+          const e = await rejection<ServiceError>(addResource(ns, 'l', type, id));
           expect([e.code, e.message]).toEqual([code, message]);
         }
-        const noLease = await failure(addResource(ns, 'missing', 'content', dgst('c')));
+        const noLease = await rejection<ServiceError>(addResource(ns, 'missing', 'content', dgst('c')));
         expect([noLease.code, noLease.message]).toEqual(['not_found', 'lease "missing": not found']);
         // The lease is looked up before the resource is parsed, as containerd does.
         const anyResource: Array<[string, string]> = [
@@ -604,16 +597,16 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         ];
         for (const [type, id] of anyResource) {
           for (const op of [addResource, deleteResource]) {
-            const e = await failure(op(ns, 'missing', type, id));
+            const e = await rejection<ServiceError>(op(ns, 'missing', type, id));
             expect([e.code, e.message]).toEqual(['not_found', 'lease "missing": not found']);
           }
         }
-        const badDelete = await failure(deleteResource(ns, 'l', 'images', 'x'));
+        const badDelete = await rejection<ServiceError>(deleteResource(ns, 'l', 'images', 'x'));
         expect([badDelete.code, badDelete.message]).toEqual([
           'not_implemented',
           'resource type images not supported yet: not implemented',
         ]);
-        expect((await failure(listResources(ns, 'missing'))).code).toBe('not_found');
+        expect((await rejection<ServiceError>(listResources(ns, 'missing'))).code).toBe('not_found');
 
         await deleteResource(ns, 'l', 'ingests', 'layer-sha256:123');
         await deleteResource(ns, 'l', 'ingests', 'never-added');
@@ -624,7 +617,7 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
         ]);
 
         await deleteLease(ns, 'l', true);
-        const gone = await failure(deleteLease(ns, 'l'));
+        const gone = await rejection<ServiceError>(deleteLease(ns, 'l'));
         expect([gone.code, gone.message]).toEqual(['not_found', 'lease "l": not found']);
         await createLease(ns, 'l');
         expect(await listResources(ns, 'l')).toEqual([]);
@@ -656,13 +649,13 @@ export function metadataSuite(backend: string, open: () => Promise<OpenedDb>): v
       it('refuses to delete a namespace holding images or containers, and takes its leases with it', async () => {
         await createImage('busy', image('i'));
         await createContainer('busy', container('c'));
-        const both = await failure(deleteNamespace('busy'));
+        const both = await rejection<ServiceError>(deleteNamespace('busy'));
         expect([both.code, both.message]).toEqual([
           'failed_precondition',
           'namespace "busy" must be empty, but it still has images, containers: failed precondition',
         ]);
         await deleteImage('busy', 'i');
-        const one = await failure(deleteNamespace('busy'));
+        const one = await rejection<ServiceError>(deleteNamespace('busy'));
         expect(one.message).toBe('namespace "busy" must be empty, but it still has containers: failed precondition');
         await deleteContainer('busy', 'c');
 

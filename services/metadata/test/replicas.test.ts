@@ -1,8 +1,8 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type Db, openDb } from '@berth/common/db';
 import type { ServiceError } from '@berth/common/errors';
 import type { Container } from '@berth/proto/containerd/services/containers/v1/containers';
 import type { Image } from '@berth/proto/containerd/services/images/v1/images';
+import { eventually, rejection } from '@berth/testing/async-checks';
 import { notificationsSettled } from '@berth/testing/notifications';
 import { usePostgres } from '@berth/testing/postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,29 +39,6 @@ const container = (id: string, labels: Record<string, string>): Container => ({
   createdAt: zero,
   updatedAt: zero,
 });
-
-/** The rejection of `p` as a ServiceError (fails the test when `p` resolves). */
-async function failure(p: Promise<unknown>): Promise<ServiceError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as ServiceError;
-  }
-  throw new Error('expected the call to fail');
-}
-
-/** Polls until `check` passes: a notification travels after the writer's commit, not with it. */
-async function eventually(check: () => Promise<void>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await sleep(20);
-    }
-  }
-}
 
 /**
  * Two metadata replicas over one database: Get answers from memory on each, yet what one writes the other
@@ -195,7 +172,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       );
       await b.call('img', (md, o, cb) => b.images.delete({ name: 'docker.io/library/busybox:latest' }, md, o, cb));
       await eventually(async () => {
-        const e = await failure(getImage(a, 'img', 'docker.io/library/busybox:latest'));
+        const e = await rejection<ServiceError>(getImage(a, 'img', 'docker.io/library/busybox:latest'));
         expect([e.code, e.message]).toEqual(['not_found', 'image "docker.io/library/busybox:latest": not found']);
       });
     });
@@ -210,7 +187,7 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       await eventually(async () => expect((await getContainer(a, 'ctr', 'c1'))?.labels).toEqual({ v: '2' }));
       await b.call('ctr', (md, o, cb) => b.containers.delete({ id: 'c1' }, md, o, cb));
       await eventually(async () => {
-        const e = await failure(getContainer(a, 'ctr', 'c1'));
+        const e = await rejection<ServiceError>(getContainer(a, 'ctr', 'c1'));
         expect([e.code, e.message]).toEqual(['not_found', 'container "c1" in namespace "ctr": not found']);
       });
       await createContainer(b, 'ctr', container('c1', { v: '3' }));
@@ -240,9 +217,13 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       expect(await listImages(a, 'gc')).toEqual(['i {}']);
       await shared.db.query('DELETE FROM metadata.images WHERE namespace = $1', ['gc']);
       await shared.db.query('DELETE FROM metadata.containers WHERE namespace = $1', ['gc']);
-      await eventually(async () => expect((await failure(getImage(a, 'gc', 'i'))).code).toBe('not_found'));
+      await eventually(async () =>
+        expect((await rejection<ServiceError>(getImage(a, 'gc', 'i'))).code).toBe('not_found'),
+      );
       await eventually(async () => expect(await listImages(a, 'gc')).toEqual([]));
-      await eventually(async () => expect((await failure(getContainer(a, 'gc', 'c'))).code).toBe('not_found'));
+      await eventually(async () =>
+        expect((await rejection<ServiceError>(getContainer(a, 'gc', 'c'))).code).toBe('not_found'),
+      );
     });
 
     it('sees a change to an image whose key is too long to notify: every image is dropped', async () => {
@@ -272,7 +253,9 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       await getImage(a, 'trunc', 't');
       expect(await listImages(a, 'trunc')).toEqual(['t {}']);
       await shared.db.exec('TRUNCATE metadata.images');
-      await eventually(async () => expect((await failure(getImage(a, 'trunc', 't'))).code).toBe('not_found'));
+      await eventually(async () =>
+        expect((await rejection<ServiceError>(getImage(a, 'trunc', 't'))).code).toBe('not_found'),
+      );
       await eventually(async () => expect(await listImages(a, 'trunc')).toEqual([]));
     });
   });

@@ -61,11 +61,6 @@ export function viewOf(ctx: RequestContext, namespace: string | undefined, lease
   return new ContextView(ctx, namespace, lease);
 }
 
-/** The same request seen in another namespace (e.g. events about the namespace being changed). */
-export function withNamespace(ctx: RequestContext, namespace: string): RequestContext {
-  return viewOf(ctx, namespace, ctx.lease);
-}
-
 /** The same request without its lease, for a call that must not act under it. Signal and logger stay lazy. */
 export function withoutLease(ctx: RequestContext): RequestContext {
   return viewOf(ctx, ctx.namespace, undefined);

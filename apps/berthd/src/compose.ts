@@ -21,10 +21,18 @@ import { type LocalMetadata, localMetadata } from './local-metadata.js';
 
 export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['BERTH_REVISION'] ?? 'dev' };
 
-/** What a process runs: every implemented service (all-in-one), or one of them, or the gateway alone. */
+/**
+ * What a process runs: every implemented service (all-in-one); a node (its gateway on the node socket plus the
+ * node-scoped snapshots, diff and tasks, reaching the cluster services at their configured addresses); or one
+ * service alone, or the gateway alone.
+ */
 export type Role =
   | { readonly kind: 'all' }
+  | { readonly kind: 'node' }
   | { readonly kind: 'serve'; readonly service: BerthServiceName | 'gateway' };
+
+/** The services every node runs itself; the rest are cluster services reached through their addresses. */
+export const nodeServices = ['snapshots', 'diff', 'tasks'] as const satisfies readonly BerthServiceName[];
 
 /** The services built so far; the rest are reached through the gateway when configured. */
 const implemented = [
@@ -52,7 +60,18 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
   const closers: Closer[] = [];
   try {
     const local: Implemented[] =
-      role.kind === 'all' ? [...implemented] : role.service === 'gateway' ? [] : [requireImplemented(role.service)];
+      role.kind === 'all'
+        ? [...implemented]
+        : role.kind === 'node'
+          ? [...nodeServices]
+          : role.service === 'gateway'
+            ? []
+            : [requireImplemented(role.service)];
+    if (role.kind === 'node') {
+      const missing = (['metadata', 'content', 'events'] as const).filter((s) => !cfg.services[s].address);
+      if (missing.length > 0)
+        throw new Error(`serve node needs the addresses of ${missing.join(', ')} (e.g. metadata.address)`);
+    }
     if (role.kind === 'serve' && role.service === 'events' && !cfg.nats) {
       throw new Error("serve events needs --nats: alone, an in-process bus would see no other service's events");
     }
@@ -68,7 +87,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     }
 
     const upstreams: Partial<Record<BerthServiceName, string>> = {};
-    if (role.kind === 'all' || role.service === 'gateway') {
+    if (role.kind !== 'serve' || role.service === 'gateway') {
       for (const [name, svc] of Object.entries(cfg.services) as Array<[BerthServiceName, { address?: string }]>) {
         if (svc.address && !(local as string[]).includes(name)) upstreams[name] = svc.address;
       }
@@ -107,7 +126,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     if (cfg.http) {
       const ops = createOpsServer({
         log,
-        service: role.kind === 'all' ? 'berthd' : role.service,
+        service: role.kind === 'serve' ? role.service : role.kind === 'node' ? 'node' : 'berthd',
         notReady: async () => {
           for (const m of [gateway, ...modules]) {
             const reason = await m.notReady?.();

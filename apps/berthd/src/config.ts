@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigReader, type ConfigSources } from '@berth/common/config';
 import type { LogLevel } from '@berth/common/log';
@@ -5,6 +6,8 @@ import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
 
 /** Everything berthd needs, resolved from flags, BERTH_* environment variables, a JSON file and defaults. */
 export interface BerthdConfig {
+  /** This node's name in the cluster (`--node`, default the host name): what its events and records say. */
+  readonly node: string;
   /** Persistent data (embedded database, blobs, snapshots). Default /var/lib/berth. */
   readonly root: string;
   /** Runtime state (sockets, bundles). Default /run/berth. */
@@ -48,7 +51,11 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
   const services = Object.fromEntries(
     berthServiceNames.map((name) => [name, { address: r.optional(`${name}.address`) }]),
   ) as Record<BerthServiceName, { address: string | undefined }>;
+  const node = r.str('node', hostname());
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(node))
+    r.problem(`node: ${JSON.stringify(node)} is not a valid node name`);
   const cfg: BerthdConfig = {
+    node,
     root,
     state,
     address: r.str('address', join(state, 'berth.sock')),

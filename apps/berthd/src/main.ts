@@ -10,6 +10,8 @@ import { loadConfig } from './config.js';
 const usage = `usage:
   berthd [--root DIR] [--state DIR] [--address SOCKET] [--postgres URL] [--nats URL] [--http HOST:PORT] [--config FILE]
       all services in one process (PGlite and in-process events unless --postgres / --nats)
+  berthd serve node --config FILE [--node NAME] [--root DIR] [--state DIR] [--address SOCKET]
+      a cluster node: its socket's gateway plus snapshots, diff and tasks; the cluster services at their addresses
   berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--address ADDR]
       one service alone (cluster mode)`;
 
@@ -17,6 +19,7 @@ async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
+      node: { type: 'string' },
       root: { type: 'string' },
       state: { type: 'string' },
       address: { type: 'string', short: 'a' },
@@ -35,8 +38,10 @@ async function main(): Promise<void> {
   let role: Role = { kind: 'all' };
   if (positionals.length > 0) {
     const [verb, service] = positionals;
-    if (verb !== 'serve' || !service || !isServeTarget(service)) throw new Error(`bad arguments\n${usage}`);
-    role = { kind: 'serve', service };
+    if (verb !== 'serve' || !service || !(service === 'node' || isServeTarget(service))) {
+      throw new Error(`bad arguments\n${usage}`);
+    }
+    role = service === 'node' ? { kind: 'node' } : { kind: 'serve', service };
   }
   const { config: configFile, help: _help, ...flags } = values;
   const file = await readConfigFile(configFile ?? process.env['BERTH_CONFIG']);

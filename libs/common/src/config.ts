@@ -72,6 +72,11 @@ export class ConfigReader {
     return fallback;
   }
 
+  /** Records a problem found by the caller's own validation. */
+  problem(text: string): void {
+    this.problems.push(text);
+  }
+
   /** Throws invalid_argument listing every problem found so far. */
   throwIfInvalid(): void {
     if (this.problems.length > 0) throw invalidArgument(`invalid configuration: ${this.problems.join('; ')}`);

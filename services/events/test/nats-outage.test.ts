@@ -11,6 +11,8 @@ import { NamespaceCreate } from '@berth/proto/containerd/events/namespace';
 import { type Envelope, EventsClient } from '@berth/proto/containerd/services/events/v1/events';
 import { type NatsProcess, startNatsServer } from '@berth/testing/nats';
 import * as grpc from '@grpc/grpc-js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEventsModule } from '../src/index.js';
 
@@ -176,4 +178,57 @@ describe('live subscribers across a NATS outage (events module on a private nats
       }
     });
   }
+
+  it('a subscriber that had received nothing before the outage gets only what is new, not the stream from its start', async () => {
+    const nats = await startNatsServer();
+    cleanup.push(() => nats.dispose());
+    const bus = await createNatsBus({ url: nats.url, log: nopLogger, stream: 'QUIET', node: 'node-a' });
+    cleanup.push(() => bus.close());
+    const publish = (body: string): Promise<void> =>
+      bus.publish({
+        timestamp: new Date(),
+        namespace: 'quiet',
+        topic: '/t',
+        event: {
+          typeUrl: 'containerd.events.NamespaceCreate',
+          value: NamespaceCreate.encode({ name: body, labels: {} }).finish(),
+        },
+      });
+    for (const body of ['old0', 'old1', 'old2']) await publish(body);
+
+    const ac = new AbortController();
+    cleanup.push(() => ac.abort());
+    const got: string[] = [];
+    void (async () => {
+      for await (const e of bus.subscribe({ from: { kind: 'new' }, namespace: 'quiet', signal: ac.signal }))
+        got.push(NamespaceCreate.decode(e.event.value).name);
+    })();
+    // Attached once its consumer exists on the server.
+    const nc = await connect({ servers: nats.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      for (let i = 0; (await jsm.consumers.list('QUIET').next()).length === 0; i++) {
+        if (i > 100) throw new Error('the subscription never created its consumer');
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    } finally {
+      await nc.close();
+    }
+
+    await nats.kill();
+    await nats.restart();
+    // The bus refuses to publish until it has reconnected; retry as the outbox relay would.
+    for (let i = 0; ; i++) {
+      try {
+        await publish('new0');
+        break;
+      } catch (e) {
+        if (i > 100) throw e;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+    }
+    await until('the new event', () => got.length > 0, 5_000);
+    await new Promise((res) => setTimeout(res, 300));
+    expect(got).toEqual(['new0']);
+  });
 });

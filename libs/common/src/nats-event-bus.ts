@@ -201,12 +201,12 @@ export async function createNatsBus(opts: NatsBusOptions): Promise<EventBus> {
   };
 
   /**
-   * One consumer's life: from `from` until the subscriber stops, the connection drops or the consumer stalls
-   * (missed heartbeats). Yields the events at or after `next` (the caller's resume point, if known); returns
-   * when the consumer ended. `started` learns the first sequence the consumer will deliver.
+   * One consumer's life: its events from `from` until `signal` aborts, the connection drops or the consumer
+   * stalls (missed heartbeats); then it returns. `started` learns the first sequence it will deliver.
    */
   async function* segment(
     sopts: SubscribeOptions,
+    signal: AbortSignal,
     from: ReplayFrom,
     started: (seq: number) => void,
   ): AsyncGenerator<StoredEvent> {
@@ -221,8 +221,8 @@ export async function createNatsBus(opts: NatsBusOptions): Promise<EventBus> {
     const messages = await consumer.consume({ max_messages: 256 });
     const end = (): void => void messages.close();
     const offLink = link.on((up) => up || end());
-    const signal = AbortSignal.any([sopts.signal, closing.signal]);
     signal.addEventListener('abort', end, { once: true });
+    if (!link.up || signal.aborted) end(); // dropped or stopped while the consumer was being set up
     void (async () => {
       for await (const s of messages.status()) if (s.type === 'heartbeats_missed') end();
     })();
@@ -267,7 +267,7 @@ export async function createNatsBus(opts: NatsBusOptions): Promise<EventBus> {
         if (signal.aborted) break;
         const from: ReplayFrom = next === undefined ? (sopts.from ?? { kind: 'new' }) : { kind: 'seq', seq: next };
         try {
-          for await (const e of segment(sopts, from, (seq) => (next ??= seq))) {
+          for await (const e of segment(sopts, signal, from, (seq) => (next ??= seq))) {
             failures = 0;
             if (next !== undefined && e.seq < next) continue;
             next = e.seq + 1;

@@ -112,6 +112,18 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     signal.addEventListener('abort', done, { once: true });
   });
 
+/**
+ * Consumer troubles after which a subscription starts a consumer of its own rather than let nats.js recover
+ * the ordered consumer (see createNatsBus): its consumer is gone or stalled.
+ */
+const restartOn = new Set<string>([
+  'heartbeats_missed',
+  'consumer_deleted',
+  'consumer_not_found',
+  'no_responders',
+  'reset',
+]);
+
 /** How soon a subscription tries again when creating its consumer failed while connected. */
 const consumerRetryMs = 200;
 
@@ -202,7 +214,7 @@ export async function createNatsBus(opts: NatsBusOptions): Promise<EventBus> {
 
   /**
    * One consumer's life: its events from `from` until `signal` aborts, the connection drops or the consumer
-   * stalls (missed heartbeats); then it returns. `started` learns the first sequence it will deliver.
+   * is lost or stalls (`restartOn`); then it returns. `started` learns the first sequence it will deliver.
    */
   async function* segment(
     sopts: SubscribeOptions,
@@ -224,7 +236,7 @@ export async function createNatsBus(opts: NatsBusOptions): Promise<EventBus> {
     signal.addEventListener('abort', end, { once: true });
     if (!link.up || signal.aborted) end(); // dropped or stopped while the consumer was being set up
     void (async () => {
-      for await (const s of messages.status()) if (s.type === 'heartbeats_missed') end();
+      for await (const s of messages.status()) if (restartOn.has(s.type)) end();
     })();
     try {
       for await (const m of messages) {

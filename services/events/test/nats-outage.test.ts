@@ -231,4 +231,43 @@ describe('live subscribers across a NATS outage (events module on a private nats
     await new Promise((res) => setTimeout(res, 300));
     expect(got).toEqual(['new0']);
   });
+
+  it('a subscription whose consumer is deleted under it carries on at once, without loss or repeats', async () => {
+    const nats = await startNatsServer();
+    cleanup.push(() => nats.dispose());
+    const bus = await createNatsBus({ url: nats.url, log: nopLogger, stream: 'GONE', node: 'node-a' });
+    cleanup.push(() => bus.close());
+    const publish = (body: string): Promise<void> =>
+      bus.publish({
+        timestamp: new Date(),
+        namespace: 'gone',
+        topic: '/t',
+        event: {
+          typeUrl: 'containerd.events.NamespaceCreate',
+          value: NamespaceCreate.encode({ name: body, labels: {} }).finish(),
+        },
+      });
+    const ac = new AbortController();
+    cleanup.push(() => ac.abort());
+    const got: string[] = [];
+    void (async () => {
+      for await (const e of bus.subscribe({ from: { kind: 'all' }, namespace: 'gone', signal: ac.signal }))
+        got.push(NamespaceCreate.decode(e.event.value).name);
+    })();
+    await publish('e0');
+    await until('the first event', () => got.length === 1, 5_000);
+
+    const nc = await connect({ servers: nats.url });
+    cleanup.push(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    for (const c of await jsm.consumers.list('GONE').next()) await jsm.consumers.delete('GONE', c.name);
+    const deleted = Date.now();
+    await publish('e1');
+    await publish('e2');
+    await until('the events after the deletion', () => got.length >= 3, 10_000);
+    const late = Date.now() - deleted;
+    await new Promise((res) => setTimeout(res, 300));
+    expect(got).toEqual(['e0', 'e1', 'e2']);
+    expect(late).toBeLessThan(2_000);
+  });
 });

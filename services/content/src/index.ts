@@ -30,6 +30,8 @@ export interface ContentDeps {
   readonly metadataAddress?: string;
   /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
   readonly metadata?: MetadataPeer;
+  /** How long a Write stream may bring nothing before it fails (deadline_exceeded); 0 = the default, 60 s. */
+  readonly stallMs?: number;
 }
 
 export interface ContentModule extends ServiceModule {
@@ -62,7 +64,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     grpc: [
       {
         definition: { ...ContentService, read: { ...ContentService.read, responseSerialize: encodeReadResponse } },
-        implementation: createContentServer(store, log),
+        implementation: createContentServer(store, log, { stallMs: deps.stallMs ?? 0 }),
       },
     ],
     plugins: [

@@ -15,14 +15,17 @@ export interface DiffDeps {
   readonly contentAddress: string;
   /** Where temporary mount points are created (runtime state). */
   readonly tmpRoot: string;
+  /** How long a stage of Apply or Diff may make no progress before the call fails; 0 = the default, 60 s. */
+  readonly stallMs?: number;
 }
 
 /** Builds the node's differ (containerd's `walking` differ): stateless, needs the node's mounts. */
 export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
   const log = deps.log.child({ service: 'diff' });
   const content = contentClient(deps.contentAddress);
-  const applier = createApplier({ content, tmpRoot: deps.tmpRoot });
-  const differ = createDiffer({ content, tmpRoot: deps.tmpRoot });
+  const stallMs = deps.stallMs ?? 0;
+  const applier = createApplier({ content, tmpRoot: deps.tmpRoot, stallMs });
+  const differ = createDiffer({ content, tmpRoot: deps.tmpRoot, stallMs });
   return {
     name: 'diff',
     grpc: [{ definition: DiffService, implementation: createDiffServer(applier, differ, log) }],

@@ -144,7 +144,12 @@ async function* fileBody(path: string, size: number, name: string): AsyncGenerat
         yield chunk;
       }
     } finally {
-      stream.destroy();
+      // Wait for the descriptor to be closed: the caller unmounts the tree next, which an open file keeps busy.
+      if (!stream.closed) {
+        const closed = new Promise<void>((r) => stream.once('close', () => r()));
+        stream.destroy();
+        await closed;
+      }
     }
   }
   if (got !== size) {

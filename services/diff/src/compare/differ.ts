@@ -57,24 +57,31 @@ export function createDiffer(deps: DifferDeps): Differ {
         const diffHash = createHash('sha256');
         const blobHash = createHash('sha256');
         let size = 0;
-        const layer = tap(diffLayer(lowerRoot, upperRoot, guard.signal), (b) => diffHash.update(b));
+        const walk = diffLayer(lowerRoot, upperRoot, guard.signal);
+        const layer = tap(walk, (b) => diffHash.update(b));
         const compressed = mediaType === MediaType.layerGzip ? gzipped(layer, guard.signal) : layer;
         const blob = tap(batched(compressed, writeBytes), (b) => {
           blobHash.update(b);
           size += b.length;
         });
         let digest = '';
-        await deps.content.write(
-          gctx,
-          ref,
-          blob,
-          () => {
-            digest = `sha256:${blobHash.digest('hex')}`;
-            const diffId = `sha256:${diffHash.digest('hex')}`;
-            return { expected: digest, labels: { ...opts.labels, [uncompressedLabel]: diffId } };
-          },
-          (p, stage) => guard.wait(p, stage),
-        );
+        try {
+          await deps.content.write(
+            gctx,
+            ref,
+            blob,
+            () => {
+              digest = `sha256:${blobHash.digest('hex')}`;
+              const diffId = `sha256:${diffHash.digest('hex')}`;
+              return { expected: digest, labels: { ...opts.labels, [uncompressedLabel]: diffId } };
+            },
+            (p, stage) => guard.wait(p, stage),
+          );
+        } finally {
+          // The compressor may still be pulling from the walk: it must be over (its files closed) before the
+          // trees are unmounted. Its return waits for the step in progress.
+          await walk.return(undefined).catch(() => undefined);
+        }
         return { mediaType, digest, size };
       };
       try {

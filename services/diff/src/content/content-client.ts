@@ -36,6 +36,7 @@ export function contentClient(address: string): ContentStore {
   return {
     async *read(ctx, digest) {
       const call = client.read({ digest, offset: 0, size: 0 }, outgoingMetadata(ctx));
+      call.on('error', () => undefined);
       const cancel = (): void => call.cancel();
       ctx.signal.addEventListener('abort', cancel, { once: true });
       try {
@@ -50,6 +51,9 @@ export function contentClient(address: string): ContentStore {
 
     async write(ctx, ref, data, commit, wait = (p) => p) {
       const call = client.write(outgoingMetadata(ctx));
+      // Failures are read from the response stream; an 'error' emitted before it is first read (the call
+      // cancelled while the first piece is still being made) must not go unheard, which would end the process.
+      call.on('error', () => undefined);
       const cancel = (): void => call.cancel();
       ctx.signal.addEventListener('abort', cancel, { once: true });
       const responses = (call as AsyncIterable<WriteContentResponse>)[Symbol.asyncIterator]();

@@ -77,8 +77,20 @@ export async function withTempMount<T>(
     }
     return await fn(dir);
   } finally {
-    for (; mounted > 0; mounted--) await run('umount', ['--recursive', dir]);
+    for (; mounted > 0; mounted--) await unmount(dir);
     await rmdir(dir);
+  }
+}
+
+/**
+ * Unmounts `dir` and everything below it. Should something still hold it (a process of a call given up a
+ * moment ago), the mount is detached lazily: it leaves the tree at once and goes when the last user does.
+ */
+async function unmount(dir: string): Promise<void> {
+  try {
+    await run('umount', ['--recursive', dir]);
+  } catch {
+    await run('umount', ['--recursive', '--lazy', dir]);
   }
 }
 

@@ -18,7 +18,7 @@ import { type Registry, startRegistry } from '@berth/testing/registry';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BerthdProcess, startBerthd } from './src/berthd.js';
-import { ctr, tableRows } from './src/ctr.js';
+import { activeBytes, ctr, tableRows } from './src/ctr.js';
 import { mountAsPrinted } from './src/mounts.js';
 
 const MiB = 1024 * 1024;
@@ -139,7 +139,7 @@ describe('cancelled calls clean up (real ctr against berthd)', () => {
       const row = tableRows(
         execFileSync('ctr', ['--address', d.socket, '--namespace', ns, 'content', 'active']).toString(),
       )[0];
-      return row ? Number(/^(\d+)/.exec(row[2] ?? '')?.[1] ?? 0) : 0;
+      return activeBytes(row);
     };
     const sawProgress = await within(30_000, () => offset() > 0);
     expect(sawProgress).toBe(true);

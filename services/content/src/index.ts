@@ -50,6 +50,12 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
   const relay = startOutboxRelay({ db: deps.db, schema: 'content', bus: deps.bus, log });
   const dialed = deps.metadata || !deps.metadataAddress ? undefined : createMetadataPeer(deps.metadataAddress, log);
   const repo = createContentRepo(deps.db);
+  if (deps.db.kind === 'pglite') {
+    // An embedded database belongs to this process alone: a lock in it was left by an earlier process that
+    // died mid-write, and would keep its ref from resuming until the lock's lease ran out.
+    const stale = await repo.unlockAllIngests();
+    if (stale > 0) log.warn('released ingest locks left by an earlier process', { ingests: stale });
+  }
   const store = createContentStore({
     repo,
     blobs,

@@ -5,6 +5,7 @@ import { createApplier } from './apply/applier.js';
 import { createDiffer } from './compare/differ.js';
 import { contentClient } from './content/content-client.js';
 import { createDiffServer } from './grpc/diff-server.js';
+import { removeStaleMounts } from './mount/mount.js';
 
 export type { Applier, Descriptor } from './apply/applier.js';
 export { MediaType } from './apply/media-types.js';
@@ -22,6 +23,8 @@ export interface DiffDeps {
 /** Builds the node's differ (containerd's `walking` differ): stateless, needs the node's mounts. */
 export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
   const log = deps.log.child({ service: 'diff' });
+  const stale = await removeStaleMounts(deps.tmpRoot);
+  if (stale.length > 0) log.warn('removed temporary mounts left by an earlier process', { mounts: stale });
   const content = contentClient(deps.contentAddress);
   const stallMs = deps.stallMs ?? 0;
   const applier = createApplier({ content, tmpRoot: deps.tmpRoot, stallMs });

@@ -41,3 +41,10 @@ export function tableRows(stdout: string): string[][] {
     .filter((l) => l.trim() !== '')
     .map((l) => l.trim().split(/\s+/));
 }
+
+/** The offset of a `ctr content active` row (REF SIZE AGE; SIZE as go-units HumanSize, e.g. 33.55MB). */
+export function activeBytes(row: readonly string[] | undefined): number {
+  const m = /^([\d.]+)\s*([kMGT]?)B$/.exec(row?.[1] ?? '');
+  if (!m) return 0;
+  return Number(m[1]) * 1000 ** ' kMGT'.indexOf(m[2] || ' ');
+}

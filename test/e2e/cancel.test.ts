@@ -18,7 +18,7 @@ import { type Registry, startRegistry } from '@berth/testing/registry';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BerthdProcess, startBerthd } from './src/berthd.js';
-import { activeBytes, ctr, tableRows } from './src/ctr.js';
+import { activeBytes, ctr, snapshotRows, tableRows } from './src/ctr.js';
 import { mountAsPrinted } from './src/mounts.js';
 
 const MiB = 1024 * 1024;
@@ -79,8 +79,8 @@ describe('cancelled calls clean up (real ctr against berthd)', () => {
       const cleanMs = Date.now() - killedAt;
       console.log(`${snapshotter}: pull killed mid-apply, berthd clean after ${cleanMs} ms`);
       // The unpack's active snapshot stays for GC (its lease holds it), as containerd leaves it.
-      const active = tableRows(await run(['snapshots', '--snapshotter', snapshotter, 'ls'], ns)).filter(
-        (r) => r[0]?.startsWith('extract-') && r[2] === 'Active',
+      const active = snapshotRows(await run(['snapshots', '--snapshotter', snapshotter, 'ls'], ns)).filter(
+        (r) => r.key.startsWith('extract-') && r.kind === 'Active',
       );
       expect(active.length).toBe(1);
 

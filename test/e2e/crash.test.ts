@@ -20,7 +20,7 @@ import { descendants, isAlive, mountsUnder, within } from '@berth/testing/proc';
 import { type Registry, startRegistry } from '@berth/testing/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BerthdProcess, startBerthd } from './src/berthd.js';
-import { activeBytes, ctr, tableRows } from './src/ctr.js';
+import { activeBytes, ctr, snapshotRows, tableRows } from './src/ctr.js';
 
 const exec = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -166,12 +166,10 @@ describe('crash safety: SIGKILL berthd mid-work, restart, finish', () => {
 
     await run(['images', 'pull', '--plain-http', ref], ns, 300_000);
     expect(await run(['images', 'check'], ns)).toMatch(/complete \((\d+)\/\1\)/);
-    const snapshots = tableRows(await run(['snapshots', 'ls'], ns));
-    // KEY PARENT KIND: a base layer's PARENT is empty, so the kind is the last cell.
-    const kind = (r: string[]): string | undefined => r[r.length - 1];
-    const committed = snapshots.filter((r) => kind(r) === 'Committed').map((r) => r[0]);
+    const snapshots = snapshotRows(await run(['snapshots', 'ls'], ns));
+    const committed = snapshots.filter((r) => r.kind === 'Committed').map((r) => r.key);
     expect(committed).toEqual(expect.arrayContaining(image.chainIds));
-    const leftover = snapshots.filter((r) => kind(r) === 'Active').map((r) => r[0] ?? '');
+    const leftover = snapshots.filter((r) => r.kind === 'Active').map((r) => r.key);
     console.log(
       `pull: ${whole} whole blobs after the crash; ${committed.length} committed snapshots; ` +
         `active snapshots left for gc: ${leftover.join(' ') || 'none'}`,

@@ -215,14 +215,15 @@ describe('soak: pulls, kills and runs side by side', () => {
       await runLoop;
     }
 
-    // Settle: calls given up must have ended their work; then compare with the start.
-    const settled = await within(15_000, () => fdCount() === start.fds && children().join() === start.children.join());
     await removeAll(pullNs);
     const active: string[] = [];
     for (const ns of [pullNs, runNs]) {
       for (const r of tableRows(await must(['snapshots', 'ls'], ns)))
         if (r[r.length - 1] === 'Active') active.push(`${ns}/${r[0]}`);
     }
+    // Settle: calls given up must have ended their work, and the connections of the ctr calls just made must
+    // be closed on berthd's side too; then compare with the start.
+    const settled = await within(15_000, () => fdCount() === start.fds && children().join() === start.children.join());
     const end = { fds: fdCount(), rss: residentMemory(berthdPid()).rss, children: children() };
     const diffDir = join(d.dir, 'state', 'diff');
     const mounts = [

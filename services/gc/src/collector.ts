@@ -39,6 +39,8 @@ export interface CollectorHooks {
 export interface Collector {
   /** Runs one mark-and-sweep now (after any running one). Rejects when the collection failed. */
   collect(): Promise<CollectionStats>;
+  /** Resolves once no collection is running. */
+  settled(): Promise<void>;
 }
 
 export function createCollector(deps: {
@@ -108,5 +110,6 @@ export function createCollector(deps: {
       running = run.catch(() => undefined);
       return run;
     },
+    settled: () => running.then(() => undefined),
   };
 }

@@ -102,6 +102,7 @@ export function createGcModule(deps: GcDeps): GcModule {
     async close() {
       abort.abort();
       scheduler.close();
+      await collector.settled();
     },
   };
   (module.grpc as unknown as Array<ServiceModule['grpc'][number]>).push({

@@ -2,23 +2,54 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Db, Queryable } from '@berth/common/db';
 import { createInProcessBus } from '@berth/common/event-bus';
+import { createServer, listen } from '@berth/common/grpc-server';
+import { localCall } from '@berth/common/local-call';
 import { nopLogger } from '@berth/common/log';
+import { type MetadataCalls, metadataPeer } from '@berth/common/metadata-peer';
+import { registerAll } from '@berth/common/service';
 import { createContentModule } from '@berth/content';
 import { createMetadataModule } from '@berth/metadata';
 import { createSnapshotsModule } from '@berth/snapshots';
 import { tempDir } from '@berth/testing/tmp';
 import type { LocalOwnerParts } from '../src/index.js';
 
-/** The three owner modules over one database, as all-in-one builds them, for the collector to drive. */
-export async function startOwners(db: Db) {
+/** Runs around every lease call content and snapshots make (a test forces a collection there). */
+export type LeaseCallHook = (call: 'add' | 'delete', resource: { id: string; type: string }) => Promise<void>;
+
+/**
+ * The three owner modules over one database, as all-in-one builds them, for the collector to drive; content
+ * and snapshots reach metadata in process through a peer that runs `hooks.around` before and after each
+ * lease call, and the modules are served on a unix socket (`address`).
+ */
+export async function startOwners(db: Db, hooks: { around?: LeaseCallHook } = {}) {
   const dir = tempDir('berth-gc-');
   const bus = createInProcessBus();
   const metadata = await createMetadataModule({ db, bus, log: nopLogger });
+  const around: LeaseCallHook = (call, r) => hooks.around?.(call, r) ?? Promise.resolve();
+  const calls: MetadataCalls = {
+    createNamespace: (ctx, name) =>
+      localCall(ctx, async (c) => {
+        await metadata.stores.namespaces.create(c, { name, labels: {} });
+      }),
+    addLeaseResource: async (ctx, lease, r) => {
+      await around('add', r);
+      await localCall(ctx, (c) => metadata.stores.leases.addResource(c, lease, r));
+      await around('add', r);
+    },
+    deleteLeaseResource: async (ctx, lease, r) => {
+      await around('delete', r);
+      await localCall(ctx, (c) => metadata.stores.leases.deleteResource(c, lease, r));
+      await around('delete', r);
+    },
+    close: () => undefined,
+  };
+  const peer = metadataPeer(calls, nopLogger);
   const content = await createContentModule({
     db,
     bus,
     log: nopLogger,
     backend: { kind: 'fs', root: join(dir.path, 'content') },
+    metadata: peer,
   });
   const snapshots = await createSnapshotsModule({
     db,
@@ -26,7 +57,11 @@ export async function startOwners(db: Db) {
     log: nopLogger,
     root: join(dir.path, 'snapshots'),
     node: 'n1',
+    metadata: peer,
   });
+  const server = createServer();
+  registerAll(server, [metadata, content, snapshots]);
+  const bound = await listen(server, join(dir.path, 'owners.sock'));
   const parts: LocalOwnerParts = {
     metadata: metadata.collectable,
     content: content.collectable,
@@ -35,12 +70,14 @@ export async function startOwners(db: Db) {
   };
   return {
     dir,
+    address: bound.address,
     bus,
     metadata,
     content,
     snapshots,
     parts,
     async close() {
+      await bound.close();
       await snapshots.close();
       await content.close();
       await metadata.close();

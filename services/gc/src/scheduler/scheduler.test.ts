@@ -84,11 +84,7 @@ describe('scheduler loop', () => {
 
   it('collects an idle daemon at least every idle interval (containerd #6294)', async () => {
     const c = counting();
-    s = startScheduler(
-      { ...defaultSchedulerConfig, startupDelayMs: 10, idleIntervalMs: 100 },
-      c.collect,
-      nopLogger,
-    );
+    s = startScheduler({ ...defaultSchedulerConfig, startupDelayMs: 10, idleIntervalMs: 100 }, c.collect, nopLogger);
     await sleep(380);
     expect(c.runs()).toBeGreaterThanOrEqual(3);
     expect(c.runs()).toBeLessThanOrEqual(5);

@@ -228,6 +228,17 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       const ns = requireNamespace(ctx);
       const r = index.get(ns, key);
       if (!r) throw doesNotExist(key);
+      if (ctx.lease) {
+        // A client that finds a snapshot under a lease goes on to build on it (ctr's unpack: Stat the chain ID,
+        // then Prepare its child). Holding it by the lease first makes what Stat reports stay true: a collection
+        // that ran before the hold may have removed it, so the row itself is checked after (containerd #3787).
+        await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, key);
+        const rows = await db.query(
+          'SELECT 1 FROM snapshots.snapshots WHERE node = $1 AND snapshotter = $2 AND namespace = $3 AND key = $4',
+          [...scope(ns), key],
+        );
+        if (rows.length === 0) throw doesNotExist(key);
+      }
       return index.info(r);
     },
 

@@ -2,13 +2,14 @@
  * Garbage collection end to end, with the real ctr against berthd all-in-one: sync deletes return once the
  * bytes are freed, and an expired lease is collected on an idle daemon.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { channelOptions } from '@berth/common/grpc-server';
 import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
 import { busyboxImage, multiLayerImage, pushImage } from '@berth/testing/images';
+import { freePort } from '@berth/testing/ports';
 import { type Registry, startRegistry } from '@berth/testing/registry';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,7 @@ import { type BerthdProcess, startBerthd } from './src/berthd.js';
 import { ctr, tableRows } from './src/ctr.js';
 
 const exec = promisify(execFile);
+const berthCli = join(import.meta.dirname, '../../apps/berth/dist/main.js');
 
 /** Bytes under `dir` as `du -sb` counts them (files and directories). */
 async function du(dir: string): Promise<number> {
@@ -46,8 +48,10 @@ describe('gc with ctr against berthd (all-in-one)', () => {
     return r.stdout;
   };
 
+  let http: string;
   beforeAll(async () => {
-    d = await startBerthd();
+    http = `127.0.0.1:${await freePort()}`;
+    d = await startBerthd({ args: ['--http', http] });
   });
   afterAll(async () => {
     await d?.stop();
@@ -71,6 +75,42 @@ describe('gc with ctr against berthd (all-in-one)', () => {
     expect(tableRows(await run(['content', 'ls']))).toEqual([]);
     expect(tableRows(await run(['snapshots', 'ls']))).toEqual([]);
     expect({ content: await du(content), snapshots: await du(snapshots) }).toEqual(before);
+  });
+
+  it('shows the scheduler plugin with its knobs, counts collections in /metrics, and berth gc prints what it freed', async () => {
+    const plugins = await run(['plugins', 'ls', '-d', 'type==io.containerd.gc.v1']);
+    expect(plugins).toMatch(/Type:\s+io\.containerd\.gc\.v1/);
+    expect(plugins).toMatch(/ID:\s+scheduler/);
+    for (const knob of [
+      'pause_threshold\\s+0.02',
+      'deletion_threshold\\s+0',
+      'mutation_threshold\\s+100',
+      'schedule_delay\\s+0s',
+      'startup_delay\\s+100ms',
+    ])
+      expect(plugins).toMatch(new RegExp(knob));
+
+    // An image whose gc.expire passed is collected, and the collector says so with /images/delete.
+    await run(['images', 'pull', '--plain-http', warmupRef]);
+    await run(['images', 'label', warmupRef, 'containerd.io/gc.expire=2001-01-01T00:00:00Z']);
+    const events = spawnEvents(d.socket);
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const { stdout } = await exec(process.execPath, [berthCli, '--address', d.socket, '-n', ns, 'gc']);
+      expect(stdout).toMatch(/removed: 1 image, 0 leases, \d+ content records, 0 ingests, \d+ snapshots/);
+      expect(stdout).toMatch(/freed: \d+ blobs \([\d.]+ [KM]iB\)/);
+      await waitFor(() => events.text().includes('/snapshot/remove') && events.text().includes('/images/delete'));
+    } finally {
+      events.stop();
+    }
+    expect(tableRows(await run(['images', 'ls']))).toEqual([]);
+    expect(tableRows(await run(['snapshots', 'ls']))).toEqual([]);
+
+    const metrics = await (await fetch(`http://${http}/metrics`)).text();
+    expect(metrics).toMatch(/containerd_gc_collections_total\{[^}]*status="success"[^}]*\} [1-9]/);
+    expect(metrics).toMatch(/containerd_gc_gc_seconds_count\{[^}]*\} [1-9]/);
+    for (const phase of ['mark', 'sweep', 'content', 'snapshots'])
+      expect(metrics).toMatch(new RegExp(`berth_gc_${phase}_seconds_count\\{[^}]*\\} [1-9]`));
   });
 
   it('ctr leases rm --sync and content prune references free what the lease held', async () => {
@@ -125,6 +165,22 @@ describe('gc with ctr against berthd (all-in-one)', () => {
     expect(tableRows(await run(['leases', 'ls']))).toEqual([]);
   }, 90_000);
 });
+
+/** `ctr events` running in the background: what it printed so far. */
+function spawnEvents(socket: string): { text(): string; stop(): void } {
+  const child = spawn('ctr', ['--address', socket, 'events'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  return { text: () => out, stop: () => child.kill('SIGTERM') };
+}
+
+async function waitFor(ok: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 /** Leases.AddResource (ctr 1.6 has no command for it): the lease holds the blob before it is written. */
 async function addToLease(socket: string, ns: string, lease: string, digest: string): Promise<void> {

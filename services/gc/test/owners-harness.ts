@@ -7,7 +7,7 @@ import { localCall } from '@berth/common/local-call';
 import { nopLogger } from '@berth/common/log';
 import { type MetadataCalls, metadataPeer } from '@berth/common/metadata-peer';
 import { registerAll } from '@berth/common/service';
-import { createContentModule } from '@berth/content';
+import { type BlobBackendConfig, createContentModule } from '@berth/content';
 import { createMetadataModule } from '@berth/metadata';
 import { createSnapshotsModule } from '@berth/snapshots';
 import { tempDir } from '@berth/testing/tmp';
@@ -21,7 +21,7 @@ export type LeaseCallHook = (call: 'add' | 'delete', resource: { id: string; typ
  * and snapshots reach metadata in process through a peer that runs `hooks.around` before and after each
  * lease call, and the modules are served on a unix socket (`address`).
  */
-export async function startOwners(db: Db, hooks: { around?: LeaseCallHook } = {}) {
+export async function startOwners(db: Db, hooks: { around?: LeaseCallHook } = {}, backend?: BlobBackendConfig) {
   const dir = tempDir('berth-gc-');
   const bus = createInProcessBus();
   const metadata = await createMetadataModule({ db, bus, log: nopLogger });
@@ -48,7 +48,7 @@ export async function startOwners(db: Db, hooks: { around?: LeaseCallHook } = {}
     db,
     bus,
     log: nopLogger,
-    backend: { kind: 'fs', root: join(dir.path, 'content') },
+    backend: backend ?? { kind: 'fs', root: join(dir.path, 'content') },
     metadata: peer,
   });
   const snapshots = await createSnapshotsModule({

@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { collectableRegistration } from '@berth/common/collectable';
 import { type Db, openDb } from '@berth/common/db';
 import { createInProcessBus, type EventBus } from '@berth/common/event-bus';
 import { createServer, listen } from '@berth/common/grpc-server';
@@ -13,7 +14,8 @@ import { type BlobBackendConfig, type ContentModule, createContentModule } from 
 import { createDiffModule } from '@berth/diff';
 import { createEventsModule } from '@berth/events';
 import { type BerthServiceName, createGatewayModule, loadNodeUuid } from '@berth/gateway';
-import { createGcModule, type GcModule, inProcessOwners } from '@berth/gc';
+import { createGcModule, type GcModule, inProcessOwners, remoteOwners, startElection } from '@berth/gc';
+import { gcClient } from '@berth/gc/client';
 import { createMetadataModule, type GarbageCollector, type MetadataModule } from '@berth/metadata';
 import { createSnapshotsModule, type SnapshotsModule } from '@berth/snapshots';
 import { createTasksModule } from '@berth/tasks';
@@ -60,8 +62,10 @@ export interface RunningNode {
 export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Promise<RunningNode> {
   const closers: Closer[] = [];
   try {
-    const local: Implemented[] =
-      role.kind === 'all'
+    const servesGc = role.kind === 'serve' && role.service === 'gc';
+    const local: Implemented[] = servesGc
+      ? []
+      : role.kind === 'all'
         ? [...implemented]
         : role.kind === 'node'
           ? [...nodeServices]
@@ -80,9 +84,12 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     const lazy = lazyDeps(cfg, log, closers, local.includes('metadata') ? localMetadata() : undefined);
     // All-in-one runs the collector in process; metadata's sync deletes wait on it once it is built.
     let collector: GcModule | undefined;
+    const remoteGc = role.kind !== 'all' && cfg.services.gc.address ? gcClient(cfg.services.gc.address) : undefined;
+    if (remoteGc) closers.push({ name: 'gc-client', close: async () => remoteGc.close() });
     lazy.gc = {
       collect: async (ctx) => {
         if (collector) await collector.collect(ctx);
+        else if (remoteGc) await remoteGc.collect(ctx);
       },
     };
     const modules: ServiceModule[] = [];
@@ -94,6 +101,11 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
       closers.push({ name, close: () => m.close() });
     }
 
+    if (servesGc) {
+      const built = await remoteCollector(cfg, lazy);
+      modules.push(built);
+      closers.push({ name: 'gc', close: () => built.close() });
+    }
     if (role.kind === 'all') {
       collector = await inProcessCollector(cfg, lazy, modules);
       modules.push(collector);
@@ -119,6 +131,14 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
 
     const server = createServer();
     registerAll(server, [gateway, ...modules]);
+    if (role.kind !== 'all') {
+      // Apart from the collector, an owner of collectable resources answers it over gRPC.
+      for (const m of modules)
+        if (m.collectable) {
+          const r = collectableRegistration(await lazy.db(), m.collectable, log);
+          server.addService(r.definition, r.implementation);
+        }
+    }
     if (role.kind === 'serve') {
       // Alone, a service answers metadata's namespace-usage questions over gRPC.
       for (const m of modules)
@@ -171,6 +191,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
 
 function requireImplemented(name: BerthServiceName): Implemented {
   if ((implemented as readonly string[]).includes(name)) return name as Implemented;
+  if (name === 'gc') return name as never; // built apart: see remoteCollector
   throw new Error(`service ${name} is not implemented yet`);
 }
 
@@ -346,6 +367,48 @@ async function inProcessCollector(
       },
       deps.log,
     ),
+  });
+}
+
+/**
+ * `serve gc`: one of N collector replicas. They elect a leader on Postgres; the leader reads and sweeps the
+ * owners over berth.internal.v1.Collectable (metadata, content, and a node's snapshots at their addresses).
+ */
+async function remoteCollector(cfg: BerthdConfig, deps: LazyDeps): Promise<GcModule> {
+  if (!cfg.postgres)
+    throw new Error('serve gc needs --postgres: the leader election and the collection lock live there');
+  const need = (['metadata', 'content', 'snapshots'] as const).filter((s) => !cfg.services[s].address);
+  if (need.length > 0)
+    throw new Error(`serve gc needs the addresses of ${need.join(', ')} (e.g. snapshots.address: a node)`);
+  const address = (s: 'metadata' | 'content' | 'snapshots'): string => cfg.services[s].address ?? '';
+  const election = startElection({ url: cfg.postgres, log: deps.log });
+  const g = cfg.gc;
+  const owners = remoteOwners(
+    election,
+    { metadata: address('metadata'), content: address('content'), snapshots: address('snapshots') },
+    {
+      contentGraceMs: cfg.content.backend === 's3' ? g.contentGraceSeconds * 1000 : 0,
+      deleteTimeoutMs: g.deleteTimeoutMs,
+    },
+    deps.log,
+  );
+  return createGcModule({
+    log: deps.log,
+    ...(cfg.nats ? { bus: await deps.bus() } : {}),
+    scheduler: {
+      pauseThreshold: g.pauseThreshold,
+      deletionThreshold: g.deletionThreshold,
+      mutationThreshold: g.mutationThreshold,
+      scheduleDelayMs: g.scheduleDelayMs,
+      startupDelayMs: g.startupDelayMs,
+      idleIntervalMs: g.idleIntervalMs,
+    },
+    owners,
+    isLeader: () => election.isLeader(),
+    onClose: async () => {
+      owners.close();
+      await election.close();
+    },
   });
 }
 

@@ -14,7 +14,9 @@ export type { GcClient, GcStatus } from './client.js';
 export { gcClient } from './client.js';
 export type { CollectionStats } from './collector.js';
 export { type BackendOptions, inProcessOwners, type LocalOwnerParts } from './in-process-owners.js';
+export { type Election, startElection } from './leader/election.js';
 export type { CollectionSession, Owners } from './owners.js';
+export { type OwnerAddresses, remoteOwners } from './remote-owners.js';
 export { defaultSchedulerConfig, type SchedulerConfig } from './scheduler/config.js';
 
 export interface GcDeps {
@@ -24,6 +26,10 @@ export interface GcDeps {
   readonly scheduler?: Partial<SchedulerConfig>;
   /** Where mutations are seen: every event is one, and a topic ending in /delete or /remove is a deletion. */
   readonly bus?: EventBus;
+  /** Whether this replica collects (a leader); always when unset (all-in-one). */
+  readonly isLeader?: () => boolean;
+  /** Runs when the module closes, after the last collection (closes what the owners and election hold). */
+  readonly onClose?: () => Promise<void>;
 }
 
 export interface GcModule extends ServiceModule, GcClient {
@@ -59,6 +65,7 @@ export function createGcModule(deps: GcDeps): GcModule {
       }
     },
     log,
+    () => deps.isLeader?.() ?? true,
   );
 
   const abort = new AbortController();
@@ -94,7 +101,7 @@ export function createGcModule(deps: GcDeps): GcModule {
       },
     ],
     collect: () => scheduler.scheduleAndWait(),
-    status: async (): Promise<GcStatus> => ({ leader: true, collections, failures, last }),
+    status: async (): Promise<GcStatus> => ({ leader: deps.isLeader?.() ?? true, collections, failures, last }),
     mutated: (deletion) => scheduler.mutated(deletion),
     http(_app, registry) {
       if (registry) metrics.register(registry);
@@ -103,6 +110,7 @@ export function createGcModule(deps: GcDeps): GcModule {
       abort.abort();
       scheduler.close();
       await collector.settled();
+      await deps.onClose?.();
     },
   };
   (module.grpc as unknown as Array<ServiceModule['grpc'][number]>).push({

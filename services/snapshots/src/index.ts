@@ -119,7 +119,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
     ],
     namespaceUsage,
     snapshotters,
-    collectable: createCollectableSnapshots({ events: snapshotEvents }),
+    collectable: createCollectableSnapshots({ events: snapshotEvents, node: deps.node, reconcile }),
     reconcile,
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,

@@ -14,6 +14,8 @@ export interface CollectableContent {
   remove(q: Queryable, plan: ContentRemoval): Promise<{ blobs: number; ingests: number }>;
   /** After the removal committed: deletes unnamed blobs and ingest bytes. Never throws for one object. */
   cleanupBackend(opts: BackendSweepOptions): Promise<BackendSweepResult>;
+  /** cleanupBackend, as a collector in another process asks for it. */
+  sweepBackend(opts: { graceMs: number; deleteTimeoutMs: number }): Promise<BackendSweepResult>;
 }
 
 export interface ContentReferences {
@@ -74,7 +76,8 @@ export function createCollectableContent(deps: {
     }
   };
 
-  return {
+  const collectable: CollectableContent = {
+    sweepBackend: (opts) => collectable.cleanupBackend(opts),
     async read(q) {
       const blobRows = await q.query<{ namespace: string; digest: string; labels: Record<string, string> | string }>(
         'SELECT namespace, digest, labels FROM content.blobs',
@@ -163,4 +166,5 @@ export function createCollectableContent(deps: {
       return { blobsDeleted, bytesFreed, ingestsDeleted, uploadsAborted, failures };
     },
   };
+  return collectable;
 }

@@ -1,3 +1,4 @@
+import { failedPrecondition } from '@berth/common/errors';
 import type { Logger } from '@berth/common/log';
 import { nextIntervalMs, type SchedulerConfig } from './config.js';
 
@@ -21,6 +22,8 @@ export function startScheduler<S extends { pauseMs: number }>(
   config: SchedulerConfig,
   collect: Collect<S>,
   log: Logger,
+  /** False while this replica may not collect (not the leader): scheduled runs wait, waiters are refused. */
+  enabled: () => boolean = () => true,
 ): Scheduler<S> {
   let timer: NodeJS.Timeout | undefined;
   let nextAt: number | undefined;
@@ -48,6 +51,10 @@ export function startScheduler<S extends { pauseMs: number }>(
 
   const fire = (): void => {
     timer = undefined;
+    if (!enabled()) {
+      schedule(interval);
+      return;
+    }
     const idleDue = config.idleIntervalMs > 0 && lastAt !== undefined && Date.now() - lastAt >= config.idleIntervalMs;
     if (
       !triggered &&
@@ -123,6 +130,10 @@ export function startScheduler<S extends { pauseMs: number }>(
   return {
     scheduleAndWait() {
       return new Promise<S>((resolve, reject) => {
+        if (!enabled()) {
+          reject(failedPrecondition('this gc replica is not the leader'));
+          return;
+        }
         waiters.push({ resolve, reject });
         event({ ts: Date.now(), mutation: false, deletion: false });
       });

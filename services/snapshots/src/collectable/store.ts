@@ -13,7 +13,9 @@ export const removedChannel = 'berth_snapshots_removed';
 export interface CollectableSnapshots {
   read(q: Queryable): Promise<SnapshotReferences>;
   /** Deletes every node's records of these keys, publishes `/snapshot/remove`; returns the nodes touched. */
-  remove(q: Queryable, plan: SnapshotRemoval): Promise<{ records: number; nodes: string[] }>;
+  remove(q: Queryable, plan: SnapshotRemoval): Promise<{ records: number; snapshots: number; nodes: string[] }>;
+  /** For a collector in another process: this node frees its directories when it is one of `nodes`. */
+  sweepBackend(opts: { nodes: string[] }): Promise<{ nodesSwept: string[] }>;
 }
 
 export interface SnapshotReferences {
@@ -30,8 +32,17 @@ export interface SnapshotRemoval {
   readonly snapshots: ReadonlyArray<{ readonly namespace: string; readonly snapshotter: string; readonly key: string }>;
 }
 
-export function createCollectableSnapshots(deps: { readonly events: SnapshotEvents }): CollectableSnapshots {
+export function createCollectableSnapshots(deps: {
+  readonly events: SnapshotEvents;
+  readonly node: string;
+  readonly reconcile: () => Promise<number>;
+}): CollectableSnapshots {
   return {
+    async sweepBackend({ nodes }) {
+      if (!nodes.includes(deps.node)) return { nodesSwept: [] };
+      await deps.reconcile();
+      return { nodesSwept: [deps.node] };
+    },
     async read(q) {
       const rows = await q.query<{
         namespace: string;
@@ -55,7 +66,7 @@ export function createCollectableSnapshots(deps: { readonly events: SnapshotEven
     },
 
     async remove(q, plan) {
-      if (plan.snapshots.length === 0) return { records: 0, nodes: [] };
+      if (plan.snapshots.length === 0) return { records: 0, snapshots: 0, nodes: [] };
       // One statement: the foreign key from child to parent is checked at its end, and every unmarked
       // snapshot's children are unmarked too (a child references its parent), so they all go together.
       const gone = await q.query<{ node: string; namespace: string; key: string }>(
@@ -80,7 +91,7 @@ export function createCollectableSnapshots(deps: { readonly events: SnapshotEven
         });
       }
       for (const n of nodes) await q.query('SELECT pg_notify($1, $2)', [removedChannel, n]);
-      return { records: gone.length, nodes };
+      return { records: gone.length, snapshots: gone.length, nodes };
     },
   };
 }

@@ -33,7 +33,8 @@ describe('berthd serve gc ×3 (cluster)', () => {
     };
     for (const service of ['metadata', 'content', 'snapshots'])
       owners.push(await startBerthd({ role: ['serve', service], config, socket: sock(service) }));
-    for (let i = 0; i < 3; i++) collectors.push(await startBerthd({ role: ['serve', 'gc'], config, socket: sock(`gc-${i}`) }));
+    for (let i = 0; i < 3; i++)
+      collectors.push(await startBerthd({ role: ['serve', 'gc'], config, socket: sock(`gc-${i}`) }));
   }, 180_000);
   afterAll(async () => {
     for (const p of [...collectors, ...owners]) await p.stop().catch(() => undefined);

@@ -12,7 +12,7 @@ import { startScheduler } from './scheduler/scheduler.js';
 
 export type { GcClient, GcStatus } from './client.js';
 export { gcClient } from './client.js';
-export type { CollectionStats } from './collector.js';
+export { type CollectionStats, type Collector, createCollector } from './collector.js';
 export { type BackendOptions, inProcessOwners, type LocalOwnerParts } from './in-process-owners.js';
 export { type Election, startElection } from './leader/election.js';
 export type { CollectionSession, Owners } from './owners.js';

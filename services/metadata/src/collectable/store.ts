@@ -1,7 +1,7 @@
 import type { Queryable } from '@berth/common/db';
+import { enqueueMany } from '@berth/common/outbox';
 import { jsonColumn } from '../db/columns.js';
 import type { ImageEvents } from '../images/types.js';
-import { enqueueEvent } from '../outbox.js';
 
 /**
  * What the garbage collector needs from metadata: every namespace's leases (with what they hold), images and
@@ -110,7 +110,11 @@ export function createCollectableMetadata(deps: { readonly events: ImageEvents }
           [plan.images.map((i) => i.namespace), plan.images.map((i) => i.name)],
         );
         // containerd publishes /images/delete for images its collector removes (metadata/db.go).
-        for (const g of gone) await enqueueEvent(q, g.namespace, deps.events.deleted(g.name));
+        await enqueueMany(
+          q,
+          'metadata',
+          gone.map((g) => ({ namespace: g.namespace, ...deps.events.deleted(g.name) })),
+        );
         images = gone.length;
       }
       return { leases, images };

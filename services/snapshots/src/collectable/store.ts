@@ -1,5 +1,5 @@
 import type { Queryable } from '@berth/common/db';
-import { enqueue } from '@berth/common/outbox';
+import { enqueueMany } from '@berth/common/outbox';
 import type { SnapshotEvents } from '../events.js';
 
 /** Sent when a collection removed records of a node; the payload is the node, which then reconciles. */
@@ -81,15 +81,11 @@ export function createCollectableSnapshots(deps: {
         ],
       );
       const nodes = [...new Set(gone.map((g) => g.node))].sort();
-      for (const g of gone) {
-        const e = deps.events.removed(g.key);
-        await enqueue(q, 'snapshots', {
-          namespace: g.namespace,
-          topic: e.topic,
-          typeUrl: e.typeUrl,
-          payload: e.payload,
-        });
-      }
+      await enqueueMany(
+        q,
+        'snapshots',
+        gone.map((g) => ({ namespace: g.namespace, ...deps.events.removed(g.key) })),
+      );
       for (const n of nodes) await q.query('SELECT pg_notify($1, $2)', [removedChannel, n]);
       return { records: gone.length, snapshots: gone.length, nodes };
     },

@@ -9,8 +9,8 @@ import { CollectableService } from '@berth/proto/berth/internal/v1/collectable';
 import type { Db, Queryable } from './db.js';
 import { fenceCollector } from './gc-lock.js';
 import { handlers } from './grpc-handlers.js';
+import type { GrpcRegistration } from './grpc-registration.js';
 import type { Logger } from './log.js';
-import type { GrpcRegistration } from './service.js';
 
 /**
  * `berth.internal.v1.Collectable` for an owner of resources (metadata, content, snapshots) whose collector

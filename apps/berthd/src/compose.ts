@@ -191,7 +191,6 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
 
 function requireImplemented(name: BerthServiceName): Implemented {
   if ((implemented as readonly string[]).includes(name)) return name as Implemented;
-  if (name === 'gc') return name as never; // built apart: see remoteCollector
   throw new Error(`service ${name} is not implemented yet`);
 }
 

@@ -82,9 +82,14 @@ export function createGcModule(deps: GcDeps): GcModule {
     })();
   }
 
+  const client: GcClient = {
+    collect: () => scheduler.scheduleAndWait(),
+    status: async (): Promise<GcStatus> => ({ leader: deps.isLeader?.() ?? true, collections, failures, last }),
+  };
   const module: GcModule = {
+    ...client,
     name: 'gc',
-    grpc: [],
+    grpc: [{ definition: GCService, implementation: createGcServer(client, log) }],
     plugins: [
       {
         type: 'io.containerd.gc.v1',
@@ -100,8 +105,6 @@ export function createGcModule(deps: GcDeps): GcModule {
         },
       },
     ],
-    collect: () => scheduler.scheduleAndWait(),
-    status: async (): Promise<GcStatus> => ({ leader: deps.isLeader?.() ?? true, collections, failures, last }),
     mutated: (deletion) => scheduler.mutated(deletion),
     http(_app, registry) {
       if (registry) metrics.register(registry);
@@ -113,9 +116,5 @@ export function createGcModule(deps: GcDeps): GcModule {
       await deps.onClose?.();
     },
   };
-  (module.grpc as unknown as Array<ServiceModule['grpc'][number]>).push({
-    definition: GCService,
-    implementation: createGcServer(module, log),
-  });
   return module;
 }

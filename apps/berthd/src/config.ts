@@ -30,6 +30,8 @@ export interface BerthdConfig {
    * no progress before its call fails with deadline_exceeded naming the stage (`stall-timeout-ms`, default 60000).
    */
   readonly stallTimeoutMs: number;
+  /** The garbage collector: containerd's scheduler knobs (`gc.pause-threshold`, …) and the backend sweeps. */
+  readonly gc: GcConfig;
   /** Per service: the address it listens on when served alone, which the gateway forwards to. */
   readonly services: Readonly<Record<BerthServiceName, { readonly address: string | undefined }>>;
 }
@@ -47,6 +49,22 @@ export interface ContentConfig {
     readonly prefix: string;
     readonly partSize: number;
   };
+}
+
+export interface GcConfig {
+  /** `gc.pause-threshold` (default 0.02), `gc.deletion-threshold` (0), `gc.mutation-threshold` (100),
+   * `gc.schedule-delay-ms` (0), `gc.startup-delay-ms` (100): containerd's `io.containerd.gc.v1.scheduler`. */
+  readonly pauseThreshold: number;
+  readonly deletionThreshold: number;
+  readonly mutationThreshold: number;
+  readonly scheduleDelayMs: number;
+  readonly startupDelayMs: number;
+  /** `gc.idle-interval-ms`: a collection runs at least this often, so expired leases go on an idle node. Default 30000. */
+  readonly idleIntervalMs: number;
+  /** `gc.content-grace-seconds`: an S3 object with no record is deleted only once this old. Default 7200 (fs: 0). */
+  readonly contentGraceSeconds: number;
+  /** `gc.delete-timeout-ms`: each backend delete gives up after this and is counted as failed. Default 30000. */
+  readonly deleteTimeoutMs: number;
 }
 
 export function loadConfig(sources: ConfigSources): BerthdConfig {
@@ -82,9 +100,20 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
       },
     },
     stallTimeoutMs: r.int('stall-timeout-ms', 60_000),
+    gc: {
+      pauseThreshold: Number(r.str('gc.pause-threshold', '0.02')),
+      deletionThreshold: r.int('gc.deletion-threshold', 0),
+      mutationThreshold: r.int('gc.mutation-threshold', 100),
+      scheduleDelayMs: r.int('gc.schedule-delay-ms', 0),
+      startupDelayMs: r.int('gc.startup-delay-ms', 100),
+      idleIntervalMs: r.int('gc.idle-interval-ms', 30_000),
+      contentGraceSeconds: r.int('gc.content-grace-seconds', 7_200),
+      deleteTimeoutMs: r.int('gc.delete-timeout-ms', 30_000),
+    },
     services,
   };
   if (cfg.stallTimeoutMs <= 0) r.problem(`stall-timeout-ms: ${cfg.stallTimeoutMs} must be positive`);
+  if (!Number.isFinite(cfg.gc.pauseThreshold)) r.problem('gc.pause-threshold: not a number');
   r.throwIfInvalid();
   return Object.freeze(cfg);
 }

@@ -4,9 +4,10 @@ import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import { createMetadataPeer, type MetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer';
 import { startOutboxRelay } from '@berth/common/outbox';
-import { listenRowCache, RowCache } from '@berth/common/row-cache';
+import { listenRowCache, RowCache, rowKey } from '@berth/common/row-cache';
 import type { ServiceModule } from '@berth/common/service';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
+import { type CollectableContent, createCollectableContent } from './collectable/store.js';
 import { createContentStore } from './content/store.js';
 import type { Info } from './content/types.js';
 import { createContentRepo } from './db/content-repo.js';
@@ -16,6 +17,13 @@ import { createContentServer } from './grpc/content-server.js';
 import { encodeReadResponse } from './grpc/read-codec.js';
 import { type BlobBackendConfig, createBlobStore } from './store/index.js';
 
+export type {
+  BackendSweepOptions,
+  BackendSweepResult,
+  CollectableContent,
+  ContentReferences,
+  ContentRemoval,
+} from './collectable/store.js';
 export type { BlobBackendConfig, S3Options } from './store/index.js';
 
 export interface ContentDeps {
@@ -35,6 +43,8 @@ export interface ContentDeps {
 }
 
 export interface ContentModule extends ServiceModule {
+  /** What the garbage collector reads and removes here (in process). */
+  readonly collectable: CollectableContent;
   /** Resolves once every committed event has reached the bus. */
   flushEvents(): Promise<void>;
 }
@@ -65,8 +75,15 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     onCommit: relay.kick,
     log,
   });
+  const collectable = createCollectableContent({
+    db: deps.db,
+    blobs,
+    log,
+    forget: (ns, digest) => infos.forget(rowKey(ns, digest)),
+  });
   return {
     name: 'content',
+    collectable,
     grpc: [
       {
         definition: { ...ContentService, read: { ...ContentService.read, responseSerialize: encodeReadResponse } },

@@ -30,7 +30,7 @@ import {
   type Stdio,
   socketName,
 } from './protocol.js';
-import { becomeSubreaper, resizePty, setBlocking, tryWait } from './sys.js';
+import { becomeSubreaper, peekExitedChild, resizePty, setBlocking, tryWait } from './sys.js';
 
 interface Proc {
   readonly execId: string;
@@ -73,10 +73,11 @@ async function runc(
   const child = spawn(t.runc, ['--root', t.runcRoot, '--log', logPath, '--log-format', 'json', ...argv], {
     stdio: stdio as Array<number | 'ignore'>,
   });
+  if (child.pid !== undefined) ourChildren.add(child.pid);
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (c, sig) => resolve(c ?? (sig ? 128 : null)));
-  });
+  }).finally(() => child.pid !== undefined && ourChildren.delete(child.pid));
   if (code === 0) return;
   throw new Failure('unknown', await runcError(logPath, `runc ${argv[0] ?? ''} exited with ${code}`));
 }
@@ -201,8 +202,10 @@ class SupervisedTask {
       stdio = opened.stdio;
     }
     try {
+      const since = Date.now();
       await runc(this, [...argv, this.id], stdio);
       proc.pid = await this.readPid('');
+      forgetOrphanBefore(proc.pid, since);
       if (proc.console) proc.consoleDone = proc.console.attach(io);
     } catch (e) {
       closeFds(proc.fds);
@@ -258,8 +261,10 @@ class SupervisedTask {
       stdio = opened.stdio;
     }
     try {
+      const since = Date.now();
       await runc(this, [...argv, this.id], stdio);
       proc.pid = await this.readPid(execId);
+      forgetOrphanBefore(proc.pid, since);
       if (proc.console) proc.consoleDone = proc.console.attach(proc.io);
     } catch (e) {
       closeFds(proc.fds);
@@ -280,9 +285,10 @@ class SupervisedTask {
   reap(): void {
     for (const proc of this.procs.values()) {
       if (proc.pid === 0 || proc.exit) continue;
-      let code: number | undefined;
+      let code = orphanExits.get(proc.pid)?.code;
+      orphanExits.delete(proc.pid);
       try {
-        code = tryWait(proc.pid);
+        code ??= tryWait(proc.pid);
       } catch (e) {
         // ECHILD: not (or no longer) ours to wait for, e.g. after this process was itself restarted.
         this.log('waitpid failed', { pid: proc.pid, err: (e as Error).message });
@@ -465,8 +471,45 @@ function exitIfIdle(): void {
   process.exit(0);
 }
 
+/** runc processes Node spawned and waits for itself (libuv collects them: not ours to take). */
+const ourChildren = new Set<number>();
+/**
+ * Exits of processes re-parented to us that no task knew when they were collected: the orphans a
+ * container without its own pid namespace leaves, or an exec process that exited before its pid file was
+ * read (kept a minute for that case).
+ */
+const orphanExits = new Map<number, { code: number; at: number }>();
+
+/** An orphan's exit collected before `since` was another process's that had the same pid. */
+function forgetOrphanBefore(pid: number, since: number): void {
+  const e = orphanExits.get(pid);
+  if (e && e.at < since) orphanExits.delete(pid);
+}
+
+/**
+ * Collects the tasks' processes, then every other exited child but runc (left to libuv), so that in a
+ * process that outlives many tasks no zombie accumulates. waitid(WNOWAIT) shows the next exited child
+ * without collecting it, so a task's process is still collected by its task, with its status.
+ */
 function reapAll(): void {
   for (const t of tasks.values()) t.reap();
+  for (let i = 0; i < 1000; i++) {
+    const pid = peekExitedChild();
+    if (pid === undefined || ourChildren.has(pid)) break;
+    const owner = [...tasks.values()].find((t) => [...t.procs.values()].some((p) => p.pid === pid && !p.exit));
+    if (owner) {
+      owner.reap();
+      continue;
+    }
+    try {
+      const code = tryWait(pid);
+      if (code !== undefined) orphanExits.set(pid, { code, at: Date.now() });
+    } catch {
+      break;
+    }
+  }
+  const old = Date.now() - 60_000;
+  for (const [pid, e] of orphanExits) if (e.at < old) orphanExits.delete(pid);
 }
 
 // The container processes are re-parented here when runc exits: ours to reap.

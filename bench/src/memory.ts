@@ -136,8 +136,8 @@ try {
   for (const name of systems) {
     const d = await startDaemon(name);
     try {
-      // Settle: berthd starts its supervisor and opens its database in the background.
-      await new Promise((r) => setTimeout(r, 5_000));
+      // Settle: berthd starts its supervisor in the background and trims its allocator 10 s after start.
+      await new Promise((r) => setTimeout(r, 15_000));
       const idle = await snapshot(d);
       const pull = await ctr(d, 'images', 'pull', '--plain-http', ref);
       if (pull.code !== 0) throw new Error(`${name}: pull failed: ${pull.out}`);

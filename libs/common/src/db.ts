@@ -140,13 +140,18 @@ function pgliteStartParams(defaults: readonly string[]): string[] {
 async function initPgliteDir(dataDir: string): Promise<void> {
   if (await exists(join(dataDir, 'PG_VERSION'))) return;
   const pglite = createRequire(import.meta.url).resolve('@electric-sql/pglite');
+  // initdb runs most of Postgres's code once: optimizing it (TurboFan, on the other core) would be wasted.
+  const initFlags = ['--liftoff-only'];
   const init =
     'const { PGlite } = await import(process.argv[1]); await (await PGlite.create(process.argv[2])).close();';
   await new Promise<void>((resolve, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', init, pglite, dataDir], (err, _stdout, stderr) =>
-      err
-        ? reject(new Error(`creating the PGlite database in ${dataDir} failed: ${stderr || err.message}`))
-        : resolve(),
+    execFile(
+      process.execPath,
+      [...initFlags, '--input-type=module', '-e', init, pglite, dataDir],
+      (err, _stdout, stderr) =>
+        err
+          ? reject(new Error(`creating the PGlite database in ${dataDir} failed: ${stderr || err.message}`))
+          : resolve(),
     );
   });
 }

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { access } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import postgres from 'postgres';
 import { alreadyExists, ErrorCode, ServiceError } from './errors.js';
 
@@ -88,8 +88,14 @@ function openPostgres(url: string): Db {
 
 async function openPglite(dataDir: string | undefined): Promise<Db> {
   const { PGlite } = await import('@electric-sql/pglite');
+  // Compiling Postgres's wasm takes seconds: on V8's threads, while a new database is made in a child.
+  const wasm = readFile(join(dirname(pgliteEntry()), 'pglite.wasm')).then((bytes) => wasmApi.compile(bytes));
+  wasm.catch(() => undefined);
   if (dataDir !== undefined) await initPgliteDir(dataDir);
-  const pg = await PGlite.create(dataDir, { startParams: pgliteStartParams(PGlite.defaultStartParams) });
+  const pg = await PGlite.create(dataDir, {
+    startParams: pgliteStartParams(PGlite.defaultStartParams),
+    pgliteWasmModule: await wasm,
+  });
   // PGlite is one session: serialize transactions so two requests never interleave inside one.
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -139,7 +145,7 @@ function pgliteStartParams(defaults: readonly string[]): string[] {
  */
 async function initPgliteDir(dataDir: string): Promise<void> {
   if (await exists(join(dataDir, 'PG_VERSION'))) return;
-  const pglite = createRequire(import.meta.url).resolve('@electric-sql/pglite');
+  const pglite = pgliteEntry();
   // initdb runs most of Postgres's code once: optimizing it (TurboFan, on the other core) would be wasted.
   const initFlags = ['--liftoff-only'];
   const init =
@@ -154,6 +160,16 @@ async function initPgliteDir(dataDir: string): Promise<void> {
           : resolve(),
     );
   });
+}
+
+/** Node's WebAssembly global, which the compiler's libraries here do not declare. */
+type PgliteWasmModule = NonNullable<import('@electric-sql/pglite').PGliteOptions['pgliteWasmModule']>;
+const wasmApi = (globalThis as unknown as { WebAssembly: { compile(bytes: Uint8Array): Promise<PgliteWasmModule> } })
+  .WebAssembly;
+
+/** The file `import('@electric-sql/pglite')` loads; its wasm lies beside it. */
+function pgliteEntry(): string {
+  return createRequire(import.meta.url).resolve('@electric-sql/pglite');
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -148,5 +148,5 @@ describe('PGlite in a directory', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
+  }, 180_000);
 });

@@ -6,6 +6,7 @@ import { createLogger } from '@berth/common/log';
 import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
 import { type Role, startNode } from './compose.js';
 import { loadConfig } from './config.js';
+import { trimMallocPeriodically } from './malloc-trim.js';
 
 const usage = `usage:
   berthd [--root DIR] [--state DIR] [--address SOCKET] [--postgres URL] [--nats URL] [--http HOST:PORT] [--config FILE]
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
     await node?.close();
   });
   await starting;
+  trimMallocPeriodically();
 }
 
 function isServeTarget(s: string): s is BerthServiceName | 'gateway' {

@@ -78,4 +78,11 @@ describe('filters run in linear time (real ctr against berthd)', () => {
       child.kill('SIGINT');
     }
   });
+
+  it('a filter longer than the cap is refused as invalid argument, quoting only its start', async () => {
+    const ls = await ctr(d.socket, ['images', 'ls', `name~=${'a'.repeat(20_000)}`], { timeoutMs: 30_000 });
+    expect(ls.code).not.toBe(0);
+    expect(ls.stderr).toContain('filter longer than 16384 characters: invalid argument');
+    expect(ls.stderr.length).toBeLessThan(1000);
+  });
 });

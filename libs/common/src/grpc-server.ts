@@ -30,9 +30,22 @@ export interface BoundServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Creates a server with Berth's message limits; register services on it, then call `listen`. */
+/**
+ * Streams one client connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): a client over the
+ * limit waits for a stream to end, and one that ignores the setting has its extra streams refused. ctr opens a
+ * handful; a whole node's gateway forwarding to a cluster service stays well under it.
+ */
+export const maxConcurrentStreams = 1024;
+
+/** Server options: the message limits (larger messages end the call with RESOURCE_EXHAUSTED) and the stream cap. */
+export const serverOptions: grpc.ServerOptions = {
+  ...channelOptions,
+  'grpc.max_concurrent_streams': maxConcurrentStreams,
+};
+
+/** Creates a server with Berth's message and stream limits; register services on it, then call `listen`. */
 export function createServer(): grpc.Server {
-  return new grpc.Server(channelOptions);
+  return new grpc.Server(serverOptions);
 }
 
 /**

@@ -30,6 +30,8 @@ export interface ContentDeps {
   readonly metadataAddress?: string;
   /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
   readonly metadata?: MetadataPeer;
+  /** Write streams this process keeps open at once; more get RESOURCE_EXHAUSTED. Default 1024. */
+  readonly maxOpenIngests?: number;
 }
 
 export interface ContentModule extends ServiceModule {
@@ -56,6 +58,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     deleted: contentDeleted,
     onCommit: relay.kick,
     log,
+    ...(deps.maxOpenIngests !== undefined ? { maxOpenIngests: deps.maxOpenIngests } : {}),
   });
   return {
     name: 'content',

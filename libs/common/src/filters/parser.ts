@@ -133,6 +133,15 @@ class Parser {
   }
 }
 
+/**
+ * Longest filter string accepted. Matching costs O(filter × value) per object, so the cap bounds what one
+ * request can make a List or a subscription spend. It leaves room for the largest label containerd allows
+ * (4096 bytes of key and value), quoted with escapes.
+ */
+export const maxFilterLength = 16 * 1024;
+/** Most filter strings in one request (they are OR-ed; ctr sends one per argument). */
+export const maxFilters = 256;
+
 /** Internal: the selectors of one non-empty filter string (exposed for tests). Throws `FilterSyntaxError`. */
 export function parseSelectors(input: string): Selector[] {
   return new Parser(input).selectors();
@@ -145,6 +154,11 @@ export function parseSelectors(input: string): Selector[] {
  */
 export function parseFilter(input: string): Filter {
   if (input === '') return ALWAYS;
+  if (input.length > maxFilterLength) {
+    // The message quotes the input; a megabyte of it would only flood the client and the logs.
+    const head = `${input.slice(0, 64)}…`;
+    throw new FilterSyntaxError(head, head.length, `filter longer than ${maxFilterLength} characters`);
+  }
   return new AllOf(parseSelectors(input));
 }
 
@@ -154,6 +168,9 @@ export function parseFilter(input: string): Filter {
  * `[""]`), matches everything. Every string is parsed; the first bad one throws `FilterSyntaxError`.
  */
 export function parseFilters(inputs: readonly string[]): Filter {
+  if (inputs.length > maxFilters) {
+    throw new FilterSyntaxError('', 0, `more than ${maxFilters} filters in one request (${inputs.length})`);
+  }
   const filters = inputs.map(parseFilter);
   if (filters.length === 0 || filters.includes(ALWAYS)) return ALWAYS;
   return filters.length === 1 && filters[0] !== undefined ? filters[0] : new AnyOf(filters);

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { adaptorFromObject } from './adaptor-from-object.js';
+import { FilterSyntaxError } from './filter-syntax-error.js';
+import { maxFilterLength, maxFilters, parseFilter, parseFilters } from './parser.js';
+
+describe('filter limits', () => {
+  it('accepts a filter of the maximum length', () => {
+    const value = 'v'.repeat(maxFilterLength - 'labels.k=='.length);
+    expect(parseFilter(`labels.k==${value}`).match(adaptorFromObject({ labels: { k: value } }))).toBe(true);
+  });
+
+  it('refuses a longer one as invalid_argument, quoting only its start', () => {
+    const input = `name~=${'a'.repeat(maxFilterLength)}`;
+    let err: unknown;
+    try {
+      parseFilter(input);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(FilterSyntaxError);
+    const e = err as FilterSyntaxError;
+    expect(e.code).toBe('invalid_argument');
+    expect(e.message).toContain(`filter longer than ${maxFilterLength} characters`);
+    expect(e.message.length).toBeLessThan(200);
+  });
+
+  it('refuses more filter strings than the cap in one request', () => {
+    expect(() => parseFilters(Array.from({ length: maxFilters }, (_, i) => `name==n${i}`))).not.toThrow();
+    expect(() => parseFilters(Array.from({ length: maxFilters + 1 }, (_, i) => `name==n${i}`))).toThrow(
+      /more than 256 filters in one request/,
+    );
+  });
+});

@@ -25,6 +25,13 @@ export interface BerthdConfig {
   readonly events: { readonly maxAgeSeconds: number; readonly maxEvents: number };
   /** Where content keeps blob bytes: `content.backend` fs (default, under <root>/content) or s3 (`content.s3.*`). */
   readonly content: ContentConfig;
+  /**
+   * Mutual TLS for gRPC over TCP (`tls.ca`, `tls.cert`, `tls.key`: PEM files; `tls.refresh-seconds`, default
+   * 60: how often they are re-read). Unset: TCP is plaintext. Unix sockets are always plaintext.
+   */
+  readonly tls:
+    | { readonly ca: string; readonly cert: string; readonly key: string; readonly refreshSeconds: number }
+    | undefined;
   /** Per service: the address it listens on when served alone, which the gateway forwards to. */
   readonly services: Readonly<Record<BerthServiceName, { readonly address: string | undefined }>>;
 }
@@ -76,8 +83,23 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
         partSize: r.int('content.s3.part-size', 16 * 1024 * 1024),
       },
     },
+    tls: tlsConfig(r),
     services,
   };
   r.throwIfInvalid();
   return Object.freeze(cfg);
+}
+
+function tlsConfig(r: ConfigReader): BerthdConfig['tls'] {
+  const ca = r.optional('tls.ca');
+  const cert = r.optional('tls.cert');
+  const key = r.optional('tls.key');
+  if (ca === undefined && cert === undefined && key === undefined) return undefined;
+  if (ca === undefined || cert === undefined || key === undefined) {
+    r.problem('tls: tls.ca, tls.cert and tls.key go together (each a PEM file)');
+    return undefined;
+  }
+  const refreshSeconds = r.int('tls.refresh-seconds', 60);
+  if (refreshSeconds < 1) r.problem('tls.refresh-seconds must be at least 1');
+  return { ca, cert, key, refreshSeconds };
 }

@@ -3,7 +3,9 @@ import { parseArgs } from 'node:util';
 import { readConfigFile } from '@berth/common/config';
 import { onShutdownSignal } from '@berth/common/lifecycle';
 import { createLogger } from '@berth/common/log';
+import { clusterTls, useClusterTls } from '@berth/common/tls/credentials';
 import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
+import { makeCerts } from './certs.js';
 import { type Role, startNode } from './compose.js';
 import { loadConfig } from './config.js';
 
@@ -13,9 +15,35 @@ const usage = `usage:
   berthd serve node --config FILE [--node NAME] [--root DIR] [--state DIR] [--address SOCKET]
       a cluster node: its socket's gateway plus snapshots, diff and tasks; the cluster services at their addresses
   berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--address ADDR]
-      one service alone (cluster mode)`;
+      one service alone (cluster mode)
+  berthd certs --dir DIR --name NAME [--name NAME…] [--host HOST…] [--days N]
+      a cluster CA (reused if DIR has one) and a certificate per service or node, for tls.ca / tls.cert / tls.key`;
+
+async function certs(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      dir: { type: 'string' },
+      name: { type: 'string', multiple: true },
+      host: { type: 'string', multiple: true },
+      days: { type: 'string' },
+    },
+  });
+  if (!values.dir || !values.name?.length) throw new Error(`certs needs --dir and at least one --name\n${usage}`);
+  const days = values.days === undefined ? undefined : Number(values.days);
+  if (days !== undefined && !(Number.isInteger(days) && days > 0))
+    throw new Error('certs: --days must be a positive integer');
+  const written = await makeCerts({
+    dir: values.dir,
+    names: values.name,
+    ...(values.host ? { hosts: values.host } : {}),
+    ...(days ? { days } : {}),
+  });
+  for (const f of written) process.stdout.write(`${f}\n`);
+}
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'certs') return certs(process.argv.slice(3));
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
@@ -47,6 +75,8 @@ async function main(): Promise<void> {
   const file = await readConfigFile(configFile ?? process.env['BERTH_CONFIG']);
   const cfg = loadConfig({ flags, env: process.env, file });
   const log = createLogger({ level: cfg.logLevel, fields: { pid: process.pid } });
+  // Process-wide: every TCP listener and service-to-service client of this process uses the cluster identity.
+  if (cfg.tls) useClusterTls(clusterTls(cfg.tls, { log, refreshMs: cfg.tls.refreshSeconds * 1000 }));
   // Handlers first: the socket accepts calls before startNode returns, and a SIGTERM in that window must
   // still shut down cleanly rather than kill the process with its socket left behind.
   const starting = startNode(cfg, role, log);

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ConfigReader, type ConfigSources } from '@berth/common/config';
+import { ConfigReader, type ConfigSources, urlSecrets } from '@berth/common/config';
 import type { LogLevel } from '@berth/common/log';
 import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
 
@@ -14,7 +14,11 @@ export interface BerthdConfig {
   readonly state: string;
   /** The node socket ctr talks to. Default <state>/berth.sock. */
   readonly address: string;
-  /** Postgres URL; unset means PGlite under <root>/db. */
+  /**
+   * Postgres URL; unset means PGlite under <root>/db. Like every secret (`nats`, `content.s3.access-key`,
+   * `content.s3.secret-key`) it may come from a file, `postgres-file` / BERTH_POSTGRES_FILE; a flag with a
+   * password in it is refused.
+   */
   readonly postgres: string | undefined;
   /** NATS URL; unset means the in-process bus. */
   readonly nats: string | undefined;
@@ -34,6 +38,8 @@ export interface BerthdConfig {
     | undefined;
   /** Per service: the address it listens on when served alone, which the gateway forwards to. */
   readonly services: Readonly<Record<BerthServiceName, { readonly address: string | undefined }>>;
+  /** The secret values read (passwords, tokens, keys): what logs and error output must mask. */
+  readonly secrets: readonly string[];
 }
 
 export interface ContentConfig {
@@ -66,8 +72,8 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
     root,
     state,
     address: r.str('address', join(state, 'berth.sock')),
-    postgres: r.optional('postgres'),
-    nats: r.optional('nats'),
+    postgres: r.secret('postgres', urlSecrets),
+    nats: r.secret('nats', urlSecrets),
     http: r.optional('http'),
     logLevel: r.oneOf('log-level', ['debug', 'info', 'warn', 'error', 'silent'] as const, 'info'),
     events: { maxAgeSeconds: r.int('events.max-age-seconds', 86_400), maxEvents: r.int('events.max-events', 0) },
@@ -76,8 +82,8 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
       s3: {
         endpoint: r.optional('content.s3.endpoint'),
         bucket: r.str('content.s3.bucket', 'berth'),
-        accessKey: r.str('content.s3.access-key', ''),
-        secretKey: r.str('content.s3.secret-key', ''),
+        accessKey: r.secret('content.s3.access-key') ?? '',
+        secretKey: r.secret('content.s3.secret-key') ?? '',
         region: r.str('content.s3.region', 'us-east-1'),
         prefix: r.str('content.s3.prefix', ''),
         partSize: r.int('content.s3.part-size', 16 * 1024 * 1024),
@@ -85,9 +91,10 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
     },
     tls: tlsConfig(r),
     services,
+    secrets: [],
   };
   r.throwIfInvalid();
-  return Object.freeze(cfg);
+  return Object.freeze({ ...cfg, secrets: r.secrets() });
 }
 
 function tlsConfig(r: ConfigReader): BerthdConfig['tls'] {

@@ -6,8 +6,8 @@ import { nopLogger } from '@berth/common/log';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyLayer } from '../services/diff/src/archive/apply.js';
 import { TarReader } from '../services/diff/src/archive/tar-reader.js';
+import { chunked, fixChecksums, tarSeeds } from './seeds/tar.js';
 import { int, mutate, report, rng, runsFor, seedFor } from './src/mutate.js';
-import { chunked, fixChecksums, tarSeeds } from './src/tar-seeds.js';
 
 function input(r: () => number): Buffer {
   const seed = tarSeeds[int(r, tarSeeds.length)] ?? Buffer.alloc(0);

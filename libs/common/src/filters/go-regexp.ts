@@ -4,7 +4,8 @@
  *
  * The engine is re2js, a JavaScript port of RE2/Go's `regexp` package: it parses Go's syntax with Go's rules and
  * error texts, and matches in time linear in the input (no backtracking), so a hostile pattern such as `(a+)+$`
- * cannot stall a List or an events subscription. A filter regexp therefore costs O(pattern × value) per object.
+ * cannot stall a List or an events subscription. A filter regexp costs O(program size × value) per object, which
+ * is why the parser bounds the total program size of a request's regexps (see `maxRegexpProgram`).
  */
 
 import { RE2JS, RE2JSException } from 're2js';
@@ -20,6 +21,8 @@ export interface GoRegexp {
   test(input: string): boolean;
   /** The leftmost match and its groups (`null` for a group that did not take part), or `null`. */
   exec(input: string): (string | null)[] | null;
+  /** Instructions of the compiled program: matching costs up to this many steps per input character. */
+  readonly size: number;
 }
 
 /**
@@ -46,6 +49,7 @@ export function compileGoRegexp(pattern: string): GoRegexp {
     throw e;
   }
   return {
+    size: re.programSize(),
     test: (input) => re.test(input),
     exec: (input) => {
       const m = re.matcher(input);

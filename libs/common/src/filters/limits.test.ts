@@ -31,3 +31,15 @@ describe('filter limits', () => {
     );
   });
 });
+
+describe('regexp program budget (found by fuzz/filters.fuzz.test.ts: `.{1000}b` took 350 ms per 4,000-character value)', () => {
+  it('admits Go-sized repeats but refuses a request whose regexps together compile too large', () => {
+    expect(() => parseFilter('name~=^a{1000}$')).not.toThrow();
+    expect(() => parseFilter('name~=x.{1000},labels.a~=x.{1000},labels.b~=x.{1000}')).toThrow(
+      /regular expressions too large: more than 2500 instructions in one request/,
+    );
+    // The budget spans every string of the request, not each alone.
+    expect(() => parseFilters(['name~=x.{1000}', 'name~=x.{1000}', 'name~=x.{1000}'])).toThrow(FilterSyntaxError);
+    expect(() => parseFilters(['name~=x.{1000}', 'name~=x.{1000}'])).not.toThrow();
+  });
+});

@@ -17,8 +17,8 @@ import { int, type Method, mutate, pick, report, rng, runsFor, seedFor } from '.
  */
 
 const raw = (b: Buffer): Buffer => b;
-const unaryDeadlineMs = 15_000;
-const streamDeadlineMs = 5_000;
+const unaryDeadlineMs = 20_000;
+const streamDeadlineMs = 20_000;
 /** Streams that by design never end by themselves (events, health watches). */
 const endless = /^(Subscribe|Watch)$/;
 const stackTrace = /\n\s+at |\bat [\w.<>]+ \(\/|node:internal/;

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
 import { nopLogger } from '@berth/common/log';
+import { applyLayer } from '@berth/diff/archive/apply';
+import { TarReader } from '@berth/diff/archive/tar-reader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyLayer } from '../services/diff/src/archive/apply.js';
-import { TarReader } from '../services/diff/src/archive/tar-reader.js';
 import { chunked, fixChecksums, tarSeeds } from './seeds/tar.js';
 import { int, mutate, report, rng, runsFor, seedFor } from './src/mutate.js';
 

@@ -1,4 +1,4 @@
-import { encodeEntry, TypeFlag } from '../../services/diff/src/archive/tar-header.js';
+import { encodeEntry, TypeFlag } from '@berth/diff/archive/tar-header';
 
 /**
  * Layer tars that exercise the reader and the extractor's checks: plain members, pax and GNU long names,

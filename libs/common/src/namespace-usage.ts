@@ -6,9 +6,9 @@ import {
 import type { RequestContext } from './context.js';
 import { invoke } from './grpc-client.js';
 import { handlers } from './grpc-handlers.js';
+import type { GrpcRegistration } from './grpc-registration.js';
 import { channelOptions, dialTarget } from './grpc-server.js';
 import type { Logger } from './log.js';
-import type { GrpcRegistration } from './service.js';
 import { channelCredentialsFor } from './tls/credentials.js';
 
 /**

@@ -134,6 +134,7 @@ describe('fuzz: filters', () => {
     const runs = runsFor('filters', 20_000);
     const counts = { inputs: 0, parsed: 0, rejected: 0, matched: 0 };
     let slowest = 0;
+    let slowestInput = '';
     fc.assert(
       fc.property(
         fc.array(filter, { minLength: 1, maxLength: 3 }),
@@ -156,13 +157,17 @@ describe('fuzz: filters', () => {
           expect(typeof m).toBe('boolean');
           if (m) counts.matched++;
           const took = performance.now() - start;
-          slowest = Math.max(slowest, took);
+          if (took > slowest) {
+            slowest = took;
+            slowestInput = JSON.stringify(filters).slice(0, 200);
+          }
           expect(took, JSON.stringify(filters)).toBeLessThan(slowMs);
         },
       ),
       { numRuns: runs, seed: seedFor() },
     );
     report('filters', { ...counts, slowestMs: Math.round(slowest) });
+    process.stdout.write(`fuzz filters slowest: ${slowestInput}\n`);
     expect(counts.parsed).toBeGreaterThan(0);
     expect(counts.rejected).toBeGreaterThan(0);
   });

@@ -115,6 +115,7 @@ describe('fuzz: Diff.Apply extractor (applyLayer)', () => {
         if (expectCleanFailure(e, `input ${i}`) === ErrorCode.Unknown) counts.tarRefused++;
         else counts.rejected++;
       }
+      if ((i + 1) % 1000 === 0) report('tar_apply progress', counts);
       const now = await tree(sandbox, 'root');
       if (now !== snapshot)
         throw new Error(`input ${i} changed the sandbox outside the root:\n${now}\n---\n${bytes.toString('base64')}`);

@@ -182,6 +182,7 @@ describe('fuzz: every gRPC method of a running berthd', () => {
           const key = `${m.path} ${name}: ${o.details.replace(/[0-9a-f]{64}/g, '<hex>').slice(0, 160)}`;
           unknowns.set(key, (unknowns.get(key) ?? 0) + 1);
         }
+        if (sent % 10_000 === 0) report('wire progress', { calls: sent, ...codes });
         if (d.child.exitCode !== null)
           throw new Error(`berthd exited (${d.child.exitCode}):\n${d.logs().slice(-4000)}`);
       }

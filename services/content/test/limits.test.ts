@@ -11,7 +11,7 @@ describe('content: open ingests are capped', () => {
   });
   afterAll(async () => {
     await h?.close();
-    dir.remove();
+    await dir.remove();
   });
 
   it('refuses a writer beyond the cap with RESOURCE_EXHAUSTED, and accepts one again when a writer closes', async () => {

@@ -144,3 +144,14 @@ describe('mutual TLS between services', () => {
     }
   });
 });
+
+describe('cluster TLS configuration', () => {
+  it('refuses at startup a file it cannot read, naming the key', () => {
+    expect(() =>
+      clusterTls(
+        { ca: '/nonexistent/ca.pem', cert: '/nonexistent/c.pem', key: '/nonexistent/k.pem' },
+        { log: createLogger({ level: 'silent' }) },
+      ),
+    ).toThrow(/tls\.ca: cannot read \/nonexistent\/ca\.pem/);
+  });
+});

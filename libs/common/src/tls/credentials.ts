@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Http2SecureServer } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
@@ -23,7 +24,15 @@ export interface ClusterTls {
   readonly log: Logger;
 }
 
+/** Throws when a file cannot be read now: a typo would otherwise refuse every connection, silently. */
 export function clusterTls(files: TlsFiles, opts: { log: Logger; refreshMs?: number }): ClusterTls {
+  for (const [key, file] of Object.entries(files)) {
+    try {
+      readFileSync(file);
+    } catch (e) {
+      throw new Error(`tls.${key}: cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
   const provider = new grpc.experimental.FileWatcherCertificateProvider({
     caCertificateFile: files.ca,
     certificateFile: files.cert,

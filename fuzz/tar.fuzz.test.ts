@@ -94,6 +94,7 @@ describe('fuzz: Diff.Apply extractor (applyLayer)', () => {
     const runs = runsFor('tar_apply', 300);
     const r = rng(seedFor() + 1);
     const counts = { inputs: 0, applied: 0, rejected: 0, tarRefused: 0 };
+    const refusals = new Set<string>();
     const root = join(sandbox, 'root');
     for (let i = 0; i < runs; i++) {
       await rm(root, { recursive: true, force: true });
@@ -112,8 +113,10 @@ describe('fuzz: Diff.Apply extractor (applyLayer)', () => {
         );
         counts.applied++;
       } catch (e) {
-        if (expectCleanFailure(e, `input ${i}`) === ErrorCode.Unknown) counts.tarRefused++;
-        else counts.rejected++;
+        if (expectCleanFailure(e, `input ${i}`) === ErrorCode.Unknown) {
+          counts.tarRefused++;
+          refusals.add((e as Error).message.replace(/\/tmp\/\S+/g, '<tmp>').slice(0, 200));
+        } else counts.rejected++;
       }
       if ((i + 1) % 1000 === 0) report('tar_apply progress', counts);
       const now = await tree(sandbox, 'root');
@@ -121,6 +124,7 @@ describe('fuzz: Diff.Apply extractor (applyLayer)', () => {
         throw new Error(`input ${i} changed the sandbox outside the root:\n${now}\n---\n${bytes.toString('base64')}`);
     }
     report('tar_apply', counts);
+    for (const m of refusals) process.stdout.write(`fuzz tar_apply refusal: ${m}\n`);
     expect(counts.applied).toBeGreaterThan(0);
     expect(counts.rejected).toBeGreaterThan(0);
   });

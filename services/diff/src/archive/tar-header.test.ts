@@ -4,6 +4,7 @@ import { tempDir } from '@berth/testing/tmp';
 import { describe, expect, it } from 'vitest';
 import { applyLayer } from './apply.js';
 import { encodeEntry, parsePax, TypeFlag } from './tar-header.js';
+import { TarReader } from './tar-reader.js';
 
 /** Found by fuzz/tar.fuzz.test.ts: a pax path with NUL bytes reached lstat, which threw a TypeError (UNKNOWN). */
 describe('pax records with NUL characters', () => {
@@ -47,5 +48,49 @@ describe('pax records with NUL characters', () => {
     } finally {
       await dir.remove();
     }
+  });
+});
+
+/** Found by fuzz/tar.fuzz.test.ts: a pax mtime of "x" became NaN, and GNU tar refused the re-encoded member (UNKNOWN). */
+describe('pax numbers', () => {
+  const member = (pax: Record<string, string>): Buffer =>
+    Buffer.concat([
+      encodeEntry({
+        name: 'x',
+        typeflag: TypeFlag.Reg,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        size: 0,
+        pax: new Map(Object.entries(pax).map(([k, v]) => [k, Buffer.from(v)])),
+      }),
+      Buffer.alloc(1024),
+    ]);
+  const read = async (tar: Buffer): Promise<unknown> => {
+    async function* once(): AsyncGenerator<Buffer> {
+      yield tar;
+    }
+    const r = new TarReader(once());
+    return r.next().then(
+      (e) => e,
+      (e: unknown) => e,
+    );
+  };
+
+  it('refuses a non-numeric mtime, uid or gid as an invalid header, and reads good ones', async () => {
+    for (const pax of [
+      { mtime: 'x' },
+      { mtime: '1e5' },
+      { uid: '-1' },
+      { gid: '12a' },
+      { uid: '99999999999999999999' },
+    ]) {
+      const e = await read(member(pax));
+      expect(codeOf(e), JSON.stringify(pax)).toBe('invalid_argument');
+    }
+    const ok = (await read(member({ mtime: '1700000000.5', uid: '1000', gid: '0' }))) as { mtime: number; uid: number };
+    expect(ok.mtime).toBe(1700000000.5);
+    expect(ok.uid).toBe(1000);
   });
 });

@@ -26,7 +26,8 @@ export interface ClusterTls {
 
 /** Throws when a file cannot be read now: a typo would otherwise refuse every connection, silently. */
 export function clusterTls(files: TlsFiles, opts: { log: Logger; refreshMs?: number }): ClusterTls {
-  for (const [key, file] of Object.entries(files)) {
+  for (const key of ['ca', 'cert', 'key'] as const) {
+    const file = files[key];
     try {
       readFileSync(file);
     } catch (e) {

@@ -191,6 +191,10 @@ async function translate<T>(fn: () => Promise<T>): Promise<T> {
     if (code === '23505') throw alreadyExists(detailOf(e), e);
     if (code === '40001' || code === '40P01')
       throw new ServiceError(ErrorCode.Aborted, 'transaction conflict, retry', { cause: e });
+    // Class 22, data exception: a value from the request the database cannot hold (a NUL character in a
+    // string, a number out of range). Bad input, not a server fault.
+    if (typeof code === 'string' && code.startsWith('22'))
+      throw new ServiceError(ErrorCode.InvalidArgument, `invalid value: ${detailOf(e)}`, { cause: e });
     throw e;
   }
 }

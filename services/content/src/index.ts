@@ -40,6 +40,8 @@ export interface ContentDeps {
   readonly metadata?: MetadataPeer;
   /** How long a Write stream may bring nothing before it fails (deadline_exceeded); 0 = the default, 60 s. */
   readonly stallMs?: number;
+  /** Write streams this process keeps open at once; more get RESOURCE_EXHAUSTED. Default 1024. */
+  readonly maxOpenIngests?: number;
 }
 
 export interface ContentModule extends ServiceModule {
@@ -74,6 +76,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     deleted: contentDeleted,
     onCommit: relay.kick,
     log,
+    ...(deps.maxOpenIngests !== undefined ? { maxOpenIngests: deps.maxOpenIngests } : {}),
   });
   const collectable = createCollectableContent({
     db: deps.db,

@@ -30,7 +30,7 @@ export async function startHarness(
   backend: BlobBackendConfig,
   shared?: { db: Db; bus: EventBus; dir: string },
   metadataAddress?: string,
-  opts: { stallMs?: number } = {},
+  opts: { stallMs?: number; maxOpenIngests?: number } = {},
 ): Promise<Harness> {
   const dir = shared?.dir ?? mkdtempSync(join(tmpdir(), 'berth-content-h-'));
   const db = shared?.db ?? (await openDb('pglite://memory'));
@@ -42,6 +42,7 @@ export async function startHarness(
     backend,
     ...(metadataAddress ? { metadataAddress } : {}),
     ...(opts.stallMs ? { stallMs: opts.stallMs } : {}),
+    ...(opts.maxOpenIngests !== undefined ? { maxOpenIngests: opts.maxOpenIngests } : {}),
   });
   const server = createServer();
   for (const r of module.grpc) server.addService(r.definition, r.implementation);

@@ -35,6 +35,8 @@ export interface ContentStoreDeps {
   /** Called after a commit that enqueued events. */
   readonly onCommit: () => void;
   readonly log: Logger;
+  /** Writers this process keeps open at once (each holds a file or upload and a hash state); default 1024. */
+  readonly maxOpenIngests?: number;
 }
 
 /** How long a writer's database lock lasts without renewal (a crashed replica's ingests free up after it). */
@@ -58,6 +60,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
   const small = new BlobCache(smallBlobBytes, smallBlobsBudget);
   const owner = randomUUID();
   const locks = new RefLocks();
+  const maxOpenIngests = deps.maxOpenIngests ?? 1024;
   /** Writers open in this process, by backend key: Status answers from them without touching the disk. */
   const active = new Map<string, IngestWriter>();
   const suspended = new Map<string, Suspended>();
@@ -414,6 +417,12 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
       // Before the ingest row exists: an unknown lease then refuses the write without leaving anything behind.
       await deps.metadata.addLeaseResource(ctx, 'ingests', opts.ref);
       const lockKey = `${ns}/${opts.ref}`;
+      if (locks.size >= maxOpenIngests) {
+        throw new ServiceError(
+          ErrorCode.ResourceExhausted,
+          `too many open ingests (${maxOpenIngests}): commit or abort some, or retry later`,
+        );
+      }
       await locks.acquire(lockKey, opts.ref);
       try {
         const row = await repo.lockIngest({

@@ -3,12 +3,12 @@ import { isAlreadyExists } from '@berth/common/errors';
 import { outgoingMetadata } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import { fromGrpcError } from '@berth/common/grpc-status';
+import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   ContentClient,
   WriteAction,
   type WriteContentResponse,
 } from '@berth/proto/containerd/services/content/v1/content';
-import * as grpc from '@grpc/grpc-js';
 
 /** The slice of the content service the differ uses. */
 export interface ContentStore {
@@ -32,7 +32,7 @@ export interface ContentStore {
 
 /** Talks to `containerd.services.content.v1.Content` at `address`. */
 export function contentClient(address: string): ContentStore {
-  const client = new ContentClient(dialTarget(address), grpc.credentials.createInsecure(), channelOptions);
+  const client = new ContentClient(dialTarget(address), channelCredentialsFor(address), channelOptions);
   return {
     async *read(ctx, digest) {
       const call = client.read({ digest, offset: 0, size: 0 }, outgoingMetadata(ctx));

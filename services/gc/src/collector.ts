@@ -2,7 +2,26 @@ import type { Logger } from '@berth/common/log';
 import { tricolor } from './mark/tricolor.js';
 import type { ContentSweep, Owners, SnapshotSweep } from './owners.js';
 import { buildGraph, normalizeNode } from './rules/graph.js';
-import { planSweep } from './rules/plan.js';
+import { planSweep, type SweepPlan } from './rules/plan.js';
+import type { Resources } from './rules/resources.js';
+
+const emptyContentSweep: ContentSweep = {
+  blobsDeleted: 0,
+  bytesFreed: 0,
+  ingestsDeleted: 0,
+  uploadsAborted: 0,
+  failures: 0,
+};
+const noRemovals: SweepPlan = { leases: [], images: [], blobs: [], ingests: [], snapshots: [] };
+
+/** Whether an expiry is what leaves something collectable: only expired leases and images can be unmarked. */
+function expiryCollects(plan: SweepPlan, r: Resources, now: Date): boolean {
+  if (plan.leases.length > 0 || plan.images.length > 0) return true;
+  const removed = new Set(plan.ingests.map((i) => `${i.namespace}/${i.ref}`));
+  return r.ingests.some(
+    (i) => i.expiresAt !== null && i.expiresAt.getTime() <= now.getTime() && removed.has(`${i.namespace}/${i.ref}`),
+  );
+}
 
 /** What one collection did, as `berth gc` prints it and the metrics count it. */
 export interface CollectionStats {
@@ -37,8 +56,13 @@ export interface CollectorHooks {
 }
 
 export interface Collector {
-  /** Runs one mark-and-sweep now (after any running one). Rejects when the collection failed. */
-  collect(): Promise<CollectionStats>;
+  /**
+   * Runs one mark-and-sweep now (after any running one). Rejects when the collection failed. With
+   * `onlyIfExpired` (the idle trigger) it removes nothing unless an expiry (a lease's or image's `gc.expire`, an
+   * ingest's expiry) made something collectable: containerd collects only after a deletion or enough mutations,
+   * and an expiry is the one deletion no call reports. Unreferenced content on an idle daemon stays, as there.
+   */
+  collect(opts?: { readonly onlyIfExpired?: boolean }): Promise<CollectionStats>;
   /** Resolves once no collection is running. */
   settled(): Promise<void>;
 }
@@ -52,7 +76,7 @@ export function createCollector(deps: {
   const now = deps.now ?? (() => new Date());
   let running: Promise<unknown> = Promise.resolve();
 
-  const once = async (): Promise<CollectionStats> => {
+  const once = async (onlyIfExpired: boolean): Promise<CollectionStats> => {
     const startedAt = now();
     const t0 = performance.now();
     let markMs = 0;
@@ -62,13 +86,14 @@ export function createCollector(deps: {
       const resources = { ...metadata, ...content, ...snapshots };
       const graph = buildGraph(resources, now());
       const marked = tricolor(graph.roots, (n) => graph.refs(n), normalizeNode);
-      const plan = planSweep(resources, marked);
+      const found = planSweep(resources, marked);
+      const plan = onlyIfExpired && !expiryCollects(found, resources, now()) ? noRemovals : found;
       const tSweep = performance.now();
       markMs = tSweep - tMark;
       const m = await s.removeMetadata(plan);
       const c = await s.removeContent(plan);
       const sn = await s.removeSnapshots(plan);
-      return { marked: marked.size, m, c, sn, tSweep };
+      return { marked: marked.size, m, c, sn, tSweep, swept: plan !== noRemovals };
     });
     const tCommitted = performance.now();
     const sweepMs = tCommitted - locked.tSweep;
@@ -79,7 +104,7 @@ export function createCollector(deps: {
     const [content, snapshots] = await Promise.all([
       (async () => {
         const t = performance.now();
-        const r = await deps.owners.sweepContent();
+        const r = locked.swept ? await deps.owners.sweepContent() : emptyContentSweep;
         return { r, ms: performance.now() - t };
       })(),
       (async () => {
@@ -105,8 +130,9 @@ export function createCollector(deps: {
   };
 
   return {
-    collect() {
-      const run = running.then(once, once);
+    collect(opts) {
+      const go = (): Promise<CollectionStats> => once(opts?.onlyIfExpired ?? false);
+      const run = running.then(go, go);
       running = run.catch(() => undefined);
       return run;
     },

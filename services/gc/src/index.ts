@@ -51,9 +51,9 @@ export function createGcModule(deps: GcDeps): GcModule {
   let last: CollectionStats | undefined;
   const scheduler = startScheduler(
     config,
-    async () => {
+    async (run) => {
       try {
-        const stats = await collector.collect();
+        const stats = await collector.collect({ onlyIfExpired: run.idle });
         collections++;
         last = stats;
         metrics.succeeded(stats.pauseMs);

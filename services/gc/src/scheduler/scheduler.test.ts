@@ -38,10 +38,13 @@ describe('scheduler loop', () => {
 
   const counting = (fail = () => false) => {
     let runs = 0;
+    const idle: boolean[] = [];
     return {
       runs: () => runs,
-      collect: async () => {
+      idle,
+      collect: async (run: { idle: boolean }) => {
         runs++;
+        idle.push(run.idle);
         if (fail()) throw new Error('boom');
         return { pauseMs: 1, run: runs };
       },
@@ -88,5 +91,11 @@ describe('scheduler loop', () => {
     await sleep(380);
     expect(c.runs()).toBeGreaterThanOrEqual(3);
     expect(c.runs()).toBeLessThanOrEqual(5);
+    // The startup run is a real one; the idle trigger's runs say so, and may remove only what an expiry freed.
+    expect(c.idle[0]).toBe(false);
+    expect(c.idle.slice(1).every((idle) => idle)).toBe(true);
+    s.mutated(true);
+    await sleep(30);
+    expect(c.idle.at(-1)).toBe(false);
   });
 });

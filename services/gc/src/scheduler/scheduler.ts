@@ -2,8 +2,11 @@ import { failedPrecondition } from '@berth/common/errors';
 import type { Logger } from '@berth/common/log';
 import { nextIntervalMs, type SchedulerConfig } from './config.js';
 
-/** What the scheduler runs; `pauseMs` is the time writers were held out (containerd's Stats.Elapsed). */
-export type Collect<S extends { pauseMs: number }> = () => Promise<S>;
+/**
+ * What the scheduler runs; `pauseMs` is the time writers were held out (containerd's Stats.Elapsed). `idle` marks
+ * a run only the idle trigger asked for: it must remove something only when an expiry made it collectable.
+ */
+export type Collect<S extends { pauseMs: number }> = (run: { readonly idle: boolean }) => Promise<S>;
 
 export interface Scheduler<S> {
   /** Triggers a collection and resolves with the stats of the first one to start after this call. */
@@ -56,17 +59,16 @@ export function startScheduler<S extends { pauseMs: number }>(
       return;
     }
     const idleDue = config.idleIntervalMs > 0 && lastAt !== undefined && Date.now() - lastAt >= config.idleIntervalMs;
-    if (
-      !triggered &&
-      lastAt !== undefined &&
-      deletions === 0 &&
-      (config.mutationThreshold === 0 || mutations < config.mutationThreshold) &&
-      !idleDue
-    ) {
+    const due =
+      triggered ||
+      lastAt === undefined ||
+      deletions > 0 ||
+      (config.mutationThreshold > 0 && mutations >= config.mutationThreshold);
+    if (!due && !idleDue) {
       schedule(interval);
       return;
     }
-    void run();
+    void run(!due);
   };
 
   const handle = (e: { ts: number; mutation: boolean; deletion: boolean }): void => {
@@ -90,13 +92,13 @@ export function startScheduler<S extends { pauseMs: number }>(
     else handle(e);
   };
 
-  const run = async (): Promise<void> => {
+  const run = async (idle = false): Promise<void> => {
     running = true;
     const mine = waiters;
     waiters = [];
     const previousAt = lastAt;
     try {
-      const stats = await collect();
+      const stats = await collect({ idle });
       pauseTotal += stats.pauseMs;
       collections++;
       triggered = false;

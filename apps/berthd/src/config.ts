@@ -14,6 +14,11 @@ export interface BerthdConfig {
   readonly state: string;
   /** The node socket ctr talks to. Default <state>/berth.sock. */
   readonly address: string;
+  /**
+   * Where a process serving one cluster service alone listens (`--listen`): needed when `<service>.address`
+   * lists several replicas; by default that address itself, or `0.0.0.0:<port>` for a `dns:///name:port` one.
+   */
+  readonly listen: string | undefined;
   /** Postgres URL; unset means PGlite under <root>/db. */
   readonly postgres: string | undefined;
   /** NATS URL; unset means the in-process bus. */
@@ -59,6 +64,7 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
     root,
     state,
     address: r.str('address', join(state, 'berth.sock')),
+    listen: r.optional('listen'),
     postgres: r.optional('postgres'),
     nats: r.optional('nats'),
     http: r.optional('http'),

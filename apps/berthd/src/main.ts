@@ -12,8 +12,8 @@ const usage = `usage:
       all services in one process (PGlite and in-process events unless --postgres / --nats)
   berthd serve node --config FILE [--node NAME] [--root DIR] [--state DIR] [--address SOCKET]
       a cluster node: its socket's gateway plus snapshots, diff and tasks; the cluster services at their addresses
-  berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--address ADDR]
-      one service alone (cluster mode)`;
+  berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--listen ADDR]
+      one service alone (cluster mode); --listen is this replica's address when <service>.address lists several`;
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -23,6 +23,7 @@ async function main(): Promise<void> {
       root: { type: 'string' },
       state: { type: 'string' },
       address: { type: 'string', short: 'a' },
+      listen: { type: 'string' },
       postgres: { type: 'string' },
       nats: { type: 'string' },
       http: { type: 'string' },

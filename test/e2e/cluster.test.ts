@@ -1,130 +1,45 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { busyboxImage, multiLayerImage, pushImage } from '@berth/testing/images';
-import { type NatsProcess, startNatsServer } from '@berth/testing/nats';
-import { freePort } from '@berth/testing/ports';
-import { type TestPostgres, usePostgres } from '@berth/testing/postgres';
 import { type Registry, startRegistry } from '@berth/testing/registry';
-import { type TestS3, useS3 } from '@berth/testing/s3';
+import type { TestS3 } from '@berth/testing/s3';
 import { uniqueName } from '@berth/testing/unique-name';
 import { Client as S3Client } from 'minio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BerthdProcess, startBerthd } from './src/berthd.js';
+import { type Cluster, startCluster } from './src/cluster.js';
 import { ctr, tableRows } from './src/ctr.js';
 
 /**
- * A cluster on one machine, every part its own process: Postgres (a fresh database), a private NATS JetStream,
- * an S3 server, two replicas each of content and metadata and one events service (each on its own loopback
- * address), and three nodes (`serve node`: gateway, snapshots, diff, tasks) with their own root, state and
- * socket. The real ctr drives the nodes.
+ * A cluster on one machine, every part its own process (see startCluster): Postgres, NATS JetStream, an S3
+ * server, two replicas each of content and metadata, one events service, and three nodes a, b and c with their
+ * own root, state and socket. The real ctr drives the nodes.
  */
 describe('cluster: three nodes, replicated content and metadata, one event stream', () => {
-  let pg: TestPostgres;
-  let nats: NatsProcess;
-  let s3: TestS3;
+  let cluster: Cluster;
   let registry: Registry;
-  let dir: string;
-  let config: Record<string, unknown>;
-  const replicas = new Map<string, BerthdProcess>();
-  const nodes = new Map<string, BerthdProcess>();
   const watchers: ChildProcess[] = [];
   const ns = uniqueName('cluster');
   let busybox: string;
 
-  const on = (node: string, args: readonly string[], timeoutMs = 60_000) => {
-    const p = nodes.get(node);
-    if (!p) throw new Error(`no node ${node}`);
-    return ctr(p.socket, args, { namespace: ns, timeoutMs });
-  };
+  const on = (node: string, args: readonly string[], timeoutMs = 60_000) =>
+    ctr(cluster.socket(node), args, { namespace: ns, timeoutMs });
   const ok = async (node: string, args: readonly string[]) => {
     const r = await on(node, args);
     expect(r.code, `ctr ${args.join(' ')} on ${node}: ${r.stderr}`).toBe(0);
     return r.stdout;
   };
 
-  const startNode = async (name: string): Promise<BerthdProcess> => {
-    const nodeDir = join(dir, name);
-    await mkdir(nodeDir, { recursive: true });
-    const p = await startBerthd({
-      role: ['serve', 'node'],
-      config,
-      dir: nodeDir,
-      socket: join(nodeDir, 'berth.sock'),
-      args: ['--node', name],
-    });
-    nodes.set(name, p);
-    return p;
-  };
-
   beforeAll(async () => {
-    [pg, nats, s3, registry] = await Promise.all([
-      usePostgres(),
-      startNatsServer(),
-      useS3(),
-      startRegistry({ accessLog: true }),
-    ]);
-    dir = await mkdtemp(join(tmpdir(), 'berth-e2e-cluster-'));
-    const [contentPort, metadataPort, eventsPort] = [await freePort(), await freePort(), await freePort()];
-    const at = (host: number, port: number) => `127.0.0.${host}:${port}`;
-    // The one file every process reads (the node name comes from --node): see cluster.json at the repo root.
-    config = {
-      postgres: pg.url,
-      nats: nats.url,
-      metadata: { address: `${at(4, metadataPort)},${at(5, metadataPort)}` },
-      content: {
-        address: `${at(2, contentPort)},${at(3, contentPort)}`,
-        backend: 's3',
-        s3: {
-          endpoint: `http://${s3.endPoint}:${s3.port}`,
-          bucket: s3.bucket,
-          'access-key': s3.accessKey,
-          'secret-key': s3.secretKey,
-          region: s3.region,
-          // One PUT per staged part (s3rver has no multipart uploads); the test's layers are far smaller.
-          'part-size': 64 * 1024 * 1024,
-        },
-      },
-      events: { address: at(6, eventsPort) },
-    };
-    const serve = async (name: string, service: string, listen: string) => {
-      const p = await startBerthd({
-        role: ['serve', service],
-        config,
-        dir: join(dir, name),
-        socket: listen,
-        args: ['--listen', listen],
-      });
-      replicas.set(name, p);
-    };
-    await mkdir(join(dir, 'metadata-1'));
-    await serve('metadata-1', 'metadata', at(4, metadataPort));
-    await Promise.all(
-      [
-        ['metadata-2', 'metadata', at(5, metadataPort)],
-        ['content-1', 'content', at(2, contentPort)],
-        ['content-2', 'content', at(3, contentPort)],
-        ['events', 'events', at(6, eventsPort)],
-      ].map(async ([name, service, listen]) => {
-        await mkdir(join(dir, name ?? ''));
-        await serve(name ?? '', service ?? '', listen ?? '');
-      }),
-    );
-    for (const name of ['a', 'b', 'c']) await startNode(name);
+    [cluster, registry] = await Promise.all([startCluster(), startRegistry({ accessLog: true })]);
     busybox = await pushImage(registry, 'cluster/busybox', 'latest', await busyboxImage());
   }, 120_000);
 
   afterAll(async () => {
     for (const w of watchers) w.kill('SIGINT');
-    for (const p of nodes.values()) await p.stop();
-    for (const p of [...replicas.values()].reverse()) await p.stop();
-    await rm(dir, { recursive: true, force: true });
-    await Promise.all([pg?.drop(), nats?.dispose(), s3?.stop(), registry?.stop()]);
+    await Promise.all([cluster?.stop(), registry?.stop()]);
   }, 60_000);
 
   it('an image pulled on A is listed on B and runs on B and C with no blob fetched twice from the registry', async () => {
-    const eventsOnC = watch(nodes.get('c')?.socket ?? '', ['events', `namespace==${ns}`]);
+    const eventsOnC = watch(cluster.socket('c'), ['events', `namespace==${ns}`]);
     // ctr events attaches asynchronously: wait until C sees an event made on A.
     await ok('a', ['namespaces', 'label', ns, 'probe=1']);
     await eventsOnC.waitFor((l) => l.includes('/namespaces/update'), 20_000);
@@ -161,7 +76,7 @@ describe('cluster: three nodes, replicated content and metadata, one event strea
       expect(tableRows(await ok(node, ['images', 'ls'])).map((r) => r[0])).toContain(ref);
 
     const digests = [image.manifest, image.config, ...image.layers].map((b) => b.digest);
-    const objects = await bucketObjects(s3);
+    const objects = await bucketObjects(cluster.s3);
     for (const d of digests)
       expect(
         objects.filter((o) => o === `blobs/${d.replace(':', '/')}`),
@@ -199,9 +114,22 @@ describe('cluster: three nodes, replicated content and metadata, one event strea
     expect(tableRows(await ok('c', ['tasks', 'ls'])).map((r) => r[0])).not.toContain('taken');
   });
 
+  it('a change made through one replica is seen through the other at once (row caches kept coherent)', async () => {
+    // Every node's gateway balances over both metadata replicas: reading a few times warms both caches.
+    for (const node of ['a', 'b', 'c']) for (let i = 0; i < 2; i++) await ok(node, ['images', 'ls']);
+    for (const node of ['a', 'b', 'c']) await ok(node, ['containers', 'info', 'taken']);
+    await ok('a', ['images', 'label', busybox, 'round=1']);
+    await ok('b', ['containers', 'label', 'taken', 'round=1']);
+    for (const node of ['c', 'b', 'a', 'c']) {
+      const row = tableRows(await ok(node, ['images', 'ls'])).find((r) => r[0] === busybox);
+      expect(row?.at(-1), node).toBe('round=1');
+      expect(JSON.parse(await ok(node, ['containers', 'info', 'taken'])).Labels).toMatchObject({ round: '1' });
+    }
+  });
+
   it('with one content and one metadata replica killed, every node still lists images and runs containers', async () => {
-    await replicas.get('content-1')?.kill();
-    await replicas.get('metadata-1')?.kill();
+    await cluster.replicas.get('content-1')?.kill();
+    await cluster.replicas.get('metadata-1')?.kill();
     for (const node of ['a', 'b', 'c']) {
       for (let i = 0; i < 3; i++) {
         expect(tableRows(await ok(node, ['images', 'ls'])).map((r) => r[0])).toContain(busybox);
@@ -212,8 +140,8 @@ describe('cluster: three nodes, replicated content and metadata, one event strea
   });
 
   it('a node killed with all its processes finds its running container again when it comes back', async () => {
-    await nodes.get('a')?.kill();
-    await startNode('a');
+    await cluster.nodes.get('a')?.kill();
+    await cluster.startNode('a');
     expect(tableRows(await ok('a', ['tasks', 'ls'])).find((r) => r[0] === 'taken')?.[2]).toBe('RUNNING');
     const exec = await ok('a', ['tasks', 'exec', '--exec-id', 'probe', 'taken', 'echo', 'alive']);
     expect(exec).toBe('alive\n');

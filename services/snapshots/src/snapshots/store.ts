@@ -77,13 +77,14 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
    * which is a failed precondition naming them, so that a task started on the wrong node fails at once.
    */
   const missingHere = async (ns: string, key: string): Promise<Error> => {
-    const holders = await db.query<{ name: string | null; node: string }>(
-      `SELECT DISTINCT s.node, n.name FROM snapshots.snapshots s LEFT JOIN snapshots.nodes n ON n.node = s.node
-        WHERE s.snapshotter = $1 AND s.namespace = $2 AND s.key = $3 AND s.node <> $4 ORDER BY s.node`,
+    const holders = await db.query<{ name: string }>(
+      `SELECT DISTINCT coalesce(n.name, s.node) AS name
+         FROM snapshots.snapshots s LEFT JOIN snapshots.nodes n ON n.node = s.node
+        WHERE s.snapshotter = $1 AND s.namespace = $2 AND s.key = $3 AND s.node <> $4 ORDER BY name`,
       [name, ns, key, node],
     );
     if (holders.length === 0) return doesNotExist(key);
-    const where = holders.map((h) => `node ${h.name ?? h.node}`).join(', ');
+    const where = `${holders.length === 1 ? 'node' : 'nodes'} ${holders.map((h) => h.name).join(', ')}`;
     return failedPrecondition(
       `snapshot ${key} is on ${where}, not on this node (${deps.nodeName}): use that node's socket`,
     );

@@ -37,7 +37,13 @@ function sh(args: readonly string[]): Promise<string> {
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`ctr ${args.join(' ')}: ${out}`))));
+    // A stuck command fails the bench (with the nodes' logs) rather than hanging it.
+    const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out);
+      else reject(new Error(`ctr ${args.join(' ')} exited ${code}: ${out.slice(-2000)}`));
+    });
   });
 }
 
@@ -136,6 +142,9 @@ try {
       `berth run --rm on B of an image pulled on A ${median(berth).toFixed(2)} s (${ratio.toFixed(2)}x, goal <= 0.5x); ` +
       `listed on B ${median(listed).toFixed(1)} ms after A's pull (goal < 1 s)`,
   );
+} catch (e) {
+  for (const [name, node] of cluster.nodes) console.error(`--- node ${name} log tail:\n${node.logs().slice(-4000)}`);
+  throw e;
 } finally {
   await cluster.stop();
   await registry.stop();

@@ -80,3 +80,21 @@ describe('a client over two replicas', () => {
     expect(new Set(after)).toEqual(new Set(['b']));
   });
 });
+
+describe('a client on a dns:/// target', () => {
+  it('reaches the replicas the name resolves to', async () => {
+    const r = await replica('by-name');
+    const port = r.address.split(':').at(-1);
+    const client = new grpc.Client(
+      dialTarget(`dns:///localhost:${port}`),
+      grpc.credentials.createInsecure(),
+      channelOptions,
+    );
+    try {
+      for (let i = 0; i < 4; i++) expect(await call(client, getPath)).toBe('by-name');
+    } finally {
+      client.close();
+      await r.close(0);
+    }
+  });
+});

@@ -30,6 +30,20 @@ describe('digesters', () => {
     });
   }
 
+  it('worker: two streams both waiting for slots both go on (small chunks fill the ring)', async () => {
+    const d = workerDigester(['sha256', 'sha256']);
+    // 16 KiB pieces, as an S3 stream delivers them: each takes a whole slot, so both streams soon wait.
+    const feed = async (i: number, b: Buffer): Promise<void> => {
+      for (let off = 0; off < b.length; off += 16 * 1024) await d.update(i, b.subarray(off, off + 16 * 1024));
+    };
+    const a = data.subarray(0, 4 * 1024 * 1024);
+    const finished = Promise.all([feed(0, a), feed(1, other)]).then(() => d.digests());
+    const stuck = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('a stream never got a slot')), 20_000),
+    );
+    expect(await Promise.race([finished, stuck])).toEqual([hex('sha256', a), hex('sha256', other)]);
+  });
+
   it('worker: close() releases an unfinished digester', async () => {
     const d = workerDigester(['sha256']);
     await d.update(0, data.subarray(0, 5 * 1024 * 1024));

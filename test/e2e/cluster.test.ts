@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { invoke } from '@berth/common/grpc-client';
 import { channelOptions } from '@berth/common/grpc-server';
 import { type GetImageResponse, ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
-import { busyboxImage, multiLayerImage, pushImage } from '@berth/testing/images';
+import { buildImage, busyboxImage, multiLayerImage, pushImage } from '@berth/testing/images';
 import { type Registry, startRegistry } from '@berth/testing/registry';
 import type { TestS3 } from '@berth/testing/s3';
 import { uniqueName } from '@berth/testing/unique-name';
@@ -163,6 +163,11 @@ describe('cluster: three nodes, replicated content and metadata, one event strea
       }
       expect(await ok(node, ['run', '--rm', busybox, `after-${node}`, 'echo', 'still'])).toBe('still\n');
     }
+    // Writes too: a pull of new blobs goes through the surviving replicas, and another node sees the image.
+    const fresh = await buildImage({ layers: [{ entries: [{ kind: 'file', path: 'after-kill', data: ns }] }] });
+    const ref = await pushImage(registry, 'cluster/after-kill', 'latest', fresh);
+    await ok('c', ['images', 'pull', '--plain-http', ref]);
+    expect(tableRows(await ok('a', ['images', 'ls'])).map((r) => r[0])).toContain(ref);
   });
 
   it('a node killed with all its processes finds its running container again when it comes back', async () => {

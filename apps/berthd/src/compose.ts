@@ -203,6 +203,7 @@ function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[], metadata: L
     bus: () =>
       (bus ??= (async () => {
         const retention = {
+          node: cfg.node,
           maxAgeMs: cfg.events.maxAgeSeconds * 1000,
           ...(cfg.events.maxEvents > 0 ? { maxEvents: cfg.events.maxEvents } : {}),
         };
@@ -267,6 +268,7 @@ async function buildModule(
         // Layers stream from content: its own address when served apart, else this node's socket.
         contentAddress: deps.cfg.services.content.address ?? deps.cfg.address,
         tmpRoot: join(deps.cfg.state, 'diff'),
+        stallMs: deps.cfg.stallTimeoutMs,
       });
     case 'tasks':
       return createTasksModule({
@@ -285,6 +287,7 @@ async function buildModule(
         bus: await deps.bus(),
         log: deps.log,
         backend: contentBackend(deps.cfg),
+        stallMs: deps.cfg.stallTimeoutMs,
         // Namespaces and leases: metadata in this process, else at its own address, else through this node's socket.
         ...(deps.metadata
           ? { metadata: deps.metadata.peer(deps.log.child({ service: 'content' })) }

@@ -30,6 +30,11 @@ export interface BerthdConfig {
   readonly events: { readonly maxAgeSeconds: number; readonly maxEvents: number };
   /** Where content keeps blob bytes: `content.backend` fs (default, under <root>/content) or s3 (`content.s3.*`). */
   readonly content: ContentConfig;
+  /**
+   * How long an internal stream (a layer's content → decompressor → tar chain, a Content.Write ingest) may make
+   * no progress before its call fails with deadline_exceeded naming the stage (`stall-timeout-ms`, default 60000).
+   */
+  readonly stallTimeoutMs: number;
   /** Per service: the address it listens on when served alone, which the gateway forwards to. */
   readonly services: Readonly<Record<BerthServiceName, { readonly address: string | undefined }>>;
 }
@@ -82,8 +87,10 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
         partSize: r.int('content.s3.part-size', 16 * 1024 * 1024),
       },
     },
+    stallTimeoutMs: r.int('stall-timeout-ms', 60_000),
     services,
   };
+  if (cfg.stallTimeoutMs <= 0) r.problem(`stall-timeout-ms: ${cfg.stallTimeoutMs} must be positive`);
   r.throwIfInvalid();
   return Object.freeze(cfg);
 }

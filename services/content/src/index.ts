@@ -30,6 +30,8 @@ export interface ContentDeps {
   readonly metadataAddress?: string;
   /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
   readonly metadata?: MetadataPeer;
+  /** How long a Write stream may bring nothing before it fails (deadline_exceeded); 0 = the default, 60 s. */
+  readonly stallMs?: number;
 }
 
 export interface ContentModule extends ServiceModule {
@@ -48,6 +50,12 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
   const relay = startOutboxRelay({ db: deps.db, schema: 'content', bus: deps.bus, log });
   const dialed = deps.metadata || !deps.metadataAddress ? undefined : createMetadataPeer(deps.metadataAddress, log);
   const repo = createContentRepo(deps.db);
+  if (deps.db.kind === 'pglite') {
+    // An embedded database belongs to this process alone: a lock in it was left by an earlier process that
+    // died mid-write, and would keep its ref from resuming until the lock's lease ran out.
+    const stale = await repo.unlockAllIngests();
+    if (stale > 0) log.warn('released ingest locks left by an earlier process', { ingests: stale });
+  }
   const store = createContentStore({
     repo,
     blobs,
@@ -62,7 +70,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     grpc: [
       {
         definition: { ...ContentService, read: { ...ContentService.read, responseSerialize: encodeReadResponse } },
-        implementation: createContentServer(store, log),
+        implementation: createContentServer(store, log, { stallMs: deps.stallMs ?? 0 }),
       },
     ],
     plugins: [

@@ -57,7 +57,8 @@ export function workerDigester(algorithms: readonly string[]): Digester {
   const worker = new Worker(workerSource, { eval: true, workerData: { algorithms: [...algorithms], ring, slotBytes } });
   const free: number[] = Array.from({ length: slots }, (_, i) => i);
   let failure: Error | undefined;
-  // One per update waiting for a slot: the blob stream and the decompressed stream may both be waiting.
+  // Every update waiting for a slot, oldest first: several streams (Diff.Apply's blob and layer) may wait at once,
+  // and each must be woken, or the one left behind never finishes.
   const waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   let result: { resolve: (d: string[]) => void; reject: (e: Error) => void } | undefined;
   const fail = (e: Error): void => {
@@ -78,10 +79,11 @@ export function workerDigester(algorithms: readonly string[]): Digester {
   worker.on('error', fail);
   worker.on('exit', (code) => fail(new Error(`digest worker exited (${code})`)));
   const slotFree = (): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      if (failure) reject(failure);
-      else waiters.push({ resolve, reject });
-    });
+    failure
+      ? Promise.reject(failure)
+      : new Promise<void>((resolve, reject) => {
+          waiters.push({ resolve, reject });
+        });
   const send = (i: number, piece: Buffer): boolean => {
     const slot = free.pop();
     if (slot === undefined) return false;

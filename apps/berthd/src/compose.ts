@@ -148,9 +148,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
         }
     }
     const address =
-      role.kind === 'serve' && role.service !== 'gateway'
-        ? (cfg.services[role.service].address ?? cfg.address)
-        : cfg.address;
+      role.kind === 'serve' && role.service !== 'gateway' ? serviceListenAddress(cfg, role.service) : cfg.address;
     if (address.startsWith('/') || address.startsWith('unix://')) {
       await mkdir(dirname(address.replace(/^unix:\/\//, '')), { recursive: true, mode: 0o711 });
     }
@@ -187,6 +185,21 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     await closeAll(closers, log);
     throw e;
   }
+}
+
+/**
+ * Where a process serving `service` alone listens: `--listen`, else the service's configured address when it
+ * names one endpoint (`dns:///name:port` → every interface on that port), else the node socket.
+ */
+export function serviceListenAddress(cfg: BerthdConfig, service: BerthServiceName): string {
+  if (cfg.listen) return cfg.listen;
+  const configured = cfg.services[service].address;
+  if (!configured) return cfg.address;
+  const dns = /^dns:(?:\/\/[^/]*\/)?[^:]+:(\d+)$/.exec(configured);
+  if (dns) return `0.0.0.0:${dns[1]}`;
+  if (configured.includes(','))
+    throw new Error(`${service}.address lists several replicas: give this one's own address with --listen`);
+  return configured;
 }
 
 function requireImplemented(name: BerthServiceName): Implemented {
@@ -288,6 +301,7 @@ async function buildModule(
         log: deps.log,
         root: join(deps.cfg.root, 'snapshots'),
         node: await loadNodeUuid(join(deps.cfg.root, 'node-uuid')),
+        nodeName: deps.cfg.node,
         // Namespaces and leases: metadata in this process, else at its own address, else through this node's socket.
         ...(deps.metadata
           ? { metadata: deps.metadata.peer(deps.log.child({ service: 'snapshots' })) }

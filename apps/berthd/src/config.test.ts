@@ -1,7 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dialTarget } from '@berth/common/grpc-server';
 import { createLogger } from '@berth/common/log';
 import { describe, expect, it } from 'vitest';
-import { startNode } from './compose.js';
+import { serviceListenAddress, startNode } from './compose.js';
 import { loadConfig } from './config.js';
 
 describe('berthd config: the node name', () => {
@@ -23,5 +27,27 @@ describe('berthd serve node', () => {
     await expect(startNode(cfg, { kind: 'node' }, createLogger({ level: 'silent' }))).rejects.toThrow(
       /serve node needs the addresses of metadata, content, events/,
     );
+  });
+});
+
+describe('the example cluster.json', () => {
+  const file = JSON.parse(readFileSync(join(fileURLToPath(import.meta.url), '../../../../cluster.json'), 'utf8'));
+
+  it('configures a node: the cluster services at replica lists or DNS names, content on S3', () => {
+    const cfg = loadConfig({ flags: { node: 'node-b' }, file });
+    expect(cfg.node).toBe('node-b');
+    expect(cfg.content.backend).toBe('s3');
+    expect(dialTarget(cfg.services.content.address ?? '')).toBe('ipv4:10.0.0.11:7001,10.0.0.12:7001');
+    expect(dialTarget(cfg.services.metadata.address ?? '')).toBe('dns:///metadata.berth.internal:7002');
+    expect(dialTarget(cfg.services.events.address ?? '')).toBe('10.0.0.13:7003');
+  });
+
+  it('serves a replica on --listen, or on every interface at the port of its DNS name', () => {
+    expect(() => serviceListenAddress(loadConfig({ file }), 'content')).toThrow(/lists several replicas.*--listen/);
+    expect(serviceListenAddress(loadConfig({ file, flags: { listen: '10.0.0.12:7001' } }), 'content')).toBe(
+      '10.0.0.12:7001',
+    );
+    expect(serviceListenAddress(loadConfig({ file }), 'metadata')).toBe('0.0.0.0:7002');
+    expect(serviceListenAddress(loadConfig({ file }), 'events')).toBe('10.0.0.13:7003');
   });
 });

@@ -15,6 +15,11 @@ export interface BerthdConfig {
   /** The node socket ctr talks to. Default <state>/berth.sock. */
   readonly address: string;
   /**
+   * Where a process serving one cluster service alone listens (`--listen`): needed when `<service>.address`
+   * lists several replicas; by default that address itself, or `0.0.0.0:<port>` for a `dns:///name:port` one.
+   */
+  readonly listen: string | undefined;
+  /**
    * Postgres URL; unset means PGlite under <root>/db. Like every secret (`nats`, `content.s3.access-key`,
    * `content.s3.secret-key`) it may come from a file, `postgres-file` / BERTH_POSTGRES_FILE; a flag with a
    * password in it is refused.
@@ -95,6 +100,7 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
     root,
     state,
     address: r.str('address', join(state, 'berth.sock')),
+    listen: r.optional('listen'),
     postgres: r.secret('postgres', urlSecrets),
     nats: r.secret('nats', urlSecrets),
     http: r.optional('http'),

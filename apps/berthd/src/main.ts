@@ -16,8 +16,8 @@ const usage = `usage:
       all services in one process (PGlite and in-process events unless --postgres / --nats)
   berthd serve node --config FILE [--node NAME] [--root DIR] [--state DIR] [--address SOCKET]
       a cluster node: its socket's gateway plus snapshots, diff and tasks; the cluster services at their addresses
-  berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--address ADDR]
-      one service alone (cluster mode)
+  berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--listen ADDR]
+      one service alone (cluster mode); --listen is this replica's address when <service>.address lists several
   berthd certs --dir DIR --name NAME [--name NAME…] [--host HOST…] [--days N]
       a cluster CA (reused if DIR has one) and a certificate per service or node, for tls.ca / tls.cert / tls.key`;
 
@@ -53,6 +53,7 @@ async function main(): Promise<void> {
       root: { type: 'string' },
       state: { type: 'string' },
       address: { type: 'string', short: 'a' },
+      listen: { type: 'string' },
       postgres: { type: 'string' },
       'postgres-file': { type: 'string' },
       nats: { type: 'string' },

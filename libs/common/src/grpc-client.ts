@@ -33,3 +33,60 @@ export function invoke<Res>(
     ctx.signal.addEventListener('abort', cancel, { once: true });
   });
 }
+
+/**
+ * The grpc-js target for a configured address: one `unix:///…` socket or `host:port`; a comma-separated list
+ * of IP `host:port` replicas (`127.0.0.2:7001,127.0.0.3:7001`, dialed as `ipv4:`/`ipv6:`); or a resolver
+ * target such as `dns:///content.berth:7001`, whose every address is a replica.
+ */
+export function clientTarget(address: string): string {
+  const trimmed = address.trim();
+  if (/^(dns|ipv4|ipv6|unix|unix-abstract):/.test(trimmed)) return trimmed;
+  if (trimmed.startsWith('/')) return `unix://${trimmed}`;
+  const entries = trimmed
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (entries.length <= 1) return entries[0] ?? trimmed;
+  if (entries.every((e) => /^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(e))) return `ipv4:${entries.join(',')}`;
+  if (entries.every((e) => /^\[[0-9A-Fa-f:.]+\]:\d+$/.test(e))) return `ipv6:${entries.join(',')}`;
+  throw new Error(
+    `address list ${JSON.stringify(address)}: replicas must all be IPv4 or all [IPv6] host:port; ` +
+      'for host names use one dns:///name:port target that resolves to every replica',
+  );
+}
+
+/** Reads that change nothing: safe to send again to another replica when the first one became Unavailable. */
+const idempotentMethods: Record<string, readonly string[]> = {
+  'containerd.services.content.v1.Content': ['Info', 'List', 'Read', 'Status', 'ListStatuses'],
+  'containerd.services.images.v1.Images': ['Get', 'List'],
+  'containerd.services.containers.v1.Containers': ['Get', 'List', 'ListStream'],
+  'containerd.services.namespaces.v1.Namespaces': ['Get', 'List'],
+  'containerd.services.leases.v1.Leases': ['List', 'ListResources'],
+  'containerd.services.introspection.v1.Introspection': ['Plugins', 'Server'],
+};
+
+/**
+ * Client-side load balancing over every address a target resolves to (`round_robin`: each call goes to the
+ * next ready replica; a replica whose connection drops leaves the rotation until it reconnects), and one
+ * more attempt elsewhere for reads that met an Unavailable replica. Writes are not retried by the channel: a
+ * replica killed mid-call may have applied one; a write that never left this process is retried by grpc-js
+ * itself (transparent retry).
+ */
+export const balancedServiceConfig = JSON.stringify({
+  loadBalancingConfig: [{ round_robin: {} }],
+  methodConfig: [
+    {
+      name: Object.entries(idempotentMethods).flatMap(([service, methods]) =>
+        methods.map((method) => ({ service, method })),
+      ),
+      retryPolicy: {
+        maxAttempts: 3,
+        initialBackoff: '0.05s',
+        maxBackoff: '0.5s',
+        backoffMultiplier: 2,
+        retryableStatusCodes: ['UNAVAILABLE'],
+      },
+    },
+  ],
+});

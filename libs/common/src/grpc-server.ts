@@ -1,6 +1,7 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { hasErrno } from './errors.js';
+import { balancedServiceConfig, clientTarget } from './grpc-client.js';
 import { type ClusterTls, logRefusedConnections, serverTlsFor } from './tls/credentials.js';
 
 /** ctr sends messages of up to 16 MiB (Content.Write chunks, large container specs); accept a little more. */
@@ -9,6 +10,8 @@ export const maxMessageBytes = 32 * 1024 * 1024;
 export const channelOptions: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': maxMessageBytes,
   'grpc.max_send_message_length': maxMessageBytes,
+  // Clients only (servers ignore it): round_robin over replicas, see balancedServiceConfig.
+  'grpc.service_config': balancedServiceConfig,
 };
 
 /** A gRPC listen address: `unix:///abs/path.sock` (or a bare absolute path) or `host:port`. */
@@ -116,7 +119,7 @@ async function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
-/** Normalizes an address for grpc-js clients (`/path.sock` → `unix:///path.sock`). */
+/** Normalizes an address for grpc-js clients (`/path.sock` → `unix:///path.sock`; replica lists, see clientTarget). */
 export function dialTarget(address: string): string {
-  return parseListenAddress(address).grpc;
+  return clientTarget(address);
 }

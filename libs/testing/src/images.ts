@@ -442,6 +442,8 @@ export interface ManyFilesOptions {
   /** Share of the bytes in a few large files (the rest in many small ones). Default 0.2. */
   readonly largeShare?: number;
   readonly format?: ManifestFormat;
+  /** A first layer below the many files, e.g. `busyboxLayer()` so that the image's `/bin/true` runs. */
+  readonly base?: readonly LayerEntry[];
 }
 
 /**
@@ -480,7 +482,7 @@ export function manyFilesImage(opts: ManyFilesOptions = {}): Promise<BuiltImage>
     }
     return out;
   };
-  const layers: LayerSpec[] = [];
+  const layers: LayerSpec[] = opts.base ? [{ entries: opts.base }] : [];
   let fileNo = 0;
   for (let l = 0; l < layerCount; l++) {
     const entries: LayerEntry[] = [];

@@ -23,6 +23,8 @@ export interface RegistryOptions {
   readonly auth?: 'none' | 'token';
   /** How long to wait for the registry to answer /v2/. Default 20 000 ms. */
   readonly readyTimeoutMs?: number;
+  /** Write the HTTP access log (one line per request) to `logFile`, for `blobFetches`. Default off. */
+  readonly accessLog?: boolean;
 }
 
 export interface TokenServerStats {
@@ -42,6 +44,11 @@ export interface Registry {
   /** Blob and manifest storage directory. */
   readonly rootDir: string;
   readonly logFile: string;
+  /**
+   * How many times each blob was fetched (`GET /v2/<repository>/blobs/<digest>`), from the access log; needs
+   * `accessLog: true`. Answers to HEAD and manifests are not counted.
+   */
+  blobFetches(): Promise<ReadonlyMap<string, number>>;
   /** Headers to send on pushes (a bearer token with push rights when auth is `token`, else none). */
   pushHeaders(repository: string): Promise<Record<string, string>>;
   /** Token server statistics when auth is `token`. */
@@ -77,7 +84,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     'log:',
     '  level: warn',
     '  accesslog:',
-    '    disabled: true',
+    `    disabled: ${opts.accessLog ? 'false' : 'true'}`,
     'storage:',
     '  filesystem:',
     `    rootdirectory: ${join(dir.path, 'data')}`,
@@ -132,6 +139,17 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     rootDir: join(dir.path, 'data'),
     logFile,
     tokens: token?.stats,
+    async blobFetches() {
+      if (!opts.accessLog) throw new Error('blobFetches needs startRegistry({ accessLog: true })');
+      const counts = new Map<string, number>();
+      for (const m of (await readFile(logFile, 'utf8')).matchAll(
+        /"GET \/v2\/\S+\/blobs\/(sha256:[0-9a-f]{64}) HTTP/g,
+      )) {
+        const digest = m[1] ?? '';
+        counts.set(digest, (counts.get(digest) ?? 0) + 1);
+      }
+      return counts;
+    },
     async pushHeaders(repository: string): Promise<Record<string, string>> {
       if (!token) return {};
       return { authorization: `Bearer ${token.issue(repository, ['pull', 'push'])}` };

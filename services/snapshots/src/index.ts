@@ -28,6 +28,8 @@ export interface SnapshotsDeps {
   readonly root: string;
   /** This node's identity; rows of other nodes sharing the database are not this node's snapshots. */
   readonly node: string;
+  /** This node's name (`--node`), recorded beside its identity so other nodes can say where a snapshot is. */
+  readonly nodeName?: string;
   /** Metadata's address (Namespaces, Leases); unset runs without namespace registration and leases. */
   readonly metadataAddress?: string;
   /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
@@ -50,6 +52,12 @@ export interface SnapshotsModule extends ServiceModule {
 export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<SnapshotsModule> {
   const log = deps.log.child({ service: 'snapshots' });
   await migrate(deps.db, 'snapshots', migrations);
+  const nodeName = deps.nodeName ?? deps.node;
+  await deps.db.query(
+    `INSERT INTO snapshots.nodes (node, name) VALUES ($1, $2)
+     ON CONFLICT (node) DO UPDATE SET name = EXCLUDED.name, seen_at = now()`,
+    [deps.node, nodeName],
+  );
   const relay = startOutboxRelay({ db: deps.db, schema: 'snapshots', bus: deps.bus, log });
   const dialed = deps.metadata || !deps.metadataAddress ? undefined : createMetadataPeer(deps.metadataAddress, log);
   const metadata = deps.metadata ?? dialed;
@@ -64,6 +72,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
       await createSnapshotter({
         db: deps.db,
         node: deps.node,
+        nodeName,
         driver,
         events: snapshotEvents,
         metadata,

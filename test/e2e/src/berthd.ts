@@ -18,6 +18,8 @@ export interface BerthdProcess {
   logs(): string;
   /** SIGTERM, then waits for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
+  /** SIGKILL (a crash: nothing cleaned up), then waits for exit; keeps the directory. */
+  kill(): Promise<void>;
 }
 
 export interface StartOptions {
@@ -29,7 +31,7 @@ export interface StartOptions {
   readonly config?: unknown;
   /** Directory for root/state/socket; a fresh temp dir by default (removed by `stop`). */
   readonly dir?: string;
-  /** Socket path; default <dir>/berth.sock. For `serve <service>`, also its listen address. */
+  /** Socket path (or `host:port`); default <dir>/berth.sock. For `serve <service>`, also its listen address. */
   readonly socket?: string;
   readonly env?: Readonly<Record<string, string>>;
 }
@@ -80,8 +82,12 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
     dir,
     child,
     logs: () => stderr,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
     async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const code = await exited;
       if (ownDir) await rm(dir, { recursive: true, force: true });
       return code;
@@ -89,11 +95,11 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
   };
 }
 
-/** Whether something accepts connections at `address`: a socket path, or `host:port` for a TCP listener. */
-function answers(address: string): Promise<boolean> {
-  const tcp = /^(.+):(\d+)$/.exec(address.startsWith('/') ? '' : address);
+/** Whether `socket` (a unix socket path, or `host:port` for a service listening on TCP) accepts connections. */
+function answers(socket: string): Promise<boolean> {
+  const tcp = /^([\d.]+):(\d+)$/.exec(socket);
   return new Promise((r) => {
-    const s = tcp ? connect(Number(tcp[2]), tcp[1]) : connect(address);
+    const s = tcp ? connect({ host: tcp[1], port: Number(tcp[2]) }) : connect(socket);
     s.once('connect', () => {
       s.destroy();
       r(true);

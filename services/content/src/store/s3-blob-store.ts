@@ -3,6 +3,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { notFound } from '@berth/common/errors';
 import { Client } from 'minio';
 import type { BlobStore, Ingest } from './blob-store.js';
+import { again } from './reconnect.js';
 
 export interface S3Options {
   readonly endPoint: string;
@@ -60,18 +61,19 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
     return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   };
   const removeAll = async (names: readonly string[]): Promise<void> => {
-    for (let i = 0; i < names.length; i += 1000) await client.removeObjects(bucket, names.slice(i, i + 1000));
+    for (let i = 0; i < names.length; i += 1000)
+      await again(() => client.removeObjects(bucket, names.slice(i, i + 1000)));
   };
   const statBlob = async (digest: string): Promise<number | undefined> => {
     try {
-      return (await client.statObject(bucket, blobKey(digest))).size;
+      return (await again(() => client.statObject(bucket, blobKey(digest)))).size;
     } catch (e) {
       if (isMissing(e)) return undefined;
       throw e;
     }
   };
   async function* readObject(name: string): AsyncIterable<Buffer> {
-    const stream = await client.getObject(bucket, name);
+    const stream = await again(() => client.getObject(bucket, name));
     for await (const chunk of stream) yield chunk as Buffer;
   }
 
@@ -82,7 +84,7 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
       if (length <= 0) return;
       let stream: Awaited<ReturnType<typeof client.getPartialObject>>;
       try {
-        stream = await client.getPartialObject(bucket, blobKey(digest), offset, length);
+        stream = await again(() => client.getPartialObject(bucket, blobKey(digest), offset, length));
       } catch (e) {
         if (isMissing(e)) throw notFound(`content digest ${digest}`, e);
         throw e;
@@ -90,7 +92,7 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
       for await (const chunk of stream) yield chunk as Buffer;
     },
     async delete(digest) {
-      await client.removeObject(bucket, blobKey(digest));
+      await again(() => client.removeObject(bucket, blobKey(digest)));
     },
     async openIngest(key) {
       const parts = await staged(key);
@@ -104,7 +106,7 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
         if (pendingBytes === 0) return;
         const body = Buffer.concat(pending, pendingBytes);
         const name = `${stagePrefix(key)}${String(seq).padStart(10, '0')}`;
-        await client.putObject(bucket, name, body, body.length);
+        await again(() => client.putObject(bucket, name, body, body.length));
         seq++;
         names.push(name);
         pending = [];
@@ -137,9 +139,9 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
             return 'existed';
           }
           if (names.length === 0) {
-            await client.putObject(bucket, target, Buffer.alloc(0), 0);
+            await again(() => client.putObject(bucket, target, Buffer.alloc(0), 0));
           } else if (names.length === 1 && total <= 5 * 1024 ** 3) {
-            await client.copyObject(bucket, target, `/${bucket}/${names[0] ?? ''}`);
+            await again(() => client.copyObject(bucket, target, `/${bucket}/${names[0] ?? ''}`));
           } else {
             await assemble(target);
           }

@@ -27,4 +27,16 @@ export const migrations: readonly Migration[] = [
       ${outboxTableSql('snapshots')}
     `,
   },
+  {
+    version: 2,
+    name: 'node names',
+    sql: `
+      -- Which node (its name) holds each node identity's records: lets a node say where a snapshot it lacks lives.
+      CREATE TABLE snapshots.nodes (
+        node     text PRIMARY KEY,
+        name     text NOT NULL,
+        seen_at  timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];

@@ -347,6 +347,33 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       }
     });
 
+    it("another node's snapshots are invisible here; asking for their mounts names the node that holds them", async () => {
+      const ctx = ctxIn('two-nodes');
+      await overlay.prepare(ctx, 'on-a', '', {});
+      const b = await createSnapshotsModule({
+        db,
+        bus,
+        log: nopLogger,
+        root: join(tmp.path, 'snapshots-b'),
+        node: 'uuid-of-b',
+        nodeName: 'b',
+      });
+      try {
+        const ob = b.snapshotters.get('overlayfs');
+        if (!ob) throw new Error('overlayfs missing');
+        expect(await ob.list(ctx, [])).toEqual([]);
+        await expectCode(ob.stat(ctx, 'on-a'), 'not_found');
+        await expectCode(
+          ob.mounts(ctx, 'on-a'),
+          'failed_precondition',
+          "snapshot on-a is on node node-a, not on this node (b): use that node's socket: failed precondition",
+        );
+        await expectCode(ob.mounts(ctx, 'nowhere'), 'not_found', 'snapshot nowhere does not exist: not found');
+      } finally {
+        await b.close();
+      }
+    });
+
     it('refuses to remove a parent whose child was committed behind the index (foreign key)', async () => {
       const ctx = ctxIn('fk');
       await overlay.prepare(ctx, 'fk-base', '', {});

@@ -26,6 +26,8 @@ export interface SnapshotterDeps {
   readonly db: Db;
   /** This node's identity: records of other nodes sharing the database are invisible here. */
   readonly node: string;
+  /** This node's name, for messages about snapshots held by other nodes. */
+  readonly nodeName: string;
   readonly driver: Driver;
   readonly events: SnapshotEvents;
   /** Namespaces and leases live in metadata; absent in tests that run snapshots alone. */
@@ -71,6 +73,23 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
   };
 
   const scope = (ns: string): unknown[] => [node, name, ns];
+  /**
+   * A snapshot this node lacks: not found, unless other nodes hold it (a container created on another node),
+   * which is a failed precondition naming them, so that a task started on the wrong node fails at once.
+   */
+  const missingHere = async (ns: string, key: string): Promise<Error> => {
+    const holders = await db.query<{ name: string }>(
+      `SELECT DISTINCT coalesce(n.name, s.node) AS name
+         FROM snapshots.snapshots s LEFT JOIN snapshots.nodes n ON n.node = s.node
+        WHERE s.snapshotter = $1 AND s.namespace = $2 AND s.key = $3 AND s.node <> $4 ORDER BY name`,
+      [name, ns, key, node],
+    );
+    if (holders.length === 0) return doesNotExist(key);
+    const where = `${holders.length === 1 ? 'node' : 'nodes'} ${holders.map((h) => h.name).join(', ')}`;
+    return failedPrecondition(
+      `snapshot ${key} is on ${where}, not on this node (${deps.nodeName}): use that node's socket`,
+    );
+  };
   const emit = (tx: Queryable, ns: string, e: EncodedEvent): Promise<void> =>
     enqueue(tx, schema, { namespace: ns, topic: e.topic, typeUrl: e.typeUrl, payload: e.payload });
 
@@ -147,7 +166,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
     async mounts(ctx, key) {
       const ns = requireNamespace(ctx);
       const r = index.get(ns, key);
-      if (!r) throw doesNotExist(key);
+      if (!r) throw await missingHere(ns, key);
       if (r.kind === Kind.Committed) {
         throw failedPrecondition(`failed to get active mount: requested snapshot ${key} not active or view`);
       }

@@ -6,6 +6,7 @@ import { createLogger } from '@berth/common/log';
 import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
 import { type Role, startNode } from './compose.js';
 import { loadConfig } from './config.js';
+import { migrateAll } from './migrate.js';
 
 const usage = `usage:
   berthd [--root DIR] [--state DIR] [--address SOCKET] [--postgres URL] [--nats URL] [--http HOST:PORT] [--config FILE]
@@ -13,7 +14,9 @@ const usage = `usage:
   berthd serve node --config FILE [--node NAME] [--root DIR] [--state DIR] [--address SOCKET]
       a cluster node: its socket's gateway plus snapshots, diff and tasks; the cluster services at their addresses
   berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--address ADDR]
-      one service alone (cluster mode)`;
+      one service alone (cluster mode)
+  berthd migrate --postgres URL
+      apply every service's database migrations, then exit (a deploy step before the services start)`;
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -35,6 +38,17 @@ async function main(): Promise<void> {
     process.stdout.write(`${usage}\n`);
     return;
   }
+  const { config: configFile, help: _help, ...flags } = values;
+  const file = await readConfigFile(configFile ?? process.env['BERTH_CONFIG']);
+  const cfg = loadConfig({ flags, env: process.env, file });
+  const log = createLogger({ level: cfg.logLevel, fields: { pid: process.pid } });
+  if (positionals[0] === 'migrate') {
+    if (positionals.length > 1) throw new Error(`bad arguments\n${usage}`);
+    if (!cfg.postgres)
+      throw new Error('migrate needs --postgres (or BERTH_POSTGRES): the embedded database migrates itself');
+    log.info('migrated', { applied: await migrateAll(cfg.postgres) });
+    return;
+  }
   let role: Role = { kind: 'all' };
   if (positionals.length > 0) {
     const [verb, service] = positionals;
@@ -43,10 +57,6 @@ async function main(): Promise<void> {
     }
     role = service === 'node' ? { kind: 'node' } : { kind: 'serve', service };
   }
-  const { config: configFile, help: _help, ...flags } = values;
-  const file = await readConfigFile(configFile ?? process.env['BERTH_CONFIG']);
-  const cfg = loadConfig({ flags, env: process.env, file });
-  const log = createLogger({ level: cfg.logLevel, fields: { pid: process.pid } });
   // Handlers first: the socket accepts calls before startNode returns, and a SIGTERM in that window must
   // still shut down cleanly rather than kill the process with its socket left behind.
   const starting = startNode(cfg, role, log);

@@ -16,6 +16,8 @@ import { createContentServer } from './grpc/content-server.js';
 import { encodeReadResponse } from './grpc/read-codec.js';
 import { type BlobBackendConfig, createBlobStore } from './store/index.js';
 
+/** The content schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
+export { migrations } from './db/migrations.js';
 export type { BlobBackendConfig, S3Options } from './store/index.js';
 
 export interface ContentDeps {

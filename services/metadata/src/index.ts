@@ -27,6 +27,8 @@ import { createNamespaceStore } from './namespaces/store.js';
 import type { NamespaceStore } from './namespaces/types.js';
 
 export type { Container, ContainerStore } from './containers/types.js';
+/** The metadata schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
+export { migrations } from './db/migrations.js';
 export type { GarbageCollector } from './gc.js';
 export type { Image, ImageStore } from './images/types.js';
 export type { Lease, LeaseStore } from './leases/types.js';

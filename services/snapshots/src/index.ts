@@ -15,6 +15,8 @@ import { type Driver, nativeDriver, overlayDriver, overlaySupportsIndex } from '
 import { createSnapshotter } from './snapshots/store.js';
 import type { Snapshotter } from './snapshots/types.js';
 
+/** The snapshots schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
+export { migrations } from './db/migrations.js';
 export type { Info, Kind, Mount, Snapshotter, Usage } from './snapshots/types.js';
 
 export interface SnapshotsDeps {

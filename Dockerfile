@@ -14,9 +14,16 @@ WORKDIR /src
 # Dependencies first: this layer is reused until the lockfile changes.
 COPY pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
 RUN pnpm fetch
-COPY . .
+# Sources of the packages berthd is built from; the other workspace packages only as package.json (see
+# .dockerignore), which the install needs. Scripts under deploy/ are copied into the runtime stage only.
+COPY package.json tsconfig.base.json ./
+COPY libs libs
+COPY services services
+COPY apps apps
+COPY test test
+COPY bench bench
 RUN pnpm install --offline --frozen-lockfile \
- && pnpm build \
+ && pnpm exec tsc -b apps/berthd \
  && pnpm --filter @berth/berthd deploy --prod /opt/berth \
  && cd /opt/berth \
  && find . \( -name '*.ts' ! -name '*.d.ts' -o -name '*.map' -o -name '*.tsbuildinfo' \) -type f -delete \
@@ -30,7 +37,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /opt/berth /opt/berth
-COPY deploy/docker/berthd deploy/docker/berth-readyz /usr/local/bin/
+COPY deploy/docker/berthd deploy/docker/berth-readyz deploy/docker/berth-drain /usr/local/bin/
 ENV NODE_ENV=production
 VOLUME ["/var/lib/berth"]
 EXPOSE 7000 9345

@@ -34,7 +34,7 @@ FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       runc util-linux mount tar zstd gzip ca-certificates \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /opt/berth /opt/berth
 COPY deploy/docker/berthd deploy/docker/berth-readyz deploy/docker/berth-drain /usr/local/bin/

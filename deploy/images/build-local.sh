@@ -12,7 +12,7 @@ export DOCKER_BUILDKIT=0
 build() { # tag, then docker build arguments; quiet unless it fails
   local tag=$1 out
   shift
-  out=$("$docker" build --network host --tag "$tag" "$@" 2>&1) || { echo "$out" | tail -n 40 >&2; echo "build of $tag failed" >&2; exit 1; }
+  out=$("$docker" build --network host --force-rm --tag "$tag" "$@" 2>&1) || { echo "$out" | tail -n 40 >&2; echo "build of $tag failed" >&2; exit 1; }
 }
 
 base=berth-local/debian:bookworm

@@ -7,9 +7,9 @@ import * as grpc from '@grpc/grpc-js';
 import type { RequestContext } from './context.js';
 import { invoke } from './grpc-client.js';
 import { handlers } from './grpc-handlers.js';
+import type { GrpcRegistration } from './grpc-registration.js';
 import { channelOptions, dialTarget } from './grpc-server.js';
 import type { Logger } from './log.js';
-import type { GrpcRegistration } from './service.js';
 
 /**
  * Reports which kinds of resources a namespace still holds (`blobs`, `snapshots on "overlayfs"

@@ -1,13 +1,10 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { GrpcRegistration } from './grpc-registration.js';
 import type { NamespaceUsage } from './namespace-usage.js';
 
-/** One gRPC service implementation ready to be added to a server. */
-export interface GrpcRegistration {
-  readonly definition: grpc.ServiceDefinition;
-  readonly implementation: grpc.UntypedServiceImplementation;
-}
+export type { GrpcRegistration } from './grpc-registration.js';
 
 /** How a service shows itself in `ctr plugins ls` (containerd's plugin type and id). */
 export interface PluginDescription {

@@ -39,6 +39,5 @@ COPY --from=build /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /opt/berth /opt/berth
 COPY deploy/docker/berthd deploy/docker/berth-readyz deploy/docker/berth-drain /usr/local/bin/
 ENV NODE_ENV=production
-VOLUME ["/var/lib/berth"]
 EXPOSE 7000 9345
 ENTRYPOINT ["berthd"]

@@ -40,6 +40,7 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
   let registry = '';
   let imageRef = '';
   let ctrArgs: string[] = [];
+  let volumesBefore: string[] = [];
   const timings: string[] = [];
 
   beforeAll(async () => {
@@ -52,9 +53,17 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
     const vars = Object.fromEntries(
       built.stdout
         .split('\n')
-        .filter((l) => /^[A-Z_]+=/.test(l))
+        .filter((l) => /^[A-Z0-9_]+=/.test(l))
         .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
     );
+    for (const v of [
+      'BERTH_IMAGE',
+      'BERTH_POSTGRES_IMAGE',
+      'BERTH_NATS_IMAGE',
+      'BERTH_S3_IMAGE',
+      'BERTH_REGISTRY_IMAGE',
+    ])
+      expect(vars[v], `build-local.sh names ${v}`).toBeTruthy();
     // The node's root and state on the host, on a shared mount so its rootfs mounts propagate out.
     dir = await mkdtemp('/tmp/berth-deploy-');
     await sh('mount', ['--bind', dir, dir]);
@@ -92,8 +101,10 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
     imageRef = await pushImage({ host: registry }, 'library/busybox', 'deploy', await busyboxImage());
 
     t0 = Date.now();
-    await p.compose(['up', '-d']);
-    const healthy = await p.waitHealthy(expected, 150_000);
+    volumesBefore = await p.volumes();
+    // docker-compose 1.29's `up -d` itself waits for each depends_on condition before starting a dependent.
+    await p.compose(['up', '-d'], 400_000);
+    const healthy = await p.waitHealthy(expected, 300_000);
     timings.push(
       `up -d to all healthy: ${((Date.now() - t0) / 1000).toFixed(1)} s (health polled ${healthy.toFixed(1)} s)`,
     );
@@ -107,7 +118,7 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
     await ctr(['tasks', 'delete', 'sleeper']).catch(() => undefined);
     await ctr(['containers', 'delete', 'sleeper']).catch(() => undefined);
     await p.compose(['down', '-v', '--timeout', '10']).catch((e: Error) => console.error(e.message));
-    await p.docker(['rm', '-f', `${project}-registry`]).catch(() => undefined);
+    await p.docker(['rm', '-f', '-v', `${project}-registry`]).catch(() => undefined);
     await p.docker(['network', 'rm', `${project}-registry`]).catch(() => undefined);
     if (dir) {
       await sh('umount', ['-R', dir]).catch(() => undefined);
@@ -184,6 +195,7 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
     await ctr(['images', 'rm', '--sync', imageRef]);
     await p.compose(['down', '-v', '--timeout', '10']);
     expect(await p.leftovers()).toEqual([]);
+    expect(await p.volumes(), 'anonymous volumes too').toEqual(volumesBefore);
     const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.includes(`${dir}/`));
     expect(mounts).toEqual([]);
     const runc = await run('runc', ['--root', join(dir, 'state/runc', ns), 'list', '-q']).then(

@@ -85,6 +85,11 @@ export class ComposeProject {
     ];
   }
 
+  /** Every volume on the engine, named or anonymous, sorted. */
+  async volumes(): Promise<string[]> {
+    return (await this.docker(['volume', 'ls', '-q'])).stdout.split('\n').filter(Boolean).sort();
+  }
+
   /**
    * Waits until every long-running service's containers are healthy (and one-shot ones exited 0); returns the
    * seconds that took. Throws with the states and the last logs of the unhealthy ones at the deadline.

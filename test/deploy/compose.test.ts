@@ -172,13 +172,15 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
     expect(before).toBeDefined();
 
     await p.compose(['stop', 'node']);
-    const stopped = (await p.containers()).filter((s) => s.service === 'node');
-    expect(stopped.map((s) => s.status)).toEqual(['exited']);
-    // The container's process outlives the agent.
-    expect(isAlive(before?.pid ?? 0)).toBe(true);
-
-    await p.compose(['start', 'node']);
-    await p.waitHealthy({ node: 1 }, 90_000);
+    try {
+      const stopped = (await p.containers()).filter((s) => s.service === 'node');
+      expect(stopped.map((s) => s.status)).toEqual(['exited']);
+      // The container's process outlives the agent.
+      expect(isAlive(before?.pid ?? 0)).toBe(true);
+    } finally {
+      await p.compose(['start', 'node']);
+      await p.waitHealthy({ node: 1 }, 120_000);
+    }
     const after = await runningTask('sleeper');
     expect(after).toEqual(before);
     // And the restarted node still drives it: exec in it, then stop it.

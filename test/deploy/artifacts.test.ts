@@ -135,6 +135,42 @@ describe('deploy/k8s', () => {
   });
 });
 
+describe('docker-compose.yml', () => {
+  it('runs the node privileged in the host PID namespace, its root and state at the host paths, shared', async () => {
+    const [compose] = await yamlDocuments(join(repoRoot, 'docker-compose.yml'));
+    const node = (compose as Obj).services.node;
+    expect(node.command).toEqual(['serve', 'node']);
+    expect(node).toMatchObject({ privileged: true, pid: 'host' });
+    // ctr on the host mounts snapshots and opens FIFOs by the paths the node names: the same inside and out.
+    for (const key of ['BERTH_ROOT', 'BERTH_STATE']) {
+      const path = node.environment[key];
+      expect(node.volumes, key).toContain(`${path}:${path}:rshared`);
+    }
+    expect(node.environment.BERTH_ADDRESS).toBe(`${node.environment.BERTH_STATE}/berth.sock`);
+    expect(node.volumes).toContain('/run/containerd/fifo:/run/containerd/fifo');
+    expect(node.volumes).toContain('/sys/fs/cgroup:/sys/fs/cgroup');
+  });
+
+  it('starts each service after what it needs is healthy, and every database user after the migrations', async () => {
+    const [compose] = await yamlDocuments(join(repoRoot, 'docker-compose.yml'));
+    const services = (compose as Obj).services as Record<string, Obj>;
+    for (const [name, s] of Object.entries(services)) {
+      if (name !== 'migrate') expect(s.healthcheck, name).toBeDefined();
+      for (const [dep, cond] of Object.entries((s.depends_on ?? {}) as Record<string, Obj>))
+        expect(cond.condition, `${name} → ${dep}`).toBe(
+          dep === 'migrate' ? 'service_completed_successfully' : 'service_healthy',
+        );
+      if (s.environment?.BERTH_POSTGRES && name !== 'migrate' && name !== 'events')
+        expect(s.depends_on?.migrate, name).toBeDefined();
+      if (name !== 'migrate') expect(s.restart, name).toBe('unless-stopped');
+    }
+    expect(services['metadata'].deploy.replicas).toBe(2);
+    expect(services['content'].deploy.replicas).toBe(2);
+    for (const image of ['postgres', 'nats', 's3'])
+      expect(services[image].image).toMatch(/^\$\{BERTH_[A-Z0-9]+_IMAGE:-/);
+  });
+});
+
 describe('deploy/systemd', () => {
   it('passes systemd-analyze verify', async () => {
     const root = await mkdtemp(join(tmpdir(), 'berth-systemd-'));

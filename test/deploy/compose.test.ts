@@ -27,11 +27,12 @@ const ns = 'deploytest';
 /** The long-running services and their replica counts; 0 = a one-shot that must exit 0. */
 const expected = { postgres: 1, nats: 1, s3: 1, migrate: 0, metadata: 2, content: 2, events: 1, node: 1 };
 
-describe.runIf(engine instanceof Error && ci)('docker-compose.yml (no Docker engine)', () => {
-  it('needs a Docker engine', () => {
-    throw engine;
+if (engine instanceof Error && ci)
+  describe('docker-compose.yml (no Docker engine)', () => {
+    it('needs a Docker engine', () => {
+      throw engine;
+    });
   });
-});
 
 describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for real', () => {
   const eng = engine as Engine;

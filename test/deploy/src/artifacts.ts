@@ -62,8 +62,16 @@ export async function berthdAccepts(args: readonly string[]): Promise<void> {
   await berthd([...args, '--help']);
 }
 
+/** Runs berthd once per distinct argument list (each start loads every service: seconds on a busy machine). */
+const runs = new Map<string, Promise<{ stdout: string; stderr: string }>>();
 function berthd(args: readonly string[]) {
-  return run('node', [join(repoRoot, 'apps/berthd/dist/main.js'), ...args], { timeout: 30_000 });
+  const key = JSON.stringify(args);
+  let r = runs.get(key);
+  if (!r) {
+    r = run('node', [join(repoRoot, 'apps/berthd/dist/main.js'), ...args], { timeout: 60_000 });
+    runs.set(key, r);
+  }
+  return r;
 }
 
 /** A config file's keys as dotted paths (`content.s3.endpoint`), leaves only. */

@@ -190,6 +190,7 @@ function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[], metadata: L
     bus: () =>
       (bus ??= (async () => {
         const retention = {
+          node: cfg.node,
           maxAgeMs: cfg.events.maxAgeSeconds * 1000,
           ...(cfg.events.maxEvents > 0 ? { maxEvents: cfg.events.maxEvents } : {}),
         };

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { invalidArgument, wrap } from './errors.js';
 import { validateIdentifier } from './identifiers.js';
 
@@ -12,6 +13,8 @@ export interface EventEnvelope {
 /** An envelope as stored by the bus, with its position in the stream (1-based, increasing). */
 export interface StoredEvent extends EventEnvelope {
   readonly seq: number;
+  /** The node whose bus published it (`BerthdConfig.node`); '' when the publisher did not say. */
+  readonly node: string;
 }
 
 /**
@@ -45,6 +48,11 @@ export interface PublishOptions {
 /** Publishing side. `publish` resolves once the event is durably accepted by the bus. */
 export interface EventPublisher {
   publish(envelope: EventEnvelope, opts?: PublishOptions): Promise<void>;
+  /**
+   * Calls `listener` each time the bus is reachable again after an outage, so a publisher retrying with
+   * backoff can retry at once; returns the unsubscribe. Absent on buses that are never unreachable.
+   */
+  onAvailable?(listener: () => void): () => void;
 }
 
 /**
@@ -74,6 +82,8 @@ export function validateTopic(topic: string): void {
 }
 
 export interface InProcessBusOptions {
+  /** The node name every event is stamped with. Default the host name. */
+  readonly node?: string;
   /** Events older than this are dropped. Default 24 h. */
   readonly maxAgeMs?: number;
   /** At most this many events are retained. Default 100,000. */
@@ -97,6 +107,7 @@ export function createInProcessBus(opts: InProcessBusOptions = {}): EventBus {
   const maxAgeMs = opts.maxAgeMs ?? 24 * 3600_000;
   const maxEvents = opts.maxEvents ?? 100_000;
   const dedupeWindowMs = opts.dedupeWindowMs ?? 120_000;
+  const node = opts.node ?? hostname();
   // log[head..] are the retained events, with consecutive sequence numbers; the dropped prefix is cut off in
   // chunks so retention costs O(1) per publish.
   let log: Slot[] = [];
@@ -163,7 +174,7 @@ export function createInProcessBus(opts: InProcessBusOptions = {}): EventBus {
         seenIds.set(popts.id, now);
       }
       lastAt = Math.max(lastAt, now);
-      log.push({ event: { ...envelope, seq: nextSeq++ }, at: lastAt });
+      log.push({ event: { ...envelope, seq: nextSeq++, node }, at: lastAt });
       trim(now);
       wakeAll();
     },

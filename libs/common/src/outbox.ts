@@ -223,6 +223,8 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
   };
 
   schedule(0);
+  // Back from an outage: publish what waited now rather than when the backoff runs out.
+  const unwatch = opts.bus.onAvailable?.(() => failures > 0 && schedule(0));
   return {
     kick,
     flush: () =>
@@ -232,6 +234,7 @@ export function startOutboxRelay(opts: OutboxRelayOptions): OutboxRelay {
       }),
     async close() {
       closed = true;
+      unwatch?.();
       clearTimeout(timer);
       clearTimeout(kicked);
       await running;

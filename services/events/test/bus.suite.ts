@@ -9,6 +9,8 @@ export interface BusHandle {
   readonly bus: EventBus;
   /** A second client of the same stream (another process, for NATS); the same object in-process. */
   readonly peer: EventBus;
+  /** The node names `bus` and `peer` were given (the same in-process, where they are one bus). */
+  readonly nodes: { readonly bus: string; readonly peer: string };
   teardown(): Promise<void>;
 }
 
@@ -161,6 +163,22 @@ export function busConformance(name: string, setup: (opts?: BusFactoryOptions) =
           match: (e) => (e.namespace === a || e.namespace === b) && e.topic === '/tasks/exit',
         });
         expect(exits.map(bodyOf)).toEqual(['e0', 'e3']);
+      } finally {
+        await h.teardown();
+      }
+    });
+
+    it("stamps every event with its publisher's node name", async () => {
+      const h = await setup();
+      try {
+        const ns = freshNs();
+        await h.bus.publish(envelope(ns, '/a/b', 'from bus'));
+        await h.peer.publish(envelope(ns, '/a/b', 'from peer'));
+        const got = await take(h.bus, 2, { from: { kind: 'all' }, namespace: ns });
+        expect(got.map((e) => [bodyOf(e), e.node])).toEqual([
+          ['from bus', h.nodes.bus],
+          ['from peer', h.nodes.peer],
+        ]);
       } finally {
         await h.teardown();
       }

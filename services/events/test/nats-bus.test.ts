@@ -1,11 +1,11 @@
 import { nopLogger } from '@berth/common/log';
-import { createNatsBus } from '@berth/common/nats-event-bus';
+import { createNatsBus, nodeHeader } from '@berth/common/nats-event-bus';
 import { type TestNats, useNats } from '@berth/testing/nats';
 import { uniqueName } from '@berth/testing/unique-name';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { afterAll, beforeAll } from 'vitest';
-import { busConformance } from './bus.suite.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { busConformance, envelope } from './bus.suite.js';
 
 // A real JetStream server; the suite fails (never skips) when none can be had.
 let nats: TestNats;
@@ -27,11 +27,13 @@ busConformance('NATS JetStream', async (opts) => {
     subjectPrefix,
     ...(opts?.maxEvents !== undefined ? { maxEvents: opts.maxEvents } : {}),
   };
-  const bus = await createNatsBus(common);
-  const peer = await createNatsBus(common);
+  // Two processes of two nodes on one stream.
+  const bus = await createNatsBus({ ...common, node: 'node-a' });
+  const peer = await createNatsBus({ ...common, node: 'node-b' });
   return {
     bus,
     peer,
+    nodes: { bus: 'node-a', peer: 'node-b' },
     async teardown() {
       await peer.close();
       await bus.close();
@@ -43,4 +45,24 @@ busConformance('NATS JetStream', async (opts) => {
       }
     },
   };
+});
+
+describe('NATS JetStream bus: the publishing node', () => {
+  it("is in each message's Berth-Node header, for any NATS client to read", async () => {
+    const stream = uniqueName('BERTH_TEST_');
+    const subjectPrefix = uniqueName('berthtest.');
+    const bus = await createNatsBus({ url: nats.url, log: nopLogger, stream, subjectPrefix, node: 'node-c' });
+    const nc = await connect({ servers: nats.url });
+    try {
+      await bus.publish(envelope('default', '/a/b', 'x'));
+      const jsm = await jetstreamManager(nc);
+      const m = await jsm.streams.getMessage(stream, { seq: 1 });
+      expect(m?.header.get(nodeHeader)).toBe('node-c');
+      expect(m?.header.get('Berth-Node')).toBe('node-c');
+    } finally {
+      await bus.close();
+      await (await jetstreamManager(nc)).streams.delete(stream);
+      await nc.close();
+    }
+  });
 });

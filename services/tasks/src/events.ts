@@ -51,6 +51,18 @@ export function taskEvents(bus: EventPublisher, node: string, log: Logger): Task
   let seq = 0;
   const boot = `${node}-${Date.now().toString(36)}`;
 
+  /** Waits `ms`, or less if the bus comes back from an outage meanwhile. */
+  const backoff = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        off?.();
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      const off = bus.onAvailable?.(done);
+    });
+
   const drain = async (): Promise<void> => {
     let failures = 0;
     while (queue.length > 0 && !closed) {
@@ -73,7 +85,7 @@ export function taskEvents(bus: EventPublisher, node: string, log: Logger): Task
         failures++;
         if (failures === 1 || failures % 20 === 0)
           log.warn('task event publish failed, will retry', { topic: next.topic, err: e });
-        await new Promise((r) => setTimeout(r, Math.min(5_000, 50 * 2 ** Math.min(failures, 7))));
+        await backoff(Math.min(5_000, 50 * 2 ** Math.min(failures, 7)));
       }
     }
   };

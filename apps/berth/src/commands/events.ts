@@ -6,7 +6,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { type Command, type GlobalOptions, type Output, UsageError } from '../command.js';
 import { callMetadata, dial } from '../connection.js';
 
-const usage = `usage: berth events [--since TIME|DURATION] [--from-seq N] [--seq] [FILTER…]
+const usage = `usage: berth events [--since TIME|DURATION] [--from-seq N] [--seq] [--node] [FILTER…]
 
 Prints events as \`ctr events\` does: <timestamp> <namespace> <topic> <json(event)>.
 Filters use containerd's syntax and are OR-ed, e.g.
@@ -15,7 +15,9 @@ Filters use containerd's syntax and are OR-ed, e.g.
   --since TIME|DURATION  first replay the retained events from TIME (RFC 3339) or DURATION ago (90s, 10m, 1h30m)
   --from-seq N           first replay the retained events from stream sequence N
   --seq                  prefix each line with the event's stream sequence (resume later with --from-seq seq+1)
-Without --since/--from-seq only new events are shown, through containerd's Events.Subscribe.`;
+  --node                 prefix each line (after the sequence) with the node that published the event (- if unknown)
+Without --since/--from-seq only new events are shown. Without --seq/--node the lines are exactly ctr's and come
+through containerd's Events.Subscribe; with them, through Berth's EventsReplay.`;
 
 /** `berth events`: watch (and with --since/--from-seq, replay) the event stream through the node socket. */
 export const eventsCommand: Command = {
@@ -30,13 +32,20 @@ export const eventsCommand: Command = {
         since: { type: 'string' },
         'from-seq': { type: 'string' },
         seq: { type: 'boolean', default: false },
+        node: { type: 'boolean', default: false },
       },
     });
     const since = values.since === undefined ? undefined : parseSince(values.since, new Date());
     const fromSeq = values['from-seq'] === undefined ? undefined : parseSeq(values['from-seq']);
     if (since && fromSeq !== undefined) throw new UsageError('--since and --from-seq exclude each other');
-    if (values.seq || since || fromSeq !== undefined) {
-      return replay(global, io, signal, { filters: positionals, fromSeq: fromSeq ?? 0, since, withSeq: values.seq });
+    if (values.seq || values.node || since || fromSeq !== undefined) {
+      return replay(global, io, signal, {
+        filters: positionals,
+        fromSeq: fromSeq ?? 0,
+        since,
+        withSeq: values.seq,
+        withNode: values.node,
+      });
     }
     return live(global, io, signal, positionals);
   },
@@ -54,7 +63,7 @@ function replay(
   global: GlobalOptions,
   io: Output,
   signal: AbortSignal,
-  req: { filters: string[]; fromSeq: number; since: Date | undefined; withSeq: boolean },
+  req: { filters: string[]; fromSeq: number; since: Date | undefined; withSeq: boolean; withNode: boolean },
 ): Promise<number> {
   const client = dial(EventsReplayClient, global);
   // --seq alone still needs a starting point the server understands: "new" is from_seq 0 with no since.
@@ -62,12 +71,14 @@ function replay(
     { filters: req.filters, fromSeq: req.fromSeq, since: req.since },
     callMetadata(global),
   );
-  return drain(stream, client, io, signal, (m: { seq: number; envelope?: Envelope | undefined }) => {
-    if (m.envelope) print(io, m.envelope, req.withSeq ? m.seq : undefined);
+  return drain(stream, client, io, signal, (m: { seq: number; envelope?: Envelope | undefined; node: string }) => {
+    if (!m.envelope) return;
+    const prefix = [...(req.withSeq ? [String(m.seq)] : []), ...(req.withNode ? [m.node || '-'] : [])];
+    print(io, m.envelope, prefix);
   });
 }
 
-function print(io: Output, e: Envelope, seq?: number): void {
+function print(io: Output, e: Envelope, prefix: readonly string[] = []): void {
   const line = ctrEventLine({
     timestamp: e.timestamp ?? new Date(0),
     namespace: e.namespace,
@@ -77,7 +88,7 @@ function print(io: Output, e: Envelope, seq?: number): void {
   // ctr skips what it cannot decode, with a warning; so do we.
   if (line === undefined)
     io.err(`warning: cannot unmarshal an event from Any (type ${JSON.stringify(e.event?.typeUrl ?? '')}), skipped`);
-  else io.out(seq === undefined ? line : `${seq} ${line}`);
+  else io.out([...prefix, line].join(' '));
 }
 
 /** Reads the stream until it ends, fails, or the user interrupts. */

@@ -11,7 +11,7 @@ export function createReplayServer(exchange: Exchange, log: Logger): EventsRepla
   return {
     subscribe: h.serverStream(async function* (req, ctx) {
       for await (const e of exchange.subscribe(ctx, { filters: req.filters, from: replayFrom(req) })) {
-        yield { seq: e.seq, envelope: envelopeToProto(e) };
+        yield { seq: e.seq, envelope: envelopeToProto(e), node: e.node };
       }
     }),
   };

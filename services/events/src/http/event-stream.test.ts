@@ -12,6 +12,7 @@ interface SseEvent {
   readonly id: string | undefined;
   readonly data: {
     seq: number;
+    node: string;
     namespace: string;
     topic: string;
     type_url: string;
@@ -81,7 +82,7 @@ describe('GET /v1/events (Server-Sent Events)', () => {
     });
 
   beforeEach(async () => {
-    bus = createInProcessBus();
+    bus = createInProcessBus({ node: 'node-1' });
     exchange = createExchange(bus);
     app = Fastify();
     registerEventStream(app, { exchange, log: nopLogger });
@@ -93,7 +94,7 @@ describe('GET /v1/events (Server-Sent Events)', () => {
     await bus.close();
   });
 
-  it('streams events with the bus sequence as id and the payload as ctr prints it', async () => {
+  it('streams events with the bus sequence as id, the publishing node, and the payload as ctr prints it', async () => {
     const s = await openStream(`${base}/v1/events?from-seq=1`);
     expect(s.res.statusCode).toBe(200);
     expect(s.res.headers['content-type']).toMatch(/^text\/event-stream/);
@@ -102,6 +103,7 @@ describe('GET /v1/events (Server-Sent Events)', () => {
     expect(e?.id).toBe('1');
     expect(e?.data).toMatchObject({
       seq: 1,
+      node: 'node-1',
       namespace: 'default',
       topic: '/namespaces/create',
       type_url: 'containerd.events.NamespaceCreate',

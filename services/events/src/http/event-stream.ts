@@ -24,8 +24,9 @@ class BadRequest extends Error {}
  * containerd's filter language, OR-ed like Subscribe's list), and where to start: `from-seq=N` or
  * `since=<RFC 3339>`; default is new events only. Each event's SSE `id` is its bus sequence, so a client
  * that reconnects with `Last-Event-ID` (as EventSource does by itself) continues right after the last event
- * it received, without loss. `data` is one JSON object: `{seq, timestamp, namespace, topic, type_url,
- * event}` where `event` is the payload as `ctr events` prints it (null, with base64 `value`, if unknown).
+ * it received, without loss. `data` is one JSON object: `{seq, node, timestamp, namespace, topic, type_url,
+ * event}` where `node` names the node that published it ('' if unknown) and `event` is the payload as
+ * `ctr events` prints it (null, with base64 `value`, if unknown).
  */
 export function registerEventStream(app: FastifyInstance, opts: EventStreamOptions): void {
   const heartbeatMs = opts.heartbeatMs ?? 15_000;
@@ -115,8 +116,8 @@ export function frame(e: StoredEvent): string {
       ? `"event":${json}`
       : `"event":null,"value":"${Buffer.from(e.event.value.buffer, e.event.value.byteOffset, e.event.value.byteLength).toString('base64')}"`;
   const data =
-    `{"seq":${e.seq},"timestamp":"${goJsonTime(e.timestamp)}","namespace":${goJsonString(e.namespace)},` +
-    `"topic":${goJsonString(e.topic)},"type_url":${goJsonString(e.event.typeUrl)},${payload}}`;
+    `{"seq":${e.seq},"node":${goJsonString(e.node)},"timestamp":"${goJsonTime(e.timestamp)}",` +
+    `"namespace":${goJsonString(e.namespace)},"topic":${goJsonString(e.topic)},"type_url":${goJsonString(e.event.typeUrl)},${payload}}`;
   return `id: ${e.seq}\ndata: ${data}\n\n`;
 }
 

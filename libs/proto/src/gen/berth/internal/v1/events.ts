@@ -34,7 +34,11 @@ export interface ReplayRequest {
 export interface SequencedEnvelope {
   /** Position in the stream: increasing, 1-based; resume after this event with from_seq = seq + 1. */
   seq: number;
-  envelope?: Envelope | undefined;
+  envelope?:
+    | Envelope
+    | undefined;
+  /** The node that published the event (berthd's --node); empty when the publisher did not say. */
+  node: string;
 }
 
 function createBaseReplayRequest(): ReplayRequest {
@@ -143,7 +147,7 @@ export const ReplayRequest: MessageFns<ReplayRequest> = {
 };
 
 function createBaseSequencedEnvelope(): SequencedEnvelope {
-  return { seq: 0, envelope: undefined };
+  return { seq: 0, envelope: undefined, node: "" };
 }
 
 export const SequencedEnvelope: MessageFns<SequencedEnvelope> = {
@@ -153,6 +157,9 @@ export const SequencedEnvelope: MessageFns<SequencedEnvelope> = {
     }
     if (message.envelope !== undefined) {
       Envelope.encode(message.envelope, writer.uint32(18).fork()).join();
+    }
+    if (message.node !== "") {
+      writer.uint32(26).string(message.node);
     }
     return writer;
   },
@@ -186,6 +193,14 @@ export const SequencedEnvelope: MessageFns<SequencedEnvelope> = {
             message.envelope = Envelope.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -202,6 +217,7 @@ export const SequencedEnvelope: MessageFns<SequencedEnvelope> = {
     return {
       seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
       envelope: isSet(object.envelope) ? Envelope.fromJSON(object.envelope) : undefined,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
     };
   },
 
@@ -212,6 +228,9 @@ export const SequencedEnvelope: MessageFns<SequencedEnvelope> = {
     }
     if (message.envelope !== undefined) {
       obj.envelope = Envelope.toJSON(message.envelope);
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
     }
     return obj;
   },
@@ -225,6 +244,7 @@ export const SequencedEnvelope: MessageFns<SequencedEnvelope> = {
     message.envelope = (object.envelope !== undefined && object.envelope !== null)
       ? Envelope.fromPartial(object.envelope)
       : undefined;
+    message.node = object.node ?? "";
     return message;
   },
 };

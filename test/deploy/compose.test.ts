@@ -125,7 +125,11 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
       await sh('umount', ['-R', dir]).catch(() => undefined);
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
     }
+    // Idle spare task supervisors the node started outlive it (they are in its cgroup, by design of
+    // BERTH_CGROUP); nothing else is left to serve, so end them, then remove the cgroups.
+    await killCgroup('berth-node');
     await removeCgroup('berth-node');
+    await removeCgroup(ns);
     await eng.stop();
   }, 120_000);
 
@@ -228,7 +232,26 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/** Removes the (empty) cgroup the node's berthd moved itself into, in every hierarchy. */
+/** SIGKILLs every process left in a cgroup of the host (v1 pids hierarchy, or v2), and waits until it is empty. */
+async function killCgroup(name: string): Promise<void> {
+  const procsFile = ['/sys/fs/cgroup/pids', '/sys/fs/cgroup'].map((h) => join(h, name, 'cgroup.procs'));
+  for (let i = 0; i < 50; i++) {
+    const pids = (await Promise.all(procsFile.map((f) => readFile(f, 'utf8').catch(() => '')))).flatMap((text) =>
+      text.split('\n').filter(Boolean).map(Number),
+    );
+    if (pids.length === 0) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Removes an (empty) cgroup of the host, in every hierarchy. */
 async function removeCgroup(name: string): Promise<void> {
   const top = '/sys/fs/cgroup';
   const dirs = (await readdir(top).catch(() => [] as string[])).map((h) => join(top, h, name));

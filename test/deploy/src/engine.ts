@@ -85,6 +85,8 @@ export async function startEngine(): Promise<Engine> {
   const stop = async (): Promise<void> => {
     await stopChild(dockerd, 20_000);
     await stopChild(containerd, 10_000);
+    // dockerd leaves its default network namespace mounted.
+    await run('umount', [join(runDir, 'docker/netns/default')]).catch(() => undefined);
   };
   try {
     await answers(host, 60_000, [containerd, dockerd]);

@@ -60,9 +60,10 @@ describe.each(matrix)('namespaces on $db with events on $bus', (backend) => {
         root: join(dir, 'root'),
         state: join(dir, 'state'),
         address: join(dir, 'berth.sock'),
-        ...(pg ? { postgres: pg.url } : {}),
         ...(nats ? { nats: nats.url } : {}),
       },
+      // A URL that may carry a password goes through the environment: berthd refuses it as a flag.
+      env: pg ? { BERTH_POSTGRES: pg.url } : {},
     });
     node = await startNode(cfg, { kind: 'all' }, nopLogger);
     client = new NamespacesClient(node.address, grpc.credentials.createInsecure());

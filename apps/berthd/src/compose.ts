@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { collectableRegistration } from '@berth/common/collectable';
 import { type Db, openDb } from '@berth/common/db';
 import { createInProcessBus, type EventBus } from '@berth/common/event-bus';
 import { createServer, listen } from '@berth/common/grpc-server';
@@ -9,12 +10,14 @@ import type { Logger } from '@berth/common/log';
 import { type NamespaceUsage, namespaceUsageClient, namespaceUsageRegistration } from '@berth/common/namespace-usage';
 import { createNatsBus } from '@berth/common/nats-event-bus';
 import { registerAll, type ServiceModule } from '@berth/common/service';
-import { type BlobBackendConfig, createContentModule } from '@berth/content';
+import { type BlobBackendConfig, type ContentModule, createContentModule } from '@berth/content';
 import { createDiffModule } from '@berth/diff';
 import { createEventsModule } from '@berth/events';
 import { type BerthServiceName, createGatewayModule, loadNodeUuid } from '@berth/gateway';
-import { createMetadataModule } from '@berth/metadata';
-import { createSnapshotsModule } from '@berth/snapshots';
+import { createGcModule, type GcModule, inProcessOwners, remoteOwners, startElection } from '@berth/gc';
+import { gcClient } from '@berth/gc/client';
+import { createMetadataModule, type GarbageCollector, type MetadataModule } from '@berth/metadata';
+import { createSnapshotsModule, type SnapshotsModule } from '@berth/snapshots';
 import { createTasksModule } from '@berth/tasks';
 import type { BerthdConfig } from './config.js';
 import { type LocalMetadata, localMetadata } from './local-metadata.js';
@@ -59,8 +62,10 @@ export interface RunningNode {
 export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Promise<RunningNode> {
   const closers: Closer[] = [];
   try {
-    const local: Implemented[] =
-      role.kind === 'all'
+    const servesGc = role.kind === 'serve' && role.service === 'gc';
+    const local: Implemented[] = servesGc
+      ? []
+      : role.kind === 'all'
         ? [...implemented]
         : role.kind === 'node'
           ? [...nodeServices]
@@ -77,6 +82,16 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     }
     // Modules built beside metadata call its domain layer rather than this node's socket.
     const lazy = lazyDeps(cfg, log, closers, local.includes('metadata') ? localMetadata() : undefined);
+    // All-in-one runs the collector in process; metadata's sync deletes wait on it once it is built.
+    let collector: GcModule | undefined;
+    const remoteGc = role.kind !== 'all' && cfg.services.gc.address ? gcClient(cfg.services.gc.address) : undefined;
+    if (remoteGc) closers.push({ name: 'gc-client', close: async () => remoteGc.close() });
+    lazy.gc = {
+      collect: async (ctx) => {
+        if (collector) await collector.collect(ctx);
+        else if (remoteGc) await remoteGc.collect(ctx);
+      },
+    };
     const modules: ServiceModule[] = [];
     // Metadata goes last: before deleting a namespace it asks the owners of the other namespaced resources.
     for (const name of [...local].sort((a, b) => Number(a === 'metadata') - Number(b === 'metadata'))) {
@@ -84,6 +99,19 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
       const m = await buildModule(name, lazy, usage);
       modules.push(m);
       closers.push({ name, close: () => m.close() });
+    }
+
+    if (servesGc) {
+      const built = await remoteCollector(cfg, lazy);
+      modules.push(built);
+      closers.push({ name: 'gc', close: () => built.close() });
+    }
+    if (role.kind === 'all') {
+      collector = await inProcessCollector(cfg, lazy, modules);
+      modules.push(collector);
+      const built = collector;
+      // Closed first (closers run in reverse): a collection in flight still needs the others' database.
+      closers.push({ name: 'gc', close: () => built.close() });
     }
 
     const upstreams: Partial<Record<BerthServiceName, string>> = {};
@@ -103,6 +131,14 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
 
     const server = createServer();
     registerAll(server, [gateway, ...modules]);
+    if (role.kind !== 'all') {
+      // Apart from the collector, an owner of collectable resources answers it over gRPC.
+      for (const m of modules)
+        if (m.collectable) {
+          const r = collectableRegistration(await lazy.db(), m.collectable, log);
+          server.addService(r.definition, r.implementation);
+        }
+    }
     if (role.kind === 'serve') {
       // Alone, a service answers metadata's namespace-usage questions over gRPC.
       for (const m of modules)
@@ -163,6 +199,8 @@ interface LazyDeps {
   readonly cfg: BerthdConfig;
   /** Metadata built in this process, for the modules that use it; undefined when it runs elsewhere. */
   readonly metadata: LocalMetadata | undefined;
+  /** What metadata's sync deletes wait for (the in-process collector, all-in-one). */
+  gc: GarbageCollector | undefined;
   db(): Promise<Db>;
   bus(): Promise<EventBus>;
 }
@@ -175,6 +213,7 @@ function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[], metadata: L
     log,
     cfg,
     metadata,
+    gc: undefined,
     db: () =>
       (db ??= (async () => {
         let url = cfg.postgres;
@@ -229,7 +268,13 @@ async function buildModule(
 ): Promise<ServiceModule> {
   switch (name) {
     case 'metadata': {
-      const m = await createMetadataModule({ db: await deps.db(), bus: await deps.bus(), log: deps.log, usage });
+      const m = await createMetadataModule({
+        db: await deps.db(),
+        bus: await deps.bus(),
+        log: deps.log,
+        usage,
+        ...(deps.gc ? { gc: deps.gc } : {}),
+      });
       deps.metadata?.bind(m.stores);
       return m;
     }
@@ -254,6 +299,7 @@ async function buildModule(
         // Layers stream from content: its own address when served apart, else this node's socket.
         contentAddress: deps.cfg.services.content.address ?? deps.cfg.address,
         tmpRoot: join(deps.cfg.state, 'diff'),
+        stallMs: deps.cfg.stallTimeoutMs,
       });
     case 'tasks':
       return createTasksModule({
@@ -272,12 +318,100 @@ async function buildModule(
         bus: await deps.bus(),
         log: deps.log,
         backend: contentBackend(deps.cfg),
+        stallMs: deps.cfg.stallTimeoutMs,
         // Namespaces and leases: metadata in this process, else at its own address, else through this node's socket.
         ...(deps.metadata
           ? { metadata: deps.metadata.peer(deps.log.child({ service: 'content' })) }
           : { metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address }),
       });
   }
+}
+
+/** All-in-one: the collector over the metadata, content and snapshots modules of this process. */
+async function inProcessCollector(
+  cfg: BerthdConfig,
+  deps: LazyDeps,
+  modules: readonly ServiceModule[],
+): Promise<GcModule> {
+  const find = <M extends ServiceModule>(name: string): M => {
+    const m = modules.find((x) => x.name === name);
+    if (!m) throw new Error(`gc needs the ${name} module in this process`);
+    return m as M;
+  };
+  const metadata = find<MetadataModule>('metadata');
+  const content = find<ContentModule>('content');
+  const snapshots = find<SnapshotsModule>('snapshots');
+  const node = await loadNodeUuid(join(cfg.root, 'node-uuid'));
+  const g = cfg.gc;
+  return createGcModule({
+    log: deps.log,
+    bus: await deps.bus(),
+    scheduler: {
+      pauseThreshold: g.pauseThreshold,
+      deletionThreshold: g.deletionThreshold,
+      mutationThreshold: g.mutationThreshold,
+      scheduleDelayMs: g.scheduleDelayMs,
+      startupDelayMs: g.startupDelayMs,
+      idleIntervalMs: g.idleIntervalMs,
+    },
+    owners: inProcessOwners(
+      await deps.db(),
+      {
+        metadata: metadata.collectable,
+        content: content.collectable,
+        snapshots: snapshots.collectable,
+        node: { name: node, reconcile: () => snapshots.reconcile() },
+      },
+      {
+        // On a filesystem the content lock covers a commit; S3 uploaders may be other nodes.
+        contentGraceMs: cfg.content.backend === 's3' ? g.contentGraceSeconds * 1000 : 0,
+        deleteTimeoutMs: g.deleteTimeoutMs,
+      },
+      deps.log,
+    ),
+  });
+}
+
+/**
+ * `serve gc`: one of N collector replicas. They elect a leader on Postgres; the leader reads and sweeps the
+ * owners over berth.internal.v1.Collectable (metadata, content, and a node's snapshots at their addresses).
+ */
+async function remoteCollector(cfg: BerthdConfig, deps: LazyDeps): Promise<GcModule> {
+  if (!cfg.postgres)
+    throw new Error('serve gc needs --postgres: the leader election and the collection lock live there');
+  const need = (['metadata', 'content', 'snapshots'] as const).filter((s) => !cfg.services[s].address);
+  if (need.length > 0)
+    throw new Error(`serve gc needs the addresses of ${need.join(', ')} (e.g. snapshots.address: a node)`);
+  const address = (s: 'metadata' | 'content' | 'snapshots'): string => cfg.services[s].address ?? '';
+  const election = startElection({ url: cfg.postgres, log: deps.log });
+  const g = cfg.gc;
+  const owners = remoteOwners(
+    election,
+    { metadata: address('metadata'), content: address('content'), snapshots: address('snapshots') },
+    {
+      contentGraceMs: cfg.content.backend === 's3' ? g.contentGraceSeconds * 1000 : 0,
+      deleteTimeoutMs: g.deleteTimeoutMs,
+    },
+    deps.log,
+  );
+  return createGcModule({
+    log: deps.log,
+    ...(cfg.nats ? { bus: await deps.bus() } : {}),
+    scheduler: {
+      pauseThreshold: g.pauseThreshold,
+      deletionThreshold: g.deletionThreshold,
+      mutationThreshold: g.mutationThreshold,
+      scheduleDelayMs: g.scheduleDelayMs,
+      startupDelayMs: g.startupDelayMs,
+      idleIntervalMs: g.idleIntervalMs,
+    },
+    owners,
+    isLeader: () => election.isLeader(),
+    onClose: async () => {
+      owners.close();
+      await election.close();
+    },
+  });
 }
 
 /** The blob backend from `content.*` config: fs under <root>/content, or an S3 bucket. */

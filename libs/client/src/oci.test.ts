@@ -80,3 +80,19 @@ describe('OCI documents', () => {
     );
   });
 });
+
+describe('OCI documents: hostile values (found by fuzz/manifest.fuzz.test.ts)', () => {
+  it('a schemaVersion or mediaType whose String() throws is still invalid_argument', () => {
+    const doc = (o: unknown): Buffer => Buffer.from(JSON.stringify(o));
+    const hostile = [{ toString: '' }];
+    expect(() => parseManifest(doc({ schemaVersion: hostile }), MediaType.ociManifest)).toThrow(
+      /manifest: schemaVersion \[\{"toString":""\}\] is not supported/,
+    );
+    expect(() => parseManifest(doc({ schemaVersion: 2, mediaType: hostile }), MediaType.ociManifest)).toThrow(
+      /manifest: mediaType .* differs/,
+    );
+    expect(() => parseIndex(doc({ mediaType: hostile, manifests: [] }), MediaType.ociIndex)).toThrow(
+      /index: mediaType .* differs/,
+    );
+  });
+});

@@ -128,11 +128,17 @@ export function parseDescriptor(v: unknown, what: string): Descriptor {
   return { mediaType, digest, size, annotations: ann, platform: p };
 }
 
+/**
+ * A JSON value for an error message. Not `String(v)`: a document can make that throw (an array holding
+ * `{"toString": ""}`), which would turn a bad manifest into a TypeError instead of invalid_argument.
+ */
+const show = (v: unknown): string => JSON.stringify(v) ?? typeof v;
+
 /** The manifests an index (or Docker manifest list) lists. */
 export function parseIndex(data: Buffer, mediaType: string): Descriptor[] {
   const o = parseJson(data, 'index');
   if (o['mediaType'] !== undefined && o['mediaType'] !== mediaType)
-    throw invalidArgument(`index: mediaType ${String(o['mediaType'])} differs from ${mediaType}`);
+    throw invalidArgument(`index: mediaType ${show(o['mediaType'])} differs from ${mediaType}`);
   if (!Array.isArray(o['manifests'])) throw invalidArgument('index: manifests missing');
   return o['manifests'].map((m, i) => parseDescriptor(m, `index manifests[${i}]`));
 }
@@ -145,9 +151,9 @@ export interface Manifest {
 export function parseManifest(data: Buffer, mediaType: string): Manifest {
   const o = parseJson(data, 'manifest');
   if (o['schemaVersion'] !== 2)
-    throw invalidArgument(`manifest: schemaVersion ${String(o['schemaVersion'])} is not supported`);
+    throw invalidArgument(`manifest: schemaVersion ${show(o['schemaVersion'])} is not supported`);
   if (o['mediaType'] !== undefined && o['mediaType'] !== mediaType)
-    throw invalidArgument(`manifest: mediaType ${String(o['mediaType'])} differs from ${mediaType}`);
+    throw invalidArgument(`manifest: mediaType ${show(o['mediaType'])} differs from ${mediaType}`);
   if (!Array.isArray(o['layers'])) throw invalidArgument('manifest: layers missing');
   return {
     config: parseDescriptor(o['config'], 'manifest config'),

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { invalidArgument } from './errors.js';
 
@@ -19,6 +20,7 @@ export function envName(key: string): string {
 /** Reads typed values and collects every problem, so a bad config is reported whole, once. */
 export class ConfigReader {
   private readonly problems: string[] = [];
+  private readonly found: string[] = [];
 
   constructor(private readonly sources: ConfigSources) {}
 
@@ -72,6 +74,43 @@ export class ConfigReader {
     return fallback;
   }
 
+  /**
+   * A secret, or a URL that may carry one: read from the file named by `<key>-file` (flag, `BERTH_<KEY>_FILE` or
+   * the config file), else `<key>` from the environment or the config file. A command-line flag is refused when
+   * `secretIn(value)` finds a secret in it, because every local user can read command lines (`ps`, /proc).
+   * What `secretIn` finds is remembered for `secrets()`, so logs can mask it.
+   */
+  secret(key: string, secretIn: (value: string) => string[] = (v) => [v]): string | undefined {
+    const fileKey = `${key}-file`;
+    const file = this.raw(fileKey);
+    let value: string | undefined;
+    if (file !== undefined) {
+      try {
+        value = readFileSync(file, 'utf8').trim();
+      } catch (e) {
+        this.problems.push(`${fileKey}: cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
+        return undefined;
+      }
+    } else {
+      const flag = this.sources.flags?.[key];
+      if (flag !== undefined && secretIn(String(flag)).length > 0) {
+        this.problems.push(
+          `--${key} carries a secret, and command lines are visible to every user: ` +
+            `set ${envName(key)}, or put it in a file named by --${fileKey} / ${envName(fileKey)}`,
+        );
+        return undefined;
+      }
+      value = this.raw(key);
+    }
+    if (value !== undefined) this.found.push(...secretIn(value));
+    return value;
+  }
+
+  /** The secret values `secret` has read so far. */
+  secrets(): string[] {
+    return [...this.found];
+  }
+
   /** Records a problem found by the caller's own validation. */
   problem(text: string): void {
     this.problems.push(text);
@@ -92,4 +131,18 @@ export async function readConfigFile(path: string | undefined): Promise<unknown>
   } catch (e) {
     throw invalidArgument(`config file ${path} is not valid JSON`, e);
   }
+}
+
+/** The secrets in a URL: its password (and a bare user name on nats://, which is a token there). */
+export function urlSecrets(value: string): string[] {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  if (u.password) out.push(decodeURIComponent(u.password), u.password);
+  else if (u.username && u.protocol.startsWith('nats')) out.push(decodeURIComponent(u.username), u.username);
+  return out;
 }

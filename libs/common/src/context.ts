@@ -45,10 +45,11 @@ class ContextView implements RequestContext {
     private readonly base: RequestContext,
     readonly namespace: string | undefined,
     readonly lease: string | undefined,
+    private readonly ownSignal?: AbortSignal,
   ) {}
 
   get signal(): AbortSignal {
-    return this.base.signal;
+    return this.ownSignal ?? this.base.signal;
   }
 
   get log(): Logger {
@@ -64,4 +65,9 @@ export function viewOf(ctx: RequestContext, namespace: string | undefined, lease
 /** The same request without its lease, for a call that must not act under it. Signal and logger stay lazy. */
 export function withoutLease(ctx: RequestContext): RequestContext {
   return viewOf(ctx, ctx.namespace, undefined);
+}
+
+/** The same request with `signal` (one that aborts at least when the request's own does). */
+export function withSignal(ctx: RequestContext, signal: AbortSignal): RequestContext {
+  return new ContextView(ctx, ctx.namespace, ctx.lease, signal);
 }

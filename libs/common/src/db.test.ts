@@ -1,7 +1,11 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { usePostgres } from '@berth/testing/postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Db, openDb } from './db.js';
+import { type Db, openDb, PGLITE_SHARED_BUFFERS } from './db.js';
 
 async function until(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -127,4 +131,22 @@ describe('Db.listen on a PostgreSQL server whose listen connection drops', () =>
       await pg.drop();
     }
   });
+});
+
+describe('PGlite in a directory', () => {
+  it('is created by a child process, keeps its rows across reopening, and runs with the small buffer pool', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'berth-pglite-'));
+    try {
+      const first = await openDb(`pglite://${dir}`);
+      expect(existsSync(join(dir, 'PG_VERSION'))).toBe(true);
+      await first.exec('CREATE TABLE kept (v text); INSERT INTO kept VALUES ($$row$$)');
+      await first.close();
+      const again = await openDb(`pglite://${dir}`);
+      expect(await again.query('SELECT v FROM kept')).toEqual([{ v: 'row' }]);
+      expect(await again.query('SHOW shared_buffers')).toEqual([{ shared_buffers: PGLITE_SHARED_BUFFERS }]);
+      await again.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
 });

@@ -1,6 +1,7 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { hasErrno } from './errors.js';
+import { type ClusterTls, logRefusedConnections, serverTlsFor } from './tls/credentials.js';
 
 /** ctr sends messages of up to 16 MiB (Content.Write chunks, large container specs); accept a little more. */
 export const maxMessageBytes = 32 * 1024 * 1024;
@@ -30,22 +31,42 @@ export interface BoundServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Creates a server with Berth's message limits; register services on it, then call `listen`. */
+/**
+ * Streams one client connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS): a client over the
+ * limit waits for a stream to end, and one that ignores the setting has its extra streams refused. ctr opens a
+ * handful; a whole node's gateway forwarding to a cluster service stays well under it.
+ */
+export const maxConcurrentStreams = 1024;
+
+/** Server options: the message limits (larger messages end the call with RESOURCE_EXHAUSTED) and the stream cap. */
+export const serverOptions: grpc.ServerOptions = {
+  ...channelOptions,
+  'grpc.max_concurrent_streams': maxConcurrentStreams,
+};
+
+/** Creates a server with Berth's message and stream limits; register services on it, then call `listen`. */
 export function createServer(): grpc.Server {
-  return new grpc.Server(channelOptions);
+  return new grpc.Server(serverOptions);
 }
 
 /**
  * Binds `server` to `address`. A unix socket gets mode 0660 (root and its group only); a stale socket file
- * left by a crashed process is replaced, but a socket another live server answers on is refused.
+ * left by a crashed process is replaced, but a socket another live server answers on is refused. A TCP address
+ * uses `tls` (default: the process's cluster TLS, if set) and logs the connections it refuses.
  */
-export async function listen(server: grpc.Server, address: string): Promise<BoundServer> {
+export async function listen(
+  server: grpc.Server,
+  address: string,
+  tls: ClusterTls | undefined = serverTlsFor(address),
+): Promise<BoundServer> {
   const addr = parseListenAddress(address);
   if (addr.socketPath) await removeStaleSocket(addr.socketPath);
+  const creds = tls && !addr.socketPath ? tls.server : grpc.ServerCredentials.createInsecure();
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(addr.grpc, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(addr.grpc, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
   if (addr.socketPath) await chmod(addr.socketPath, 0o660);
+  if (tls && !addr.socketPath) logRefusedConnections(server, tls.log);
   const dial = addr.socketPath ? addr.grpc : `${addr.grpc.replace(/:\d+$/, '')}:${port}`;
   let closed: Promise<void> | undefined;
   return {

@@ -1,4 +1,5 @@
 import { trace } from '@opentelemetry/api';
+import { type Redact, redactUrls } from './redact.js';
 
 /** Structured JSON logs, one object per line, with fields carried by child loggers and the active trace id. */
 
@@ -21,11 +22,14 @@ export interface LoggerOptions {
   /** Where lines go; default process.stderr, so stdout stays free for command output. */
   write?: (line: string) => void;
   fields?: LogFields;
+  /** Applied to every line before it is written; default: passwords in URLs are masked (see redact.ts). */
+  redact?: Redact;
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const threshold = LogLevel[opts.level ?? 'info'];
   const write = opts.write ?? ((line: string) => process.stderr.write(line));
+  const redact = opts.redact ?? redactUrls;
   const make = (base: LogFields): Logger => {
     const emit = (level: Exclude<LogLevel, 'silent'>, msg: string, fields?: LogFields): void => {
       if (LogLevel[level] < threshold) return;
@@ -36,7 +40,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
         line['span_id'] = span.spanId;
       }
       if (fields) for (const [k, v] of Object.entries(fields)) line[k] = v instanceof Error ? errorFields(v) : v;
-      write(`${JSON.stringify(line)}\n`);
+      write(`${redact(JSON.stringify(line))}\n`);
     };
     return {
       debug: (m, f) => emit('debug', m, f),

@@ -1,11 +1,12 @@
 import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
 import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { type RequestContext, withoutLease } from './context.js';
 import { codeOf, ErrorCode } from './errors.js';
 import { invoke } from './grpc-client.js';
 import { channelOptions, dialTarget } from './grpc-server.js';
 import type { Logger } from './log.js';
+import { channelCredentialsFor } from './tls/credentials.js';
 
 /**
  * What services that create namespaced resources (content, snapshots) ask of metadata, which owns
@@ -61,7 +62,7 @@ export function createMetadataPeer(address: string, log: Logger): MetadataPeer {
  */
 export function grpcMetadataCalls(address: string): MetadataCalls {
   const target = dialTarget(address);
-  const creds = grpc.credentials.createInsecure();
+  const creds = channelCredentialsFor(target);
   const namespaces = new NamespacesClient(target, creds, channelOptions);
   const leases = new LeasesClient(target, creds, channelOptions);
   const opts = (o: Partial<grpc.CallOptions>): Partial<grpc.CallOptions> => ({

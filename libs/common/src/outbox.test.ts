@@ -96,4 +96,30 @@ describe('outbox relay', () => {
     expect(s.got.map((e) => e.topic)).toEqual(['/test/1', '/test/2']);
     await slow.close();
   });
+
+  it('several callers waiting in flush at once are all woken (no single-waiter slot)', async () => {
+    const s = await setUp();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    // The bus holds the first event until released, so every flush below waits on the same relay run.
+    const bus: EventPublisher = {
+      publish: async (e) => {
+        await gate;
+        s.got.push(e);
+      },
+    };
+    const relay = startOutboxRelay({ db: s.db, schema: 't', bus, log: nopLogger, coalesceMs: 0, pollMs: 60_000 });
+    for (let i = 0; i < 3; i++) await commitEvent(s.db, i);
+    const flushes = [relay.flush(), relay.flush(), relay.flush()];
+    release();
+    const all = await Promise.race([
+      Promise.all(flushes).then(() => 'all woken'),
+      new Promise((r) => setTimeout(() => r('a flush was left waiting'), 3_000)),
+    ]);
+    expect(all).toBe('all woken');
+    expect(s.got.map((e) => e.topic)).toEqual(['/test/0', '/test/1', '/test/2']);
+    await relay.close();
+  });
 });

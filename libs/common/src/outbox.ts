@@ -52,6 +52,24 @@ export async function enqueue(tx: Queryable, schema: string, e: OutboxEvent): Pr
   );
 }
 
+/** `enqueue` for many events in one statement (a garbage collection's removals), in the order given. */
+export async function enqueueMany(tx: Queryable, schema: string, events: readonly OutboxEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  for (const ns of [...new Set(events.map((e) => e.namespace))].sort())
+    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`berth.${schema}.outbox.${ns}`]);
+  await tx.query(
+    `INSERT INTO ${schema}.outbox (namespace, topic, type_url, payload)
+     SELECT n, t, u, decode(p, 'hex') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(n, t, u, p, i)
+     ORDER BY i`,
+    [
+      events.map((e) => e.namespace),
+      events.map((e) => e.topic),
+      events.map((e) => e.typeUrl),
+      events.map((e) => Buffer.from(e.payload).toString('hex')),
+    ],
+  );
+}
+
 async function oldest(tx: Queryable, schema: string, limit: number): Promise<OutboxRow[]> {
   const rows = await tx.query<{
     id: number | string;

@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { CollectablePart } from './collectable.js';
 import type { GrpcRegistration } from './grpc-registration.js';
 import type { NamespaceUsage } from './namespace-usage.js';
 
@@ -25,6 +26,8 @@ export interface ServiceModule {
   readonly plugins: readonly PluginDescription[];
   /** Present on services that keep namespaced resources: what a namespace still holds here. */
   readonly namespaceUsage?: NamespaceUsage;
+  /** Present on owners of collectable resources: what a garbage collector in another process reads and removes. */
+  readonly collectable?: CollectablePart;
   /** A reason while the service cannot serve (a dependency is down); undefined when ready. */
   notReady?(): Promise<string | undefined>;
   /**

@@ -4,9 +4,10 @@ import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import { createMetadataPeer, type MetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer';
 import { startOutboxRelay } from '@berth/common/outbox';
-import { listenRowCache, RowCache } from '@berth/common/row-cache';
+import { listenRowCache, RowCache, rowKey } from '@berth/common/row-cache';
 import type { ServiceModule } from '@berth/common/service';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
+import { type CollectableContent, createCollectableContent } from './collectable/store.js';
 import { createContentStore } from './content/store.js';
 import type { Info } from './content/types.js';
 import { createContentRepo } from './db/content-repo.js';
@@ -16,6 +17,13 @@ import { createContentServer } from './grpc/content-server.js';
 import { encodeReadResponse } from './grpc/read-codec.js';
 import { type BlobBackendConfig, createBlobStore } from './store/index.js';
 
+export type {
+  BackendSweepOptions,
+  BackendSweepResult,
+  CollectableContent,
+  ContentReferences,
+  ContentRemoval,
+} from './collectable/store.js';
 /** The content schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
 export { migrations } from './db/migrations.js';
 export type { BlobBackendConfig, S3Options } from './store/index.js';
@@ -32,9 +40,15 @@ export interface ContentDeps {
   readonly metadataAddress?: string;
   /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
   readonly metadata?: MetadataPeer;
+  /** How long a Write stream may bring nothing before it fails (deadline_exceeded); 0 = the default, 60 s. */
+  readonly stallMs?: number;
+  /** Write streams this process keeps open at once; more get RESOURCE_EXHAUSTED. Default 1024. */
+  readonly maxOpenIngests?: number;
 }
 
 export interface ContentModule extends ServiceModule {
+  /** What the garbage collector reads and removes here (in process). */
+  readonly collectable: CollectableContent;
   /** Resolves once every committed event has reached the bus. */
   flushEvents(): Promise<void>;
 }
@@ -50,6 +64,12 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
   const relay = startOutboxRelay({ db: deps.db, schema: 'content', bus: deps.bus, log });
   const dialed = deps.metadata || !deps.metadataAddress ? undefined : createMetadataPeer(deps.metadataAddress, log);
   const repo = createContentRepo(deps.db);
+  if (deps.db.kind === 'pglite') {
+    // An embedded database belongs to this process alone: a lock in it was left by an earlier process that
+    // died mid-write, and would keep its ref from resuming until the lock's lease ran out.
+    const stale = await repo.unlockAllIngests();
+    if (stale > 0) log.warn('released ingest locks left by an earlier process', { ingests: stale });
+  }
   const store = createContentStore({
     repo,
     blobs,
@@ -58,13 +78,21 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     deleted: contentDeleted,
     onCommit: relay.kick,
     log,
+    ...(deps.maxOpenIngests !== undefined ? { maxOpenIngests: deps.maxOpenIngests } : {}),
+  });
+  const collectable = createCollectableContent({
+    db: deps.db,
+    blobs,
+    log,
+    forget: (ns, digest) => infos.forget(rowKey(ns, digest)),
   });
   return {
     name: 'content',
+    collectable,
     grpc: [
       {
         definition: { ...ContentService, read: { ...ContentService.read, responseSerialize: encodeReadResponse } },
-        implementation: createContentServer(store, log),
+        implementation: createContentServer(store, log, { stallMs: deps.stallMs ?? 0 }),
       },
     ],
     plugins: [

@@ -30,6 +30,7 @@ export async function startHarness(
   backend: BlobBackendConfig,
   shared?: { db: Db; bus: EventBus; dir: string },
   metadataAddress?: string,
+  opts: { stallMs?: number; maxOpenIngests?: number } = {},
 ): Promise<Harness> {
   const dir = shared?.dir ?? mkdtempSync(join(tmpdir(), 'berth-content-h-'));
   const db = shared?.db ?? (await openDb('pglite://memory'));
@@ -40,6 +41,8 @@ export async function startHarness(
     log: nopLogger,
     backend,
     ...(metadataAddress ? { metadataAddress } : {}),
+    ...(opts.stallMs ? { stallMs: opts.stallMs } : {}),
+    ...(opts.maxOpenIngests !== undefined ? { maxOpenIngests: opts.maxOpenIngests } : {}),
   });
   const server = createServer();
   for (const r of module.grpc) server.addService(r.definition, r.implementation);
@@ -57,7 +60,7 @@ export async function startHarness(
     bus,
     async restart() {
       await stop();
-      return startHarness(backend, { db, bus, dir }, metadataAddress);
+      return startHarness(backend, { db, bus, dir }, metadataAddress, opts);
     },
     async close() {
       await stop();

@@ -91,15 +91,17 @@ describe('content asks metadata for namespaces and leases', () => {
               namespace: 'leased-ns',
               args: { lease: 'lease-1', id: 'lease-ref', type: 'ingests' },
             },
-            {
-              call: 'leases.deleteResource',
-              namespace: 'leased-ns',
-              args: { lease: 'lease-1', id: 'lease-ref', type: 'ingests' },
-            },
+            // The blob is held before its record commits, and only then is the ingest let go: a collection
+            // between any two of these steps finds it held (gc never races a commit).
             {
               call: 'leases.addResource',
               namespace: 'leased-ns',
               args: { lease: 'lease-1', id: dgst, type: 'content' },
+            },
+            {
+              call: 'leases.deleteResource',
+              namespace: 'leased-ns',
+              args: { lease: 'lease-1', id: 'lease-ref', type: 'ingests' },
             },
           ]);
         } else {

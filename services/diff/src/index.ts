@@ -5,6 +5,7 @@ import { createApplier } from './apply/applier.js';
 import { createDiffer } from './compare/differ.js';
 import { contentClient } from './content/content-client.js';
 import { createDiffServer } from './grpc/diff-server.js';
+import { removeStaleMounts } from './mount/mount.js';
 
 export type { Applier, Descriptor } from './apply/applier.js';
 export { MediaType } from './apply/media-types.js';
@@ -15,14 +16,19 @@ export interface DiffDeps {
   readonly contentAddress: string;
   /** Where temporary mount points are created (runtime state). */
   readonly tmpRoot: string;
+  /** How long a stage of Apply or Diff may make no progress before the call fails; 0 = the default, 60 s. */
+  readonly stallMs?: number;
 }
 
 /** Builds the node's differ (containerd's `walking` differ): stateless, needs the node's mounts. */
 export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
   const log = deps.log.child({ service: 'diff' });
+  const stale = await removeStaleMounts(deps.tmpRoot);
+  if (stale.length > 0) log.warn('removed temporary mounts left by an earlier process', { mounts: stale });
   const content = contentClient(deps.contentAddress);
-  const applier = createApplier({ content, tmpRoot: deps.tmpRoot });
-  const differ = createDiffer({ content, tmpRoot: deps.tmpRoot });
+  const stallMs = deps.stallMs ?? 0;
+  const applier = createApplier({ content, tmpRoot: deps.tmpRoot, stallMs });
+  const differ = createDiffer({ content, tmpRoot: deps.tmpRoot, stallMs });
   return {
     name: 'diff',
     grpc: [{ definition: DiffService, implementation: createDiffServer(applier, differ, log) }],

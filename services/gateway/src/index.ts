@@ -1,6 +1,7 @@
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import type { Logger } from '@berth/common/log';
 import type { GrpcRegistration, PluginDescription, ServiceModule } from '@berth/common/service';
+import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   IntrospectionClient,
   IntrospectionService,
@@ -53,7 +54,7 @@ export function createGatewayModule(opts: GatewayOptions): ServiceModule {
     upstreams.push({
       name,
       client,
-      introspection: new IntrospectionClient(dialTarget(address), grpc.credentials.createInsecure(), channelOptions),
+      introspection: new IntrospectionClient(dialTarget(address), channelCredentialsFor(address), channelOptions),
     });
   }
   for (const m of opts.local) for (const r of m.grpc) health.set(serviceNameOf(r.definition), true);

@@ -1,5 +1,6 @@
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import type { GrpcRegistration } from '@berth/common/service';
+import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import * as grpc from '@grpc/grpc-js';
 
 const passThrough = (b: Buffer): Buffer => b;
@@ -155,5 +156,5 @@ function relayResponses(
 
 /** A client for raw forwarding to `address` (`unix:///…` or `host:port`). */
 export function createUpstream(address: string): grpc.Client {
-  return new grpc.Client(dialTarget(address), grpc.credentials.createInsecure(), channelOptions);
+  return new grpc.Client(dialTarget(address), channelCredentialsFor(address), channelOptions);
 }

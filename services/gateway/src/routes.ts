@@ -1,4 +1,5 @@
 import { EventsReplayService } from '@berth/proto/berth/internal/v1/events';
+import { GCService } from '@berth/proto/berth/internal/v1/gc';
 import { ContainersService } from '@berth/proto/containerd/services/containers/v1/containers';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
 import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
@@ -18,6 +19,7 @@ export const ownedServices = {
   diff: [DiffService],
   tasks: [TasksService],
   events: [EventsService, EventsReplayService],
+  gc: [GCService],
 } as const satisfies Record<string, readonly grpc.ServiceDefinition[]>;
 
 export type BerthServiceName = keyof typeof ownedServices;

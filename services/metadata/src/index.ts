@@ -9,6 +9,7 @@ import { ContainersService } from '@berth/proto/containerd/services/containers/v
 import { ImagesService } from '@berth/proto/containerd/services/images/v1/images';
 import { LeasesService } from '@berth/proto/containerd/services/leases/v1/leases';
 import { NamespacesService } from '@berth/proto/containerd/services/namespaces/v1/namespace';
+import { type CollectableMetadata, createCollectableMetadata } from './collectable/store.js';
 import { createContainerStore } from './containers/store.js';
 import type { ContainerStore } from './containers/types.js';
 import { migrations } from './db/migrations.js';
@@ -26,6 +27,7 @@ import type { LeaseStore } from './leases/types.js';
 import { createNamespaceStore } from './namespaces/store.js';
 import type { NamespaceStore } from './namespaces/types.js';
 
+export type { CollectableMetadata, MetadataReferences, MetadataRemoval } from './collectable/store.js';
 export type { Container, ContainerStore } from './containers/types.js';
 /** The metadata schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
 export { migrations } from './db/migrations.js';
@@ -56,6 +58,8 @@ export interface MetadataStores {
 
 export interface MetadataModule extends ServiceModule {
   readonly stores: MetadataStores;
+  /** What the garbage collector reads and removes here (in process; remote collectors use its gRPC service). */
+  readonly collectable: CollectableMetadata;
   /** Resolves once every committed event has reached the bus. */
   flushEvents(): Promise<void>;
 }
@@ -113,6 +117,7 @@ export async function createMetadataModule(deps: MetadataDeps): Promise<Metadata
       { type: 'io.containerd.grpc.v1', id: 'leases', requires: ['io.containerd.metadata.v1'] },
     ],
     stores: { namespaces, images, containers, leases },
+    collectable: createCollectableMetadata({ events: imageEvents }),
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
     async close() {

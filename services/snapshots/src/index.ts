@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { backgroundContext } from '@berth/common/context';
 import type { Db } from '@berth/common/db';
 import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
@@ -8,6 +9,7 @@ import type { NamespaceUsage } from '@berth/common/namespace-usage';
 import { startOutboxRelay } from '@berth/common/outbox';
 import type { ServiceModule } from '@berth/common/service';
 import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
+import { type CollectableSnapshots, createCollectableSnapshots, removedChannel } from './collectable/store.js';
 import { migrations } from './db/migrations.js';
 import { snapshotEvents } from './events.js';
 import { createSnapshotsServer } from './grpc/snapshots-server.js';
@@ -15,6 +17,7 @@ import { type Driver, nativeDriver, overlayDriver, overlaySupportsIndex } from '
 import { createSnapshotter } from './snapshots/store.js';
 import type { Snapshotter } from './snapshots/types.js';
 
+export type { CollectableSnapshots, SnapshotReferences, SnapshotRemoval } from './collectable/store.js';
 /** The snapshots schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
 export { migrations } from './db/migrations.js';
 export type { Info, Kind, Mount, Snapshotter, Usage } from './snapshots/types.js';
@@ -37,6 +40,10 @@ export interface SnapshotsModule extends ServiceModule {
   readonly namespaceUsage: NamespaceUsage;
   /** The snapshotters by name, for callers in the same process (tests, benchmarks). */
   readonly snapshotters: ReadonlyMap<string, Snapshotter>;
+  /** What the garbage collector reads and removes (every node's records, in process). */
+  readonly collectable: CollectableSnapshots;
+  /** Frees this node's directories of records a collection removed; what the collector waits for. */
+  reconcile(): Promise<number>;
   /** Resolves once every committed event has reached the bus. */
   flushEvents(): Promise<void>;
 }
@@ -66,6 +73,31 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
       }),
     );
   }
+  // One reconciliation at a time, and one more queued at most: a collection's notification and its
+  // collector's direct call (all-in-one) must not interleave their directory removals.
+  let reconciling: Promise<number> = Promise.resolve(0);
+  const reconcile = (): Promise<number> => {
+    const ctx = backgroundContext(log);
+    const next = reconciling.then(async () => {
+      let n = 0;
+      for (const s of snapshotters.values()) n += await s.reconcile(ctx);
+      return n;
+    });
+    reconciling = next.catch((e: unknown) => {
+      log.warn('reconciling snapshot directories failed', { err: e });
+      return 0;
+    });
+    return next;
+  };
+  // A node that was down missed the notifications: it converges at start.
+  await reconcile();
+  const unlisten = await deps.db.listen(
+    removedChannel,
+    (payload) => {
+      if (payload === deps.node) void reconcile().catch(() => undefined); // logged by the chain above
+    },
+    () => undefined,
+  );
   const namespaceUsage: NamespaceUsage = {
     async resourcesIn(_ctx, namespace) {
       // Any node's snapshots keep a namespace alive, not only this node's.
@@ -89,9 +121,13 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
     ],
     namespaceUsage,
     snapshotters,
+    collectable: createCollectableSnapshots({ events: snapshotEvents, node: deps.node, reconcile }),
+    reconcile,
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
     async close() {
+      await unlisten();
+      await reconciling;
       await Promise.all([...snapshotters.values()].map((s) => s.idle()));
       await relay.close();
       dialed?.close();

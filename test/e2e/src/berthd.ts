@@ -89,9 +89,11 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
   };
 }
 
-function answers(socket: string): Promise<boolean> {
+/** Whether something accepts connections at `address`: a socket path, or `host:port` for a TCP listener. */
+function answers(address: string): Promise<boolean> {
+  const tcp = /^(.+):(\d+)$/.exec(address.startsWith('/') ? '' : address);
   return new Promise((r) => {
-    const s = connect(socket);
+    const s = tcp ? connect(Number(tcp[2]), tcp[1]) : connect(address);
     s.once('connect', () => {
       s.destroy();
       r(true);

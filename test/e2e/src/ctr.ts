@@ -41,3 +41,27 @@ export function tableRows(stdout: string): string[][] {
     .filter((l) => l.trim() !== '')
     .map((l) => l.trim().split(/\s+/));
 }
+
+/** The offset of a `ctr content active` row (REF SIZE AGE; SIZE as go-units HumanSize, e.g. 33.55MB). */
+export function activeBytes(row: readonly string[] | undefined): number {
+  const m = /^([\d.]+)\s*([kMGT]?)B$/.exec(row?.[1] ?? '');
+  if (!m) return 0;
+  return Number(m[1]) * 1000 ** ' kMGT'.indexOf(m[2] || ' ');
+}
+
+/**
+ * The rows of `ctr snapshots ls`. Cut at the header's column offsets, not at blanks: keys may hold a space
+ * (containerd's unpacker names its snapshots `extract-<n> <chainID>`) and PARENT may be empty.
+ */
+export function snapshotRows(stdout: string): Array<{ key: string; parent: string; kind: string }> {
+  const [header = '', ...lines] = stdout.split('\n');
+  const parentAt = header.indexOf('PARENT');
+  const kindAt = header.indexOf('KIND');
+  return lines
+    .filter((l) => l.trim() !== '')
+    .map((l) => ({
+      key: l.slice(0, parentAt).trim(),
+      parent: l.slice(parentAt, kindAt).trim(),
+      kind: l.slice(kindAt).trim(),
+    }));
+}

@@ -1,4 +1,5 @@
 import type { FieldAdaptor } from './field-adaptor.js';
+import type { GoRegexp } from './go-regexp.js';
 
 /** A parsed filter: tests one object, seen through an adaptor. Matching never throws (unless the adaptor does). */
 export interface Filter {
@@ -22,7 +23,7 @@ export class Selector implements Filter {
     readonly fieldPath: readonly string[],
     readonly operator: Operator,
     readonly value: string,
-    private readonly regexp?: RegExp,
+    private readonly regexp?: GoRegexp,
   ) {}
 
   match(adaptor: FieldAdaptor): boolean {

@@ -159,12 +159,25 @@ describe('compileGoRegexp: rejected like Go', () => {
     expect(() => compileGoRegexp(pattern)).toThrow(message);
   });
 
-  it('rejects what cannot be expressed in JS rather than matching differently', () => {
-    expect(() => compileGoRegexp('(?i)a(?-i)b')).toThrow(GoRegexpError);
-    expect(() => compileGoRegexp('(?i:[a-z])')).toThrow(GoRegexpError);
+  it('mixes case-sensitive and case-insensitive sections, as Go does', () => {
+    expect(matches('^(?i)a(?-i)b$', 'Ab')).toBe(true);
+    expect(matches('^(?i)a(?-i)b$', 'AB')).toBe(false);
+    expect(matches('^(?i:[a-z])x$', 'Qx')).toBe(true);
+    expect(matches('^(?i:[a-z])x$', 'QX')).toBe(false);
   });
 
   it('does not overflow the stack on deep nesting', () => {
     expect(() => compileGoRegexp('('.repeat(5000) + ')'.repeat(5000))).toThrow(/nests too deeply/);
+  });
+});
+
+describe('compileGoRegexp: linear time', () => {
+  it('answers a catastrophic-backtracking pattern over a long value in well under a second', () => {
+    const long = `${'a'.repeat(10_000)}b`;
+    const start = performance.now();
+    for (const p of ['(a+)+$', '(a|aa)+$', '(a*)*b$', '^(a|a?)+$', '(.*a){20}$']) {
+      expect(compileGoRegexp(p).test(long)).toBe(p === '(a*)*b$');
+    }
+    expect(performance.now() - start).toBeLessThan(1000);
   });
 });

@@ -11,4 +11,4 @@ export type { FieldAdaptor } from './field-adaptor.js';
 export type { Filter } from './filter.js';
 export { ALWAYS } from './filter.js';
 export { FilterSyntaxError } from './filter-syntax-error.js';
-export { parseFilter, parseFilters } from './parser.js';
+export { maxFilterLength, maxFilters, maxRegexpProgram, parseFilter, parseFilters } from './parser.js';

@@ -28,10 +28,18 @@ import { QuoteSyntaxError, unquote } from './unquote.js';
 const COMMA = 0x2c;
 const DOT = 0x2e;
 
+/** What the `~=` selectors of one request may still spend, in regexp program instructions. */
+interface RegexpBudget {
+  left: number;
+}
+
 class Parser {
   private readonly scanner: Scanner;
 
-  constructor(private readonly input: string) {
+  constructor(
+    private readonly input: string,
+    private readonly budget: RegexpBudget,
+  ) {
     this.scanner = new Scanner(input);
   }
 
@@ -60,12 +68,18 @@ class Parser {
     const operator = this.operator();
     const { value, pos } = this.value(operator === Operator.Matches);
     if (operator !== Operator.Matches) return new Selector(fieldPath, operator, value);
+    let re: ReturnType<typeof compileGoRegexp>;
     try {
-      return new Selector(fieldPath, operator, value, compileGoRegexp(value));
+      re = compileGoRegexp(value);
     } catch (e) {
       const detail = e instanceof Error ? e.message : String(e);
       return this.fail(pos, `invalid regular expression ${JSON.stringify(value)}: ${detail}`);
     }
+    this.budget.left -= re.size;
+    if (this.budget.left < 0) {
+      this.fail(pos, `regular expressions too large: more than ${maxRegexpProgram} instructions in one request`);
+    }
+    return new Selector(fieldPath, operator, value, re);
   }
 
   private fieldPath(): string[] {
@@ -133,9 +147,25 @@ class Parser {
   }
 }
 
+/**
+ * Longest filter string accepted. Matching costs O(filter × value) per object, so the cap bounds what one
+ * request can make a List or a subscription spend. It leaves room for the largest label containerd allows
+ * (4096 bytes of key and value), quoted with escapes.
+ */
+export const maxFilterLength = 16 * 1024;
+/** Most filter strings in one request (they are OR-ed; ctr sends one per argument). */
+export const maxFilters = 256;
+
+/**
+ * Regexp program instructions all `~=` selectors of one request may compile to. Matching costs up to this many
+ * steps per character of each value tested, so this bounds what a request can make a List or subscription spend
+ * per object. It admits `^a{1000}$` (about 1,000) and any everyday pattern (tens).
+ */
+export const maxRegexpProgram = 2500;
+
 /** Internal: the selectors of one non-empty filter string (exposed for tests). Throws `FilterSyntaxError`. */
-export function parseSelectors(input: string): Selector[] {
-  return new Parser(input).selectors();
+export function parseSelectors(input: string, budget: RegexpBudget = { left: maxRegexpProgram }): Selector[] {
+  return new Parser(input, budget).selectors();
 }
 
 /**
@@ -143,9 +173,14 @@ export function parseSelectors(input: string): Selector[] {
  * `filters.Parse`. The empty string yields `ALWAYS`. Throws `FilterSyntaxError` for any malformed input,
  * including a `~=` pattern that is not a valid Go regular expression.
  */
-export function parseFilter(input: string): Filter {
+export function parseFilter(input: string, budget: RegexpBudget = { left: maxRegexpProgram }): Filter {
   if (input === '') return ALWAYS;
-  return new AllOf(parseSelectors(input));
+  if (input.length > maxFilterLength) {
+    // The message quotes the input; a megabyte of it would only flood the client and the logs.
+    const head = `${input.slice(0, 64)}…`;
+    throw new FilterSyntaxError(head, head.length, `filter longer than ${maxFilterLength} characters`);
+  }
+  return new AllOf(parseSelectors(input, budget));
 }
 
 /**
@@ -154,7 +189,11 @@ export function parseFilter(input: string): Filter {
  * `[""]`), matches everything. Every string is parsed; the first bad one throws `FilterSyntaxError`.
  */
 export function parseFilters(inputs: readonly string[]): Filter {
-  const filters = inputs.map(parseFilter);
+  if (inputs.length > maxFilters) {
+    throw new FilterSyntaxError('', 0, `more than ${maxFilters} filters in one request (${inputs.length})`);
+  }
+  const budget = { left: maxRegexpProgram };
+  const filters = inputs.map((input) => parseFilter(input, budget));
   if (filters.length === 0 || filters.includes(ALWAYS)) return ALWAYS;
   return filters.length === 1 && filters[0] !== undefined ? filters[0] : new AnyOf(filters);
 }

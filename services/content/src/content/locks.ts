@@ -26,6 +26,11 @@ export class RefLocks {
   release(key: string): void {
     this.held.delete(key);
   }
+
+  /** Locks held now: one per writer open (or opening) in this process. */
+  get size(): number {
+    return this.held.size;
+  }
 }
 
 /** The lock age is in the message so that a deadlock (old) can be told from contention (fresh). */

@@ -9,6 +9,7 @@ import {
   ServiceError,
 } from '@berth/common/errors';
 import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters/index';
+import { holdCollectionLockShared, holdContentLockShared } from '@berth/common/gc-lock';
 import { validateLabels } from '@berth/common/labels';
 import type { Logger } from '@berth/common/log';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
@@ -34,6 +35,8 @@ export interface ContentStoreDeps {
   /** Called after a commit that enqueued events. */
   readonly onCommit: () => void;
   readonly log: Logger;
+  /** Writers this process keeps open at once (each holds a file or upload and a hash state); default 1024. */
+  readonly maxOpenIngests?: number;
 }
 
 /** How long a writer's database lock lasts without renewal (a crashed replica's ingests free up after it). */
@@ -57,6 +60,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
   const small = new BlobCache(smallBlobBytes, smallBlobsBudget);
   const owner = randomUUID();
   const locks = new RefLocks();
+  const maxOpenIngests = deps.maxOpenIngests ?? 1024;
   /** Writers open in this process, by backend key: Status answers from them without touching the disk. */
   const active = new Map<string, IngestWriter>();
   const suspended = new Map<string, Suspended>();
@@ -215,7 +219,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
           if ((await blobs.stat(actual)) !== size)
             throw failedPrecondition(`content ${actual} is no longer stored, write it again`);
         } else {
-          const ingest = this.ingest ?? (await this.materialize(false));
+          if (!this.ingest) await this.materialize(false);
           if (this.broken)
             throw new ServiceError(ErrorCode.DataLoss, `ingest ${this.ref} lost bytes after a failed write`);
           if (size !== 0 && size !== this.offset) {
@@ -226,21 +230,30 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
             throw failedPrecondition(`unexpected commit digest ${actual}, expected ${expected}`);
           }
           size = this.offset;
-          await ingest.commit(actual, size);
-          this.ingest = undefined;
         }
+        // The lease holds the blob before its record exists: a collection between the two would see it unheld.
+        await deps.metadata.addLeaseResource(this.ctx, 'content', actual);
         const at = new Date();
+        const ingest = this.ingest;
         const created = await repo.db.transaction(async (tx) => {
+          // containerd holds the content lock across backend commit and record, so the backend sweep never
+          // sees committed bytes without their record; the collection lock keeps the new record's labels out
+          // of a running mark-and-sweep.
+          await holdCollectionLockShared(tx);
+          await holdContentLockShared(tx);
+          if (ingest) await ingest.commit(actual, size);
+          else if ((await blobs.stat(actual)) !== size)
+            throw failedPrecondition(`content ${actual} is no longer stored, write it again`);
           const inserted = await repo.insertBlob(tx, this.ns, actual, size, withoutEmpty(labels), at);
           await repo.deleteIngestByBref(tx, this.bref);
           return inserted;
         });
+        this.ingest = undefined;
         // A row another replica deleted may still be cached here until its notification arrives.
         forget(this.ns, actual);
         this.finish();
         suspended.delete(this.bref);
         await deps.metadata.removeLeaseResource(this.ctx, 'ingests', this.ref);
-        await deps.metadata.addLeaseResource(this.ctx, 'content', actual);
         if (!created) throw alreadyExists(`content ${actual}`);
       } finally {
         if (!this.done) await this.close();
@@ -283,6 +296,8 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
       const ns = requireNamespace(ctx);
       forget(ns, info.digest);
       const updated = await repo.db.transaction(async (tx) => {
+        // New gc.ref labels must not appear between a collection's mark and its sweep.
+        await holdCollectionLockShared(tx);
         const current = await repo.blob(tx, ns, info.digest, true);
         if (!current) throw notFound(`content digest ${info.digest}`);
         let labels: Record<string, string>;
@@ -384,10 +399,10 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
       await deps.metadata.ensureNamespace(ctx, ns);
       let shared: { digest: Digest; size: number } | undefined;
       if (opts.expected !== undefined) {
-        if (await repo.blob(repo.db, ns, opts.expected)) {
+        // Held by the lease first, then looked up: a blob found is then one a collection keeps.
+        if (ctx.lease && (await repo.blob(repo.db, ns, opts.expected)))
           await deps.metadata.addLeaseResource(ctx, 'content', opts.expected);
-          throw alreadyExists(`content ${opts.expected}`);
-        }
+        if (await repo.blob(repo.db, ns, opts.expected)) throw alreadyExists(`content ${opts.expected}`);
         // Bytes are shared by namespaces: a blob another namespace committed needs no upload here.
         const size = await repo.sizeAnywhere(opts.expected);
         if (
@@ -402,6 +417,12 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
       // Before the ingest row exists: an unknown lease then refuses the write without leaving anything behind.
       await deps.metadata.addLeaseResource(ctx, 'ingests', opts.ref);
       const lockKey = `${ns}/${opts.ref}`;
+      if (locks.size >= maxOpenIngests) {
+        throw new ServiceError(
+          ErrorCode.ResourceExhausted,
+          `too many open ingests (${maxOpenIngests}): commit or abort some, or retry later`,
+        );
+      }
       await locks.acquire(lockKey, opts.ref);
       try {
         const row = await repo.lockIngest({

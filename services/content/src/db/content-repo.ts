@@ -164,6 +164,13 @@ export function createContentRepo(db: Db) {
         [bref, owner, String(lockMs)],
       );
     },
+    /** Releases every ingest lock; returns how many were held. */
+    async unlockAllIngests(): Promise<number> {
+      const rows = await db.query<{ bref: string }>(
+        'UPDATE content.ingests SET lock_owner = NULL, lock_expires_at = NULL WHERE lock_owner IS NOT NULL RETURNING bref',
+      );
+      return rows.length;
+    },
     async unlockIngest(bref: string, owner: string, updatedAt: Date): Promise<void> {
       await db.query(
         'UPDATE content.ingests SET lock_owner = NULL, lock_expires_at = NULL, updated_at = $3 WHERE bref = $1 AND lock_owner = $2',

@@ -29,7 +29,7 @@ function withOffsets(chunks: AsyncIterable<Buffer> | readonly Buffer[], start: n
 const listBlock = 100;
 
 /** `containerd.services.content.v1.Content` over a ContentStore: validate, call, convert. */
-export function createContentServer(store: ContentStore, log: Logger): ContentServer {
+export function createContentServer(store: ContentStore, log: Logger, opts: { stallMs?: number } = {}): ContentServer {
   const h = handlers(log);
   return {
     info: h.unary(async (req, ctx) => ({ info: infoToProto(await store.info(ctx, parseDigest(req.digest))) })),
@@ -74,7 +74,7 @@ export function createContentServer(store: ContentStore, log: Logger): ContentSe
       statuses: (await store.listStatuses(ctx, req.filters)).map(statusToProto),
     })),
 
-    write: h.bidi((requests, ctx) => writeSession(store, requests, ctx)),
+    write: h.bidi((requests, ctx) => writeSession(store, requests, ctx, opts.stallMs)),
 
     abort: h.unary(async (req, ctx) => {
       await store.abort(ctx, req.ref);

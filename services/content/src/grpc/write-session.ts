@@ -1,5 +1,6 @@
 import type { RequestContext } from '@berth/common/context';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
+import { stallGuard } from '@berth/common/stall';
 import {
   WriteAction,
   type WriteContentRequest,
@@ -13,14 +14,34 @@ import type { ContentStore } from '../content/types.js';
  * its writer; every message gets one response carrying the offset after it and, for WRITE and COMMIT, the
  * digest of the bytes so far. STAT reports progress; a WRITE at offset 0 over existing bytes restarts the
  * ingest; a non-zero offset must equal the current one; COMMIT ends the stream.
+ *
+ * A client that goes away (or sends nothing for `stallMs`: deadline_exceeded) ends the session at once: the
+ * ref's lock is released and the bytes written so far stay in the ingest, which a later Write resumes.
  */
 export async function* writeSession(
   store: ContentStore,
   requests: AsyncIterable<WriteContentRequest>,
   ctx: RequestContext,
+  stallMs = 0,
 ): AsyncIterable<WriteContentResponse> {
   const it = requests[Symbol.asyncIterator]();
-  let next = await it.next();
+  const guard = stallGuard(ctx, 'content write', stallMs);
+  try {
+    yield* session(store, it, ctx, guard);
+  } finally {
+    guard.close();
+  }
+}
+
+async function* session(
+  store: ContentStore,
+  it: AsyncIterator<WriteContentRequest>,
+  ctx: RequestContext,
+  guard: ReturnType<typeof stallGuard>,
+): AsyncIterable<WriteContentResponse> {
+  // The request stream does not end when the client vanishes: every read of it goes through the guard.
+  const receive = (): Promise<IteratorResult<WriteContentRequest>> => guard.wait(it.next(), 'client stream');
+  let next = await receive();
   if (next.done) return;
   let req = next.value;
   const ref = req.ref;
@@ -63,7 +84,7 @@ export async function* writeSession(
             res.offset = 0;
           }
           if (req.data.length > 0) {
-            await writer.write(req.data);
+            await guard.wait(writer.write(req.data), 'ingest write');
             res.offset += req.data.length;
           }
           if (req.action === WriteAction.COMMIT) await writer.commit(total, expected, req.labels);
@@ -74,7 +95,7 @@ export async function* writeSession(
       }
       yield res;
       if (req.action === WriteAction.COMMIT) return;
-      next = await it.next();
+      next = await receive();
       if (next.done) return;
       req = next.value;
     }

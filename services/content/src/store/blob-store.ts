@@ -23,7 +23,19 @@ export interface BlobStore {
   ingestSize(key: string): Promise<number | undefined>;
   /** Discards the ingest `key` and its bytes; absent is not an error. */
   removeIngest(key: string): Promise<void>;
+  /** Every committed blob with the time it was placed (for garbage collection), in no particular order. */
+  listBlobs(): AsyncIterable<StoredObject>;
+  /** Every ingest key the backend holds bytes for, with the time of its last write. */
+  listIngests(): AsyncIterable<StoredObject>;
+  /** S3: aborts multipart uploads started before `olderThan` (a crashed writer's); returns how many. */
+  abortStaleUploads?(olderThan: Date): Promise<number>;
   close(): Promise<void>;
+}
+
+/** A blob (`key` is its digest) or an ingest (`key` is the ingest key) as the backend holds it. */
+export interface StoredObject {
+  readonly key: string;
+  readonly modifiedAt: Date;
 }
 
 /** One open ingest. Calls are made one at a time by its single writer (the ref lock guarantees it). */

@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { chmod, type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hasErrno, notFound } from '@berth/common/errors';
 import type { BlobStore, Ingest } from './blob-store.js';
@@ -103,8 +103,40 @@ export function createFsBlobStore(root: string): BlobStore {
     async removeIngest(key) {
       await rm(ingestDir(key), { recursive: true, force: true });
     },
+    async *listBlobs() {
+      for (const algorithm of await entries(join(root, 'blobs'))) {
+        for (const hex of await entries(join(root, 'blobs', algorithm))) {
+          const at = await mtime(join(root, 'blobs', algorithm, hex));
+          if (at) yield { key: `${algorithm}:${hex}`, modifiedAt: at };
+        }
+      }
+    },
+    async *listIngests() {
+      for (const key of await entries(join(root, 'ingest'))) {
+        const at = (await mtime(join(ingestDir(key), 'data'))) ?? (await mtime(ingestDir(key)));
+        if (at) yield { key, modifiedAt: at };
+      }
+    },
     async close() {},
   };
+}
+
+async function entries(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (e) {
+    if (hasErrno(e, 'ENOENT')) return [];
+    throw e;
+  }
+}
+
+async function mtime(path: string): Promise<Date | undefined> {
+  try {
+    return (await stat(path)).mtime;
+  } catch (e) {
+    if (hasErrno(e, 'ENOENT')) return undefined;
+    throw e;
+  }
 }
 
 function fsIngest(

@@ -196,11 +196,59 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
     async removeIngest(key) {
       await removeAll((await staged(key)).map((p) => p.name));
     },
+    async *listBlobs() {
+      const prefix = `${opts.prefix}blobs/`;
+      for await (const item of client.listObjectsV2(bucket, prefix, true)) {
+        const { name, lastModified } = item as { name?: string; lastModified?: Date };
+        if (name === undefined) continue;
+        const rest = name.slice(prefix.length);
+        const slash = rest.indexOf('/');
+        if (slash <= 0) continue;
+        yield { key: `${rest.slice(0, slash)}:${rest.slice(slash + 1)}`, modifiedAt: lastModified ?? new Date(0) };
+      }
+    },
+    async *listIngests() {
+      const prefix = `${opts.prefix}ingests/`;
+      const newest = new Map<string, Date>();
+      for await (const item of client.listObjectsV2(bucket, prefix, true)) {
+        const { name, lastModified } = item as { name?: string; lastModified?: Date };
+        if (name === undefined) continue;
+        const key = name.slice(prefix.length).split('/')[0] ?? '';
+        const at = lastModified ?? new Date(0);
+        const seen = newest.get(key);
+        if (key !== '' && (!seen || seen < at)) newest.set(key, at);
+      }
+      for (const [key, modifiedAt] of newest) yield { key, modifiedAt };
+    },
+    async abortStaleUploads(olderThan) {
+      const stale: Array<{ key: string; uploadId: string }> = [];
+      try {
+        for await (const item of client.listIncompleteUploads(bucket, opts.prefix, true)) {
+          const u = item as { key?: string; uploadId?: string; initiated?: Date };
+          if (u.key && u.uploadId && u.initiated && u.initiated < olderThan)
+            stale.push({ key: u.key, uploadId: u.uploadId });
+        }
+      } catch (e) {
+        // A server without ListMultipartUploads (s3rver) keeps no uploads to abort.
+        if (codeOf(e) === 'NotImplemented') return 0;
+        throw e;
+      }
+      let aborted = 0;
+      for (const u of stale) {
+        await client.abortMultipartUpload(bucket, u.key, u.uploadId);
+        aborted++;
+      }
+      return aborted;
+    },
     async close() {},
   };
 }
 
+function codeOf(e: unknown): unknown {
+  return typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+}
+
 function isMissing(e: unknown): boolean {
-  const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+  const code = codeOf(e);
   return code === 'NoSuchKey' || code === 'NotFound' || code === 'NoSuchObject';
 }

@@ -1,5 +1,6 @@
-import type { RequestContext } from '@berth/common/context';
+import { type RequestContext, withSignal } from '@berth/common/context';
 import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
+import { stallGuard } from '@berth/common/stall';
 import { applyLayer } from '../archive/apply.js';
 import type { ContentStore } from '../content/content-client.js';
 import { type Mount, overlayUpper, withTempMount } from '../mount/mount.js';
@@ -25,6 +26,8 @@ export interface ApplierDeps {
   readonly content: ContentStore;
   /** Where temporary mount points are made. */
   readonly tmpRoot: string;
+  /** How long any stage (content read, decompressor, digest, tar) may make no progress; 0 = the default. */
+  readonly stallMs?: number;
 }
 
 async function* tap(
@@ -50,49 +53,56 @@ const workerDigestFrom = 4 * 1024 * 1024;
 
 export function createApplier(deps: ApplierDeps): Applier {
   return {
-    async apply(ctx, desc, mounts) {
+    async apply(callCtx, desc, mounts) {
       if (mounts.length === 0) throw invalidArgument('mounts must not be empty');
       const compression = compressionOf(desc.mediaType);
       const blob = parseDigest(desc.digest);
+      // Every stage waits through the guard: a stage that stops fails the call naming it, and a client that
+      // goes away ends every stage (tar and zstd killed, content read cancelled) at once.
+      const guard = stallGuard(callCtx, `apply ${desc.digest}`, deps.stallMs ?? 0);
+      const ctx = withSignal(callCtx, guard.signal);
       // An uncompressed layer is its own diff: its sha256 blob digest is the diffID, computed once.
       const sameStream = compression === 'none' && blob.algorithm === 'sha256';
       const algorithms = sameStream ? [blob.algorithm] : [blob.algorithm, 'sha256'];
       const digester = desc.size >= workerDigestFrom ? workerDigester(algorithms) : inlineDigester(algorithms);
+      const digest = (i: number, b: Buffer): Promise<void> | undefined => {
+        const wait = digester.update(i, b);
+        return wait && guard.wait(wait, 'digest');
+      };
       let blobSize = 0;
       let size = 0;
-      const blobBytes = tap(deps.content.read(ctx, desc.digest), (b) => {
+      const blobBytes = tap(guard.iterate(deps.content.read(ctx, desc.digest), 'content read'), (b) => {
         blobSize += b.length;
-        return digester.update(0, b);
+        return digest(0, b);
       });
       const layer = sameStream
         ? tap(blobBytes, (b) => {
             size += b.length;
             return undefined;
           })
-        : tap(decompress(blobBytes, compression), (b) => {
+        : tap(guard.iterate(decompress(blobBytes, compression, guard.signal), `decompress (${compression})`), (b) => {
             size += b.length;
-            return digester.update(1, b);
+            return digest(1, b);
           });
+      const applyOpts = { log: ctx.log, signal: guard.signal, watch: guard };
       let digests: string[];
       try {
         const upper = overlayUpper(mounts);
         if (upper) {
-          await applyLayer(layer, {
-            root: upper.upper,
-            whiteouts: 'overlay',
-            parents: upper.lowers,
-            log: ctx.log,
-            signal: ctx.signal,
-          });
+          await applyLayer(layer, { root: upper.upper, whiteouts: 'overlay', parents: upper.lowers, ...applyOpts });
         } else {
           await withTempMount(mounts, deps.tmpRoot, (dir) =>
-            applyLayer(layer, { root: dir, whiteouts: 'delete', parents: [], log: ctx.log, signal: ctx.signal }),
+            applyLayer(layer, { root: dir, whiteouts: 'delete', parents: [], ...applyOpts }),
           );
         }
-        digests = await digester.digests();
+        digests = await guard.wait(digester.digests(), 'digest');
       } catch (e) {
         await digester.close();
+        // Whatever a stage failed with once the guard gave up, the call fails with the guard's reason.
+        if (guard.signal.aborted) throw guard.failure();
         throw e;
+      } finally {
+        guard.close();
       }
       const [got = '', diffHex = got] = digests;
       // The blob was checked when written; checking again here catches a store that returns other bytes.

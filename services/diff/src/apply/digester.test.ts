@@ -30,6 +30,32 @@ describe('digesters', () => {
     });
   }
 
+  it('worker: two concurrent 8 MiB updates both finish (Diff.Apply feeds blob and layer at once)', async () => {
+    const d = workerDigester(['sha256', 'sha256']);
+    const [a0, a1, b0, b1] = [0, 1, 2, 3].map(() => randomBytes(8 * 1024 * 1024));
+    // The first chunk of each stream fills the ring without waiting; the second ones both wait for slots.
+    await Promise.all([d.update(0, a0 as Buffer), d.update(1, b0 as Buffer)]);
+    const both = Promise.all([d.update(0, a1 as Buffer), d.update(1, b1 as Buffer)]);
+    const stalled = new Promise<string>((resolve) => setTimeout(() => resolve('stalled'), 5_000).unref());
+    expect(await Promise.race([both.then(() => 'done'), stalled])).toBe('done');
+    expect(await d.digests()).toEqual([
+      hex('sha256', Buffer.concat([a0 as Buffer, a1 as Buffer])),
+      hex('sha256', Buffer.concat([b0 as Buffer, b1 as Buffer])),
+    ]);
+  });
+
+  it('worker: many concurrent updates on many streams all finish in order', { timeout: 15_000 }, async () => {
+    const streams = 5;
+    const d = workerDigester(Array.from({ length: streams }, () => 'sha256'));
+    const parts = Array.from({ length: streams }, () => [randomBytes(3 << 20), randomBytes(5 << 20)]);
+    await Promise.all(
+      parts.map(async (ps, i) => {
+        for (const p of ps) await d.update(i, p);
+      }),
+    );
+    expect(await d.digests()).toEqual(parts.map((ps) => hex('sha256', Buffer.concat(ps))));
+  });
+
   it('worker: close() releases an unfinished digester', async () => {
     const d = workerDigester(['sha256']);
     await d.update(0, data.subarray(0, 5 * 1024 * 1024));

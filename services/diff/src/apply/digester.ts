@@ -57,20 +57,20 @@ export function workerDigester(algorithms: readonly string[]): Digester {
   const worker = new Worker(workerSource, { eval: true, workerData: { algorithms: [...algorithms], ring, slotBytes } });
   const free: number[] = Array.from({ length: slots }, (_, i) => i);
   let failure: Error | undefined;
-  let waiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  // Every update waiting for a slot, oldest first: several streams (Diff.Apply's blob and layer) may wait at once,
+  // and each must be woken, or the one left behind never finishes.
+  const waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   let result: { resolve: (d: string[]) => void; reject: (e: Error) => void } | undefined;
   const fail = (e: Error): void => {
     failure ??= e;
-    waiter?.reject(e);
+    for (const w of waiters.splice(0)) w.reject(e);
     result?.reject(e);
-    waiter = undefined;
     result = undefined;
   };
   worker.on('message', (m: number | string[]) => {
     if (typeof m === 'number') {
       free.push(m);
-      waiter?.resolve();
-      waiter = undefined;
+      waiters.shift()?.resolve();
     } else {
       result?.resolve(m);
       result = undefined;
@@ -79,9 +79,11 @@ export function workerDigester(algorithms: readonly string[]): Digester {
   worker.on('error', fail);
   worker.on('exit', (code) => fail(new Error(`digest worker exited (${code})`)));
   const slotFree = (): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      waiter = { resolve, reject };
-    });
+    failure
+      ? Promise.reject(failure)
+      : new Promise<void>((resolve, reject) => {
+          waiters.push({ resolve, reject });
+        });
   const send = (i: number, piece: Buffer): boolean => {
     const slot = free.pop();
     if (slot === undefined) return false;

@@ -36,8 +36,11 @@ export function compressionOf(mediaType: string): Compression {
   return c;
 }
 
-/** Decompresses a byte stream: gzip in process (zlib), zstd with the `zstd` tool (Node 20 has no zstd). */
-export function decompress(source: AsyncIterable<Buffer>, c: Compression): AsyncIterable<Buffer> {
+/**
+ * Decompresses a byte stream: gzip in process (zlib), zstd with the `zstd` tool (Node 20 has no zstd).
+ * When `signal` aborts, the decompressor is ended at once (zstd killed) and the stream fails with its reason.
+ */
+export function decompress(source: AsyncIterable<Buffer>, c: Compression, signal?: AbortSignal): AsyncIterable<Buffer> {
   switch (c) {
     case 'none':
       return source;
@@ -46,7 +49,7 @@ export function decompress(source: AsyncIterable<Buffer>, c: Compression): Async
       const done = pipeline(Readable.from(source), gunzip);
       // Observed through `drained`; this only keeps an early failure from counting as unhandled.
       done.catch(() => undefined);
-      return drained(gunzip, done, 'gzip', () => gunzip.destroy());
+      return drained(gunzip, done, 'gzip', () => gunzip.destroy(), signal);
     }
     case 'zstd': {
       const child = spawn('zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -63,7 +66,7 @@ export function decompress(source: AsyncIterable<Buffer>, c: Compression): Async
       const fed = pipeline(Readable.from(source), child.stdin);
       const done = Promise.all([fed, exited]);
       done.catch(() => undefined);
-      return drained(child.stdout, done, 'zstd', () => child.kill('SIGKILL'));
+      return drained(child.stdout, done, 'zstd', () => child.kill('SIGKILL'), signal);
     }
   }
 }
@@ -81,7 +84,13 @@ const chunkBytes = 1 << 20;
  * stdout has that stdout resumed by Node and its bytes dropped (a small zstd layer did, and the consumer then
  * waited forever for an end that had already been emitted).
  */
-function drained(out: Readable, done: Promise<unknown>, what: string, kill?: () => void): AsyncGenerator<Buffer> {
+function drained(
+  out: Readable,
+  done: Promise<unknown>,
+  what: string,
+  kill?: () => void,
+  signal?: AbortSignal,
+): AsyncGenerator<Buffer> {
   let finished = false;
   let queue: Buffer[] = [];
   let queued = 0;
@@ -116,6 +125,15 @@ function drained(out: Readable, done: Promise<unknown>, what: string, kill?: () 
   out.once('error', onError);
   // The producer failing does not always end `out` with an error: watch it too.
   done.catch(onError);
+  // A consumer that gives up while this waits cannot stop the generator (its return waits for the wait):
+  // the signal ends the producer here.
+  const onAbort = (): void => {
+    failed ??= signal?.reason;
+    kill?.();
+    notify();
+  };
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener('abort', onAbort, { once: true });
   return consume();
 
   async function* consume(): AsyncGenerator<Buffer> {
@@ -154,6 +172,7 @@ function drained(out: Readable, done: Promise<unknown>, what: string, kill?: () 
       out.off('end', onEnd);
       out.off('close', onClose);
       out.off('error', onError);
+      signal?.removeEventListener('abort', onAbort);
       if (!finished) kill?.();
     }
   }

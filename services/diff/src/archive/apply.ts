@@ -2,7 +2,7 @@ import { lstat, opendir, readdir, readlink, rm } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { hasErrno, invalidArgument } from '@berth/common/errors';
 import type { Logger } from '@berth/common/log';
-import { GnuTarSink } from './gnu-tar.js';
+import { GnuTarSink, type ProgressWatch } from './gnu-tar.js';
 import { encodeEntry, TypeFlag } from './tar-header.js';
 import { type TarEntry, TarReader } from './tar-reader.js';
 
@@ -29,6 +29,8 @@ export interface ApplyOptions {
   readonly parents: readonly string[];
   readonly log: Logger;
   readonly signal?: AbortSignal;
+  /** Bounds every wait on tar and kills it when the call is given up. */
+  readonly watch?: ProgressWatch;
 }
 
 type Node =
@@ -110,7 +112,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
   const opaqueDirs: string[] = [];
   // An empty root (a new snapshot's upper dir) holds only what this layer adds: no lookups on disk needed.
   const rootNode: Node = { kind: 'dir', fresh: await isEmptyDir(root) };
-  const sink = new GnuTarSink(root);
+  const sink = new GnuTarSink(root, undefined, opts.watch);
   const reader = new TarReader(source);
 
   const record = (path: string, node: Node): void => {

@@ -8,6 +8,12 @@ const stagingBytes = 256 * 1024;
 /** Pieces smaller than this are copied into the staging buffer rather than queued on their own. */
 const copyBelow = 64 * 1024;
 
+/** Watches the progress of a call's stages (a StallGuard): bounds every wait and aborts them all together. */
+export interface ProgressWatch {
+  readonly signal: AbortSignal;
+  wait<T>(p: Promise<T>, stage: string): Promise<T>;
+}
+
 /**
  * A GNU tar process extracting what is written to it into `dir`. GNU tar creates files, devices, links,
  * owners, modes, times and xattrs natively and ~10× faster than a JS extractor; the caller has already
@@ -25,7 +31,18 @@ export class GnuTarSink {
   constructor(
     private readonly dir: string,
     private readonly xattrArgs: readonly string[] = ['--xattrs-include=*', '--xattrs-exclude=trusted.*'],
+    /** When given, a tar that stops reading fails the call (stage `tar stdin`), and an abort kills tar. */
+    private readonly watch?: ProgressWatch,
   ) {}
+
+  /** The pid of the running tar, if one runs. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private waitFor<T>(p: Promise<T>, stage: string): Promise<T> {
+    return this.watch ? this.watch.wait(p, stage) : p;
+  }
 
   private start(): ChildProcessByStdio<Writable, null, Readable> {
     const child = spawn(
@@ -53,6 +70,14 @@ export class GnuTarSink {
     });
     // EPIPE when tar dies early is reported through its exit status and stderr instead.
     child.stdin.on('error', () => undefined);
+    // The caller gave up (client gone, a stage stalled): tar must not outlive the call.
+    const kill = (): void => {
+      child.kill('SIGKILL');
+    };
+    const signal = this.watch?.signal;
+    if (signal?.aborted) kill();
+    signal?.addEventListener('abort', kill, { once: true });
+    child.once('close', () => signal?.removeEventListener('abort', kill));
     this.exited = new Promise((resolve, reject) => {
       child.once('error', reject);
       child.once('close', (code, signal) => {
@@ -116,7 +141,7 @@ export class GnuTarSink {
       child.stdin.uncork();
     }
     if (!ok) {
-      await new Promise<void>((resolve, reject) => {
+      const drained = new Promise<void>((resolve, reject) => {
         const onDrain = (): void => {
           child.off('close', onClose);
           resolve();
@@ -130,6 +155,7 @@ export class GnuTarSink {
         child.stdin.once('drain', onDrain);
         child.once('close', onClose);
       });
+      await this.waitFor(drained, 'tar stdin');
     }
   }
 
@@ -140,7 +166,7 @@ export class GnuTarSink {
     if (!child) return;
     this.child = undefined;
     child.stdin.end(Buffer.alloc(1024));
-    await this.exited;
+    await this.waitFor(this.exited ?? Promise.resolve(), 'tar exit');
   }
 
   /** Kills tar (on failure of the caller); never throws. */

@@ -120,6 +120,8 @@ export function parseHeader(b: Buffer): RawHeader {
 }
 
 /** Parses pax records (`<len> <key>=<value>\n`); values are raw bytes read as latin1 for xattrs. */
+const nulFree = new Set(['path', 'linkpath', 'uname', 'gname']);
+
 export function parsePax(body: Buffer): Map<string, Buffer> {
   const out = new Map<string, Buffer>();
   let pos = 0;
@@ -134,7 +136,13 @@ export function parsePax(body: Buffer): Map<string, Buffer> {
     const record = body.subarray(space + 1, pos + len - 1);
     const eq = record.indexOf(0x3d);
     if (eq === -1) throw invalidArgument('archive/tar: invalid pax record');
-    out.set(record.toString('utf8', 0, eq), record.subarray(eq + 1));
+    const key = record.toString('utf8', 0, eq);
+    const value = record.subarray(eq + 1);
+    // As Go's validPAXRecord: no NUL in a key, nor in a name; a NUL would otherwise reach the filesystem calls.
+    if (key === '' || key.includes('\0') || (nulFree.has(key) && value.includes(0))) {
+      throw invalidArgument('archive/tar: invalid tar header');
+    }
+    out.set(key, value);
     pos += len;
   }
   return out;

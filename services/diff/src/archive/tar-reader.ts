@@ -110,6 +110,24 @@ class ByteReader {
 }
 
 const maxMetaSize = 1 << 20;
+
+/** A pax uid/gid record: a non-negative decimal integer (Go: strconv.ParseInt, else ErrHeader). */
+function paxId(pax: ReadonlyMap<string, Buffer>, key: 'uid' | 'gid'): number | undefined {
+  const v = pax.get(key)?.toString('latin1');
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) throw invalidArgument('archive/tar: invalid tar header');
+  return n;
+}
+
+/** A pax mtime record: decimal seconds with an optional fraction (Go: parsePAXTime, else ErrHeader). */
+function paxTime(pax: ReadonlyMap<string, Buffer>): number | undefined {
+  const v = pax.get('mtime')?.toString('latin1');
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^-?[0-9]+(\.[0-9]*)?$/.test(v) || !Number.isFinite(n)) throw invalidArgument('archive/tar: invalid tar header');
+  return n;
+}
 const headerOnly = new Set<string>([
   TypeFlag.Dir,
   TypeFlag.Symlink,
@@ -177,10 +195,10 @@ export class TarReader {
         linkname: pax.get('linkpath')?.toString('utf8') ?? longLink ?? h.linkname,
         typeflag: h.typeflag,
         mode: h.mode,
-        uid: pax.has('uid') ? Number(pax.get('uid')?.toString()) : h.uid,
-        gid: pax.has('gid') ? Number(pax.get('gid')?.toString()) : h.gid,
+        uid: paxId(pax, 'uid') ?? h.uid,
+        gid: paxId(pax, 'gid') ?? h.gid,
         size: hasBody ? size : 0,
-        mtime: pax.has('mtime') ? Number(pax.get('mtime')?.toString()) : h.mtime,
+        mtime: paxTime(pax) ?? h.mtime,
         devmajor: h.devmajor,
         devminor: h.devminor,
         xattrs,

@@ -14,6 +14,7 @@ import type { Mount } from '@berth/proto/containerd/types/mount';
 import { createSnapshotsModule } from '@berth/snapshots';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import * as grpc from '@grpc/grpc-js';
+import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType } from '../apply/media-types.js';
@@ -40,6 +41,21 @@ async function members(layer: Buffer): Promise<string[]> {
   extract.end(layer);
   await done;
   return names;
+}
+
+/** The PAX records of member `name` of a tar. */
+async function paxOf(layer: Buffer, name: string): Promise<Record<string, string> | undefined> {
+  const extract = tar.extract();
+  let found: Record<string, string> | undefined;
+  const done = (async () => {
+    for await (const entry of extract) {
+      if (entry.header.name === name) found = { ...(entry.header.pax ?? {}) };
+      entry.resume();
+    }
+  })();
+  extract.end(layer);
+  await done;
+  return found;
 }
 
 async function makeLower(root: string): Promise<void> {
@@ -197,6 +213,40 @@ describe('Diff.Diff through the gRPC server', () => {
     expect(missing).toBeInstanceOf(Error);
     const mounts = execFileSync('cat', ['/proc/self/mounts']).toString();
     expect(mounts).not.toContain(join(tmp.path, 'mnt'));
+  });
+
+  it('compares and carries file capabilities (security.capability) as containerd does', async () => {
+    const capA = Buffer.from('0100000200200000000000000000000000000000', 'hex'); // cap_net_raw
+    const capB = Buffer.from('0100000200300000000000000000000000000000', 'hex'); // + cap_net_bind_service
+    const lo = join(tmp.path, 'cap-lower');
+    const up = join(tmp.path, 'cap-upper');
+    await mkdir(join(lo, 'bin'), { recursive: true });
+    await writeFile(join(lo, 'bin/ping'), 'ping');
+    await writeFile(join(lo, 'bin/same'), 'same');
+    await writeFile(join(lo, 'bin/plain'), 'plain');
+    setAttributeSync(join(lo, 'bin/ping'), 'security.capability', capA);
+    setAttributeSync(join(lo, 'bin/same'), 'security.capability', capA);
+    execFileSync('find', [lo, '-exec', 'touch', '-h', '-d', '@1600000000', '{}', '+']);
+    execFileSync('cp', ['-a', lo, up]);
+    // Only the capability changes: same size, mode, owner and mtime (setting an xattr moves only ctime).
+    setAttributeSync(join(up, 'bin/ping'), 'security.capability', capB);
+    setAttributeSync(join(up, 'bin/plain'), 'security.capability', capA);
+    const d = (await diff([bind(lo)], [bind(up)], MediaType.layer)).diff;
+    if (!d) throw new Error('no descriptor');
+    const layer = content.get(d.digest)?.blob ?? Buffer.alloc(0);
+    expect(await members(layer)).toEqual(['directory bin/', 'file bin/ping', 'file bin/plain']);
+    expect(await paxOf(layer, 'bin/ping')).toMatchObject({
+      'SCHILY.xattr.security.capability': capB.toString('latin1'),
+    });
+    expect(await paxOf(layer, 'bin/plain')).toMatchObject({
+      'SCHILY.xattr.security.capability': capA.toString('latin1'),
+    });
+    // And Apply puts it back.
+    const target = join(tmp.path, 'cap-applied');
+    execFileSync('cp', ['-a', lo, target]);
+    await apply(d, [bind(target, 'rbind', 'rw')]);
+    expect(getAttributeSync(join(target, 'bin/ping'), 'security.capability')).toEqual(capB);
+    expect(getAttributeSync(join(target, 'bin/plain'), 'security.capability')).toEqual(capA);
   });
 
   it('overlayfs: diffs a committed parent against an active snapshot, and the layer recreates it', async () => {

@@ -1,15 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
-import { gzip as gzipCb } from 'node:zlib';
-import type { RequestContext } from '@berth/common/context';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { type RequestContext, withSignal } from '@berth/common/context';
 import { invalidArgument, notImplemented } from '@berth/common/errors';
+import { stallGuard } from '@berth/common/stall';
 import type { Descriptor } from '../apply/applier.js';
 import { MediaType } from '../apply/media-types.js';
 import type { ContentStore } from '../content/content-client.js';
 import { type Mount, readonlyMounts, withTempMount } from '../mount/mount.js';
-import { writeDiff } from './changes.js';
-
-const gzip = promisify(gzipCb);
+import { diffLayer } from './changes.js';
 
 /** The label containerd puts on a compressed layer blob: the digest of its uncompressed tar (the diffID). */
 export const uncompressedLabel = 'containerd.io/uncompressed';
@@ -30,9 +30,12 @@ export interface Differ {
 export interface DifferDeps {
   readonly content: ContentStore;
   readonly tmpRoot: string;
+  /** How long the content store may leave a piece of the layer unanswered; 0 = the default. */
+  readonly stallMs?: number;
 }
 
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+/** Pieces sent to content are gathered up to this size: one Write round trip per MiB, not per file. */
+const writeBytes = 1 << 20;
 
 /** containerd's uniqueRef: time plus a little randomness, unique enough for an ingest. */
 const uniqueRef = (): string => `${process.hrtime.bigint()}-${randomBytes(3).toString('base64url')}`;
@@ -46,17 +49,88 @@ export function createDiffer(deps: DifferDeps): Differ {
       }
       if (lower.length === 0) throw invalidArgument('left mounts must not be empty');
       if (upper.length === 0) throw invalidArgument('right mounts must not be empty');
-      const layer = await withTempMount(readonlyMounts(lower), deps.tmpRoot, (lowerRoot) =>
-        withTempMount(readonlyMounts(upper), deps.tmpRoot, (upperRoot) => writeDiff(lowerRoot, upperRoot, ctx.signal)),
-      );
-      const diffId = sha256(layer);
-      const blob = mediaType === MediaType.layerGzip ? await gzip(layer) : layer;
-      const digest = sha256(blob);
-      await deps.content.write(ctx, opts.ref === '' ? uniqueRef() : opts.ref, blob, digest, {
-        ...opts.labels,
-        [uncompressedLabel]: diffId,
-      });
-      return { mediaType, digest, size: blob.length };
+      const guard = stallGuard(ctx, 'diff', deps.stallMs ?? 0);
+      const gctx = withSignal(ctx, guard.signal);
+      const ref = opts.ref === '' ? uniqueRef() : opts.ref;
+      // Streamed: tar → diffID hash → gzip → blob hash → Content.Write, one piece at a time (bounded memory).
+      const write = async (lowerRoot: string, upperRoot: string): Promise<Descriptor> => {
+        const diffHash = createHash('sha256');
+        const blobHash = createHash('sha256');
+        let size = 0;
+        const walk = diffLayer(lowerRoot, upperRoot, guard.signal);
+        const layer = tap(walk, (b) => diffHash.update(b));
+        const compressed = mediaType === MediaType.layerGzip ? gzipped(layer, guard.signal) : layer;
+        const blob = tap(batched(compressed, writeBytes), (b) => {
+          blobHash.update(b);
+          size += b.length;
+        });
+        let digest = '';
+        try {
+          await deps.content.write(
+            gctx,
+            ref,
+            blob,
+            () => {
+              digest = `sha256:${blobHash.digest('hex')}`;
+              const diffId = `sha256:${diffHash.digest('hex')}`;
+              return { expected: digest, labels: { ...opts.labels, [uncompressedLabel]: diffId } };
+            },
+            (p, stage) => guard.wait(p, stage),
+          );
+        } finally {
+          // The compressor may still be pulling from the walk: it must be over (its files closed) before the
+          // trees are unmounted. Its return waits for the step in progress.
+          await walk.return(undefined).catch(() => undefined);
+        }
+        return { mediaType, digest, size };
+      };
+      try {
+        return await withTempMount(readonlyMounts(lower), deps.tmpRoot, (lowerRoot) =>
+          withTempMount(readonlyMounts(upper), deps.tmpRoot, (upperRoot) => write(lowerRoot, upperRoot)),
+        );
+      } catch (e) {
+        if (guard.signal.aborted) throw guard.failure();
+        throw e;
+      } finally {
+        guard.close();
+      }
     },
   };
+}
+
+async function* tap(source: AsyncIterable<Buffer>, fn: (b: Buffer) => void): AsyncGenerator<Buffer> {
+  for await (const b of source) {
+    fn(b);
+    yield b;
+  }
+}
+
+/** `source` gathered into pieces of at least `bytes` (the last may be smaller). */
+async function* batched(source: AsyncIterable<Buffer>, bytes: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let held = 0;
+  for await (const b of source) {
+    parts.push(b);
+    held += b.length;
+    if (held >= bytes) {
+      yield parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, held);
+      parts = [];
+      held = 0;
+    }
+  }
+  if (held > 0) yield Buffer.concat(parts, held);
+}
+
+/** gzip of `source`, streamed; ends the compressor when `signal` aborts or the consumer stops. */
+async function* gzipped(source: AsyncIterable<Buffer>, signal: AbortSignal): AsyncGenerator<Buffer> {
+  const gz = createGzip({ chunkSize: 256 * 1024 });
+  const fed = pipeline(Readable.from(source, { highWaterMark: 1 }), gz, { signal });
+  // Seen through the iteration below (pipeline destroys gz with the error); this only keeps it handled.
+  fed.catch(() => undefined);
+  try {
+    for await (const chunk of gz as AsyncIterable<Buffer>) yield chunk;
+    await fed;
+  } finally {
+    gz.destroy();
+  }
 }

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
-import { invalidArgument } from '@berth/common/errors';
+import { hasErrno, invalidArgument } from '@berth/common/errors';
 
 const run = promisify(execFile);
 
@@ -77,8 +77,20 @@ export async function withTempMount<T>(
     }
     return await fn(dir);
   } finally {
-    for (; mounted > 0; mounted--) await run('umount', ['--recursive', dir]);
+    for (; mounted > 0; mounted--) await unmount(dir);
     await rmdir(dir);
+  }
+}
+
+/**
+ * Unmounts `dir` and everything below it. Should something still hold it (a process of a call given up a
+ * moment ago), the mount is detached lazily: it leaves the tree at once and goes when the last user does.
+ */
+async function unmount(dir: string): Promise<void> {
+  try {
+    await run('umount', ['--recursive', dir]);
+  } catch {
+    await run('umount', ['--recursive', '--lazy', dir]);
   }
 }
 
@@ -101,4 +113,30 @@ export function readonlyMounts(mounts: readonly Mount[]): Mount[] {
     }
     return m.options.includes('ro') ? m : { ...m, options: [...m.options.filter((o) => o !== 'rw'), 'ro'] };
   });
+}
+
+/**
+ * Removes the temporary mount points an earlier process left under `tmpRoot` (it was killed mid-call):
+ * unmounted and deleted. Only for startup: `tmpRoot` belongs to this node's diff service alone.
+ */
+export async function removeStaleMounts(tmpRoot: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = (await readdir(tmpRoot)).filter((n) => n.startsWith('mnt-'));
+  } catch (e) {
+    if (hasErrno(e, 'ENOENT')) return [];
+    throw e;
+  }
+  if (names.length === 0) return [];
+  const mounted = new Set(
+    (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((line) => line.split(' ')[4] ?? ''),
+  );
+  const removed: string[] = [];
+  for (const name of names) {
+    const dir = join(tmpRoot, name);
+    if (mounted.has(dir)) await run('umount', ['--recursive', '--lazy', dir]);
+    await rmdir(dir);
+    removed.push(dir);
+  }
+  return removed;
 }

@@ -2,6 +2,7 @@ import { requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, invalidArgument, isAlreadyExists, notFound, wrap } from '@berth/common/errors';
 import { adaptorFromObject } from '@berth/common/filters/index';
+import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { validateIdentifier } from '@berth/common/identifiers';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
 import { bytesColumn, jsonColumn } from '../db/columns.js';
@@ -178,7 +179,13 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
   };
   /** A transaction that writes the container `id`: its cached row is forgotten around it. */
   const writeRow = <T>(ns: string, id: string, fn: (tx: Queryable) => Promise<T>): Promise<T> =>
-    rows.writing(rowKey(ns, id), () => db.transaction(fn));
+    rows.writing(rowKey(ns, id), () =>
+      db.transaction(async (tx) => {
+        // A container is a gc root: its creation must not land between a collection's mark and sweep.
+        await holdCollectionLockShared(tx);
+        return fn(tx);
+      }),
+    );
 
   /** containerd words a miss differently when the namespace never held a container (no bucket). */
   const anyIn = async (q: Queryable, ns: string): Promise<boolean> =>

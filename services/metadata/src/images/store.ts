@@ -3,6 +3,7 @@ import type { Db, Queryable } from '@berth/common/db';
 import { digestProblem } from '@berth/common/digest';
 import { alreadyExists, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
 import { ALWAYS, type FieldAdaptor } from '@berth/common/filters/index';
+import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
 import { jsonColumn, numberColumn } from '../db/columns.js';
 import { compileFilters, type FilterColumn, narrowingSql } from '../filters.js';
@@ -176,7 +177,15 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
   };
   /** A transaction that writes the image `name`: its cached row and its namespace's list are forgotten around it. */
   const writeRow = <T>(ns: string, name: string, fn: (tx: Queryable) => Promise<T>): Promise<T> =>
-    rows.writing(rowKey(ns, name), () => lists.writing(ns, () => db.transaction(fn)));
+    rows.writing(rowKey(ns, name), () =>
+      lists.writing(ns, () =>
+        db.transaction(async (tx) => {
+          // An image is a gc root: its target and labels must not change between a collection's mark and sweep.
+          await holdCollectionLockShared(tx);
+          return fn(tx);
+        }),
+      ),
+    );
 
   /** The images of the namespace `params[0]` matching the SQL condition `narrowed` (none: all of them), by name. */
   const select = async (narrowed: string | undefined, params: unknown[]): Promise<Image[]> => {

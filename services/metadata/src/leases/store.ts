@@ -2,6 +2,7 @@ import { requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, isAlreadyExists, notFound } from '@berth/common/errors';
 import { adaptorFromObject } from '@berth/common/filters/index';
+import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { jsonColumn } from '../db/columns.js';
 import { compileFilters } from '../filters.js';
 import { sortedMap, validateLabelMap, withoutEmpty } from '../label-maps.js';
@@ -91,13 +92,17 @@ export function createLeaseStore(deps: LeaseStoreDeps): LeaseStore {
       const r = await parseFor(ns, lease, resource);
       // One statement, no transaction: the lease row is locked as the foreign key check would, so a concurrent
       // delete either waits for the resource or leaves no lease to add it to.
-      const [row] = await db.query<{ found: boolean }>(
-        `WITH lease AS (SELECT 1 FROM metadata.leases WHERE namespace = $1 AND id = $2 FOR KEY SHARE),
+      // Under the collection lock: a resource added while a collection runs must survive its sweep.
+      const [row] = await db.transaction(async (tx) => {
+        await holdCollectionLockShared(tx);
+        return tx.query<{ found: boolean }>(
+          `WITH lease AS (SELECT 1 FROM metadata.leases WHERE namespace = $1 AND id = $2 FOR KEY SHARE),
               added AS (INSERT INTO metadata.lease_resources (namespace, lease, kind, snapshotter, id)
                         SELECT $1, $2, $3, $4, $5 FROM lease ON CONFLICT DO NOTHING)
          SELECT EXISTS (SELECT 1 FROM lease) AS found`,
-        [ns, lease, r.kind, r.snapshotter, r.id],
-      );
+          [ns, lease, r.kind, r.snapshotter, r.id],
+        );
+      });
       if (!row?.found) throw notFound(`lease ${JSON.stringify(lease)}`);
     },
 

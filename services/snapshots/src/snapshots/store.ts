@@ -12,6 +12,7 @@ import {
   wrap,
 } from '@berth/common/errors';
 import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters/index';
+import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { validateLabels } from '@berth/common/labels';
 import type { MetadataPeer } from '@berth/common/metadata-peer';
 import { enqueue } from '@berth/common/outbox';
@@ -110,6 +111,8 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
     let placed: string | undefined;
     try {
       const row = await db.transaction(async (tx) => {
+        // A child names its parent: it must not appear between a collection's mark and its sweep.
+        await holdCollectionLockShared(tx);
         const [row] = await tx.query<Parameters<typeof recordOf>[0] & Record<string, unknown>>(
           `INSERT INTO snapshots.snapshots (node, snapshotter, namespace, key, kind, parent_id, labels)
            VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb) RETURNING ${recordColumns}`,
@@ -136,7 +139,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
     }
   };
 
-  return {
+  const snapshotter: Snapshotter = {
     name,
     prepare: (ctx, key, parent, labels) => track(() => create(ctx, Kind.Active, key, parent, labels)),
     view: (ctx, key, parent, labels) => track(() => create(ctx, Kind.View, key, parent, labels)),
@@ -167,6 +170,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       let committed: ReturnType<typeof recordOf>;
       try {
         committed = await db.transaction(async (tx) => {
+          await holdCollectionLockShared(tx);
           const r = await lockRow(tx, ns, key);
           if (!r) throw doesNotExist(key);
           if (r.kind !== Kind.Active) {
@@ -224,6 +228,17 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       const ns = requireNamespace(ctx);
       const r = index.get(ns, key);
       if (!r) throw doesNotExist(key);
+      if (ctx.lease) {
+        // A client that finds a snapshot under a lease goes on to build on it (ctr's unpack: Stat the chain ID,
+        // then Prepare its child). Holding it by the lease first makes what Stat reports stay true: a collection
+        // that ran before the hold may have removed it, so the row itself is checked after (containerd #3787).
+        await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, key);
+        const rows = await db.query(
+          'SELECT 1 FROM snapshots.snapshots WHERE node = $1 AND snapshotter = $2 AND namespace = $3 AND key = $4',
+          [...scope(ns), key],
+        );
+        if (rows.length === 0) throw doesNotExist(key);
+      }
       return index.info(r);
     },
 
@@ -231,6 +246,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       const ns = requireNamespace(ctx);
       if (info.name === '') throw invalidArgument('snapshot name must not be empty');
       const updated = await db.transaction(async (tx) => {
+        await holdCollectionLockShared(tx);
         const r = await lockRow(tx, ns, info.name);
         if (!r) throw doesNotExist(info.name);
         let labels: Record<string, string> = { ...r.labels };
@@ -293,6 +309,28 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       return { size: r.size, inodes: r.inodes } satisfies Usage;
     },
 
+    async reconcile(ctx) {
+      // Only removals: a creation commits its row before it enters the index, so an id in the index and not
+      // in the table was deleted, and an id in the table is never missed by a concurrent creation.
+      const present = new Set(
+        (
+          await db.query<{ id: number | string }>(
+            'SELECT id FROM snapshots.snapshots WHERE node = $1 AND snapshotter = $2',
+            [node, name],
+          )
+        ).map((r) => Number(r.id)),
+      );
+      let forgotten = 0;
+      for (const id of index.ids()) {
+        if (!present.has(id)) {
+          index.remove(id);
+          forgotten++;
+        }
+      }
+      await snapshotter.cleanup(ctx);
+      return forgotten;
+    },
+
     async cleanup(ctx) {
       while (cleaning) await cleaning;
       const run = (async () => {
@@ -323,6 +361,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       }
     },
   };
+  return snapshotter;
 }
 
 function isForeignKeyViolation(e: unknown): boolean {

@@ -64,6 +64,11 @@ export interface Snapshotter {
   usage(ctx: RequestContext, key: string): Promise<Usage>;
   /** Removes directories that no record on this node refers to (crash leftovers). */
   cleanup(ctx: RequestContext): Promise<void>;
+  /**
+   * After a garbage collection removed records of this node: forgets the records no longer in the database,
+   * then removes the directories no record names (as Cleanup). Returns how many records were forgotten.
+   */
+  reconcile(ctx: RequestContext): Promise<number>;
   /** Resolves once the directories of removed snapshots are gone. */
   idle(): Promise<void>;
 }

@@ -1,8 +1,8 @@
 import { type RequestContext, withoutLease } from '@berth/common/context';
 import { invoke } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import { ContainersClient, type GetContainerResponse } from '@berth/proto/containerd/services/containers/v1/containers';
-import * as grpc from '@grpc/grpc-js';
 
 /** What a task needs of its container record, which metadata owns. */
 export interface ContainerRecord {
@@ -31,7 +31,7 @@ export type GetContainer = (ctx: RequestContext, id: string) => Promise<Containe
 
 /** Metadata's Containers API at `address` (split mode; all-in-one calls metadata in process, see localContainersPeer). */
 export function containersPeer(address: string): ContainersPeer {
-  const client = new ContainersClient(dialTarget(address), grpc.credentials.createInsecure(), channelOptions);
+  const client = new ContainersClient(dialTarget(address), channelCredentialsFor(address), channelOptions);
   const get: GetContainer = async (ctx, id) => {
     const res = await invoke<GetContainerResponse>(
       (md, opts, cb) => client.get({ id }, md, { ...opts, deadline: Date.now() + 30_000 }, cb),

@@ -1,14 +1,13 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCode, ServiceError, unavailable } from '@berth/common/errors';
-import { type ExitNotice, onLines, type Reply, type Request } from './protocol.js';
+import { type ExitNotice, onLines, type Reply, type Request, supervisorSocketName } from './protocol.js';
 
 const shimMain = fileURLToPath(new URL('./main.js', import.meta.url));
+/** A small heap for a small process: the supervisor holds a few objects per task. */
+const supervisorFlags = ['--max-semi-space-size=1'];
 
 /** The agent's end of one supervisor's socket. */
 export interface ShimConnection {
@@ -72,96 +71,67 @@ function wrap(socket: Socket): ShimConnection {
 }
 
 /**
- * Keeps one supervisor started ahead of need, so a task's creation does not wait for a Node process to
- * boot (tens of milliseconds). A spare exits by itself if the agent that started it goes away unclaimed.
+ * The agent's way to the node's supervisor (one process for every task of the node, see main.ts): it
+ * starts the supervisor if none answers on `<dir>/supervisor.sock` and keeps one connection open ahead of
+ * need, which a task's creation takes and binds with `init`. While the agent holds a connection, the
+ * supervisor stays even with no task; once neither is left it exits.
  */
 export interface SparePool {
-  /** A supervisor ready for `init`; starts the next spare in the background. */
+  /** A connection ready for `init`; opens the next one in the background. */
   take(): Promise<ShimConnection>;
-  /** Starts a spare now if none is ready, so the first task does not wait for one. */
+  /** Opens a connection now if none is ready (starting the supervisor if needed), so the first task does not wait. */
   warm(): void;
-  /**
-   * Starts the next spare, unless one is waiting, through the launcher: a spawn forks the process that
-   * makes it and blocks its event loop meanwhile, which for the agent (hundreds of MB) costs tens of
-   * milliseconds on a busy node, for a small supervisor process a few. Falls back to the agent.
-   */
+  /** Same as warm: `take` already opened the next connection. */
   replenish(): void;
   close(): Promise<void>;
 }
 
-interface Spare {
-  /** Undefined until known, or when the spawn itself failed (the connection then rejects). */
-  pid: number | undefined;
-  readonly connection: Promise<ShimConnection>;
-}
-
 export function createSparePool(dir: string): SparePool {
-  let next: Spare | undefined;
+  const path = join(dir, supervisorSocketName);
+  let next: Promise<ShimConnection> | undefined;
+  let launching: Promise<ShimConnection> | undefined;
   let closed = false;
-  /**
-   * A supervisor that is never handed a task and only starts spares. Not a task's supervisor: when one of
-   * those exits, whatever it started is re-parented to the nearest subreaper above it, which would not
-   * reap it. It exits with the agent's connection, like any unclaimed spare.
-   */
-  let launcher: Promise<ShimConnection> | undefined;
-  const launcherConnection = (): Promise<ShimConnection> => {
-    if (launcher) return launcher;
-    const l = startSpare(dir);
-    renice(l.pid, 0);
-    const connection = l.connection;
-    launcher = connection;
+  const connection = async (): Promise<ShimConnection> => {
+    try {
+      return await connectShim(path);
+    } catch {
+      /* no supervisor answers: start one */
+    }
+    if (launching) {
+      await launching.catch(() => undefined);
+      return connectShim(path);
+    }
+    const mine = launchSupervisor(path);
+    launching = mine;
+    try {
+      return await mine;
+    } finally {
+      if (launching === mine) launching = undefined;
+    }
+  };
+  const warm = (): void => {
+    if (closed || next) return;
+    const pending = connection();
+    next = pending;
     const forget = (): void => {
-      if (launcher === connection) launcher = undefined;
+      if (next === pending) next = undefined;
     };
-    connection.then((c) => c.onClose(forget), forget);
-    return connection;
+    pending.then((c) => c.onClose(forget), forget);
   };
   return {
     async take() {
-      const mine = next ?? startSpare(dir);
+      const mine = next ?? connection();
       next = undefined;
-      // Claimed: from now on a task waits for it, so it must not boot (or answer `init`) at the lowest priority.
-      renice(mine.pid, 0);
-      return mine.connection;
+      warm();
+      return mine;
     },
-    warm() {
-      if (closed) return;
-      next ??= startSpare(dir);
-      void launcherConnection().catch(() => undefined);
-    },
-    replenish() {
-      if (closed || next) return;
-      const path = spareSocket(dir);
-      const entry: { pid: number | undefined } = { pid: undefined };
-      const connection = launcherConnection()
-        .then((l) => l.call<{ pid: number }>({ method: 'spawnSpare', socket: path }))
-        .then(
-          ({ pid }) => {
-            entry.pid = pid;
-            if (next !== spare) renice(pid, 0);
-            return connectSpare(path, () => !alive(pid), pid);
-          },
-          () => {
-            // No launcher (it could not start, or went away): the agent starts the spare itself.
-            const own = startSpare(dir, path);
-            entry.pid = own.pid;
-            if (next !== spare) renice(own.pid, 0);
-            return own.connection;
-          },
-        );
-      const spare: Spare = Object.assign(entry, { connection });
-      connection.catch(() => {
-        if (next === spare) next = undefined;
-      });
-      next = spare;
-    },
+    warm,
+    replenish: warm,
     async close() {
       closed = true;
       const n = next;
       next = undefined;
-      const l = launcher;
-      launcher = undefined;
-      for (const c of [n?.connection, l]) if (c) (await c.catch(() => undefined))?.close();
+      if (n) (await n.catch(() => undefined))?.close();
     },
   };
 }
@@ -175,59 +145,32 @@ function alive(pid: number): boolean {
   }
 }
 
-const spareSocket = (dir: string): string => join(dir, `spare-${randomBytes(6).toString('hex')}.sock`);
-
-function renice(pid: number | undefined, priority: number): void {
-  if (pid === undefined) return;
-  try {
-    setPriority(pid, priority);
-  } catch {
-    /* it already exited; waiting for its connection reports that */
-  }
-}
-
-function startSpare(dir: string, path = spareSocket(dir)): Spare {
+/** Starts the node's supervisor, detached in its own session, and answers the first connection to it. */
+async function launchSupervisor(path: string): Promise<ShimConnection> {
   const env = { ...process.env };
   // The agent's preloads and CA bundle only slow the supervisor's start; it needs neither.
   delete env.NODE_OPTIONS;
   delete env.NODE_EXTRA_CA_CERTS;
-  const child = spawn(process.execPath, [shimMain, '--socket', path], { detached: true, stdio: 'ignore', env });
+  // A terminal's pty master and stdin FIFO are read on libuv's thread pool, one blocked thread each: room
+  // for many terminals before they would hold up the supervisor's file writes.
+  env.UV_THREADPOOL_SIZE ??= '64';
+  const child = spawn(process.execPath, [...supervisorFlags, shimMain, '--socket', path], {
+    detached: true,
+    stdio: 'ignore',
+    env,
+  });
   child.unref();
-  // Booting a spare must not slow the task being created right now (2 cores): it starts at the lowest
-  // priority and takes the normal one back when it is claimed.
-  renice(child.pid, 19);
   let failure: ServiceError | undefined;
-  child.once('error', (e) => (failure ??= unavailable('cannot start a task supervisor', e)));
+  child.once('error', (e) => (failure ??= unavailable('cannot start the task supervisor', e)));
   child.once('exit', (code) => (failure ??= unavailable(`task supervisor exited with ${code} before it was ready`)));
-  const connection = connectSpare(
-    path,
-    () => failure !== undefined,
-    child.pid,
-    () => failure,
-  );
-  connection.catch(() => undefined);
-  return { pid: child.pid, connection };
-}
-
-/** Connects to a starting spare at `path`; gives up when it is gone or after 10 s. */
-async function connectSpare(
-  path: string,
-  gone: () => boolean,
-  pid: number | undefined,
-  why: () => ServiceError | undefined = () => undefined,
-): Promise<ShimConnection> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
       return await connectShim(path);
     } catch (e) {
-      if (gone() || Date.now() > deadline) {
-        if (pid !== undefined && alive(pid)) process.kill(pid, 'SIGKILL');
-        await rm(path, { force: true });
-        throw (
-          why() ??
-          unavailable(gone() ? 'task supervisor exited before it was ready' : 'task supervisor did not start', e)
-        );
+      if (failure || Date.now() > deadline) {
+        if (child.pid !== undefined && alive(child.pid)) process.kill(child.pid, 'SIGKILL');
+        throw failure ?? unavailable('task supervisor did not start', e);
       }
       await new Promise((r) => setTimeout(r, 5));
     }

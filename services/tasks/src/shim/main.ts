@@ -1,10 +1,11 @@
 /**
- * The per-task supervisor ("shim"). The agent starts one ahead of need, detached in its own session, and
- * hands it a task with `init`. From then on it owns the task's processes: it runs `runc create` / `runc
- * exec` as its own children and, being the child subreaper, inherits the container processes when runc
- * exits, so it alone collects their exit statuses. It keeps running when the agent stops; a restarted agent
- * reconnects on `<dir>/shim.sock`. Every exit is also written to `<dir>/<process>.exit`, so a status
- * survives even this process.
+ * The node's task supervisor ("shim"): one process holds every task of the node. The agent starts it once
+ * (detached, in its own session) and hands it each new task with `init` on a fresh connection to its
+ * socket. For each task it runs `runc create` / `runc exec` as its own children and, being the child
+ * subreaper, inherits the container processes when runc exits, so it alone collects their exit statuses.
+ * It keeps running when the agent stops; a restarted agent reconnects on each task's `<dir>/shim.sock`.
+ * Every exit is also written to `<dir>/<process>.exit`, so a status survives even this process. It exits
+ * once it holds no task and no agent is connected.
  *
  * stdio: the client's FIFOs are handed to the container as they are (no copying), opened so that the
  * container never sees a premature EOF or SIGPIPE; our own descriptors are closed when the process exits, so
@@ -14,7 +15,6 @@ import { spawn } from 'node:child_process';
 import { closeSync, constants as fsc, openSync } from 'node:fs';
 import { appendFile, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { type ConsoleSocket, openConsoleSocket } from './console.js';
 import {
@@ -30,7 +30,7 @@ import {
   type Stdio,
   socketName,
 } from './protocol.js';
-import { becomeSubreaper, resizePty, setBlocking, tryWait } from './sys.js';
+import { becomeSubreaper, peekExitedChild, resizePty, setBlocking, tryWait } from './sys.js';
 
 interface Proc {
   readonly execId: string;
@@ -56,38 +56,28 @@ class Failure extends Error {
 }
 
 const args = process.argv.slice(2);
-const spareSocket = args[args.indexOf('--socket') + 1] ?? '';
-if (!spareSocket) {
+const mainSocket = args[args.indexOf('--socket') + 1] ?? '';
+if (!mainSocket) {
   process.stderr.write('usage: shim --socket <path>\n');
   process.exit(2);
 }
 
-let task: { dir: string; id: string; runcRoot: string; runc: string } | undefined;
-const procs = new Map<string, Proc>();
-const clients = new Set<Socket>();
-let taskServer: Server | undefined;
-
-function log(msg: string, fields: Record<string, unknown> = {}): void {
-  if (!task) return;
-  const line = JSON.stringify({ time: new Date().toISOString(), level: 'info', msg, pid: process.pid, ...fields });
-  void appendFile(join(task.dir, 'shim.log'), `${line}\n`).catch(() => undefined);
-}
-
 /** Runs runc with the task's root and a JSON log, so a failure reports runc's own last error line. */
 async function runc(
+  t: { dir: string; runcRoot: string; runc: string },
   argv: readonly string[],
   stdio: Array<number | 'ignore'> = ['ignore', 'ignore', 'ignore'],
 ): Promise<void> {
-  const t = need();
   const logPath = join(t.dir, 'runc.log');
   await removeFile(logPath);
   const child = spawn(t.runc, ['--root', t.runcRoot, '--log', logPath, '--log-format', 'json', ...argv], {
     stdio: stdio as Array<number | 'ignore'>,
   });
+  if (child.pid !== undefined) ourChildren.add(child.pid);
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (c, sig) => resolve(c ?? (sig ? 128 : null)));
-  });
+  }).finally(() => child.pid !== undefined && ourChildren.delete(child.pid));
   if (code === 0) return;
   throw new Failure('unknown', await runcError(logPath, `runc ${argv[0] ?? ''} exited with ${code}`));
 }
@@ -115,11 +105,6 @@ async function removeFile(path: string): Promise<void> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
-}
-
-function need(): { dir: string; id: string; runcRoot: string; runc: string } {
-  if (!task) throw new Failure('failed_precondition', 'supervisor has no task yet');
-  return task;
 }
 
 /**
@@ -158,259 +143,295 @@ function closeFds(fds: number[]): void {
   }
 }
 
-async function readPid(execId: string): Promise<number> {
-  const t = need();
-  const text = await readFile(join(t.dir, pidFile(execId)), 'utf8');
-  const pid = Number(text.trim());
-  if (!Number.isInteger(pid) || pid <= 0) throw new Failure('unknown', `bad pid file for ${execId || 'init'}: ${text}`);
-  return pid;
-}
+/** The tasks this process supervises, by bundle directory. */
+const tasks = new Map<string, SupervisedTask>();
+/** Every open connection: while one is open (or a task is held) the process stays. */
+const connections = new Set<Socket>();
 
-async function create(bundle: string, io: Stdio): Promise<{ pid: number }> {
-  const t = need();
-  if (procs.has('')) throw new Failure('already_exists', `task ${t.id}: already exists`);
-  const proc: Proc = { execId: '', io, pid: 0, status: 'created', fds: [] };
-  let stdio: Array<number | 'ignore'>;
-  const argv = ['create', '--bundle', bundle, '--pid-file', join(t.dir, pidFile(''))];
-  if (io.terminal) {
-    proc.console = await openConsoleSocket(join(t.dir, 'console.sock'));
-    argv.push('--console-socket', proc.console.path);
-    stdio = ['ignore', 'ignore', 'ignore'];
-  } else {
-    const opened = openStdio(io);
-    proc.fds = opened.fds;
-    stdio = opened.stdio;
+/** One task: its processes, its socket `<dir>/shim.sock`, and the agents connected to it. */
+class SupervisedTask {
+  readonly procs = new Map<string, Proc>();
+  /** Connections bound to this task: `init`'s own and those accepted on its socket. Exits are pushed to them. */
+  readonly clients = new Set<Socket>();
+  private server: Server | undefined;
+
+  constructor(
+    readonly dir: string,
+    readonly id: string,
+    readonly runcRoot: string,
+    readonly runc: string,
+  ) {}
+
+  async listen(): Promise<void> {
+    const path = join(this.dir, socketName);
+    await removeFile(path);
+    const server = createServer((s) => serve(s, this));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, resolve);
+    });
   }
-  try {
-    await runc([...argv, t.id], stdio);
-    proc.pid = await readPid('');
-    if (proc.console) proc.consoleDone = proc.console.attach(io);
-  } catch (e) {
-    closeFds(proc.fds);
-    proc.console?.close();
-    throw e;
+
+  log(msg: string, fields: Record<string, unknown> = {}): void {
+    const line = JSON.stringify({ time: new Date().toISOString(), level: 'info', msg, pid: process.pid, ...fields });
+    void appendFile(join(this.dir, 'shim.log'), `${line}\n`).catch(() => undefined);
   }
-  if (!io.terminal) {
-    // stdin is the container's alone now; the write ends stay open until exit (see openStdio).
+
+  private async readPid(execId: string): Promise<number> {
+    const text = await readFile(join(this.dir, pidFile(execId)), 'utf8');
+    const pid = Number(text.trim());
+    if (!Number.isInteger(pid) || pid <= 0) {
+      throw new Failure('unknown', `bad pid file for ${execId || 'init'}: ${text}`);
+    }
+    return pid;
+  }
+
+  async create(bundle: string, io: Stdio): Promise<{ pid: number }> {
+    if (this.procs.has('')) throw new Failure('already_exists', `task ${this.id}: already exists`);
+    const proc: Proc = { execId: '', io, pid: 0, status: 'created', fds: [] };
+    let stdio: Array<number | 'ignore'>;
+    const argv = ['create', '--bundle', bundle, '--pid-file', join(this.dir, pidFile(''))];
+    if (io.terminal) {
+      proc.console = await openConsoleSocket(join(this.dir, 'console.sock'));
+      argv.push('--console-socket', proc.console.path);
+      stdio = ['ignore', 'ignore', 'ignore'];
+    } else {
+      const opened = openStdio(io);
+      proc.fds = opened.fds;
+      stdio = opened.stdio;
+    }
+    try {
+      const since = Date.now();
+      await runc(this, [...argv, this.id], stdio);
+      proc.pid = await this.readPid('');
+      forgetOrphanBefore(proc.pid, since);
+      if (proc.console) proc.consoleDone = proc.console.attach(io);
+    } catch (e) {
+      closeFds(proc.fds);
+      proc.console?.close();
+      throw e;
+    }
+    if (!io.terminal) {
+      // stdin is the container's alone now; the write ends stay open until exit (see openStdio).
+      const stdinFd = stdio[0];
+      if (typeof stdinFd === 'number') {
+        closeSync(stdinFd);
+        proc.fds = proc.fds.filter((fd) => fd !== stdinFd);
+      }
+    }
+    this.procs.set('', proc);
+    this.reap();
+    return { pid: proc.pid };
+  }
+
+  async start(execId: string): Promise<{ pid: number }> {
+    const proc = this.procs.get(execId);
+    if (!proc) {
+      throw new Failure('not_found', execId === '' ? `task ${this.id} not found` : `process ${execId}: not found`);
+    }
+    if (proc.status !== 'created') {
+      throw new Failure(
+        'failed_precondition',
+        `cannot start a ${proc.status === 'running' ? 'running' : 'stopped'} process`,
+      );
+    }
+    if (execId === '') {
+      await runc(this, ['start', this.id]);
+      if (proc.status === 'created') proc.status = 'running';
+      return { pid: proc.pid };
+    }
+    const init = this.procs.get('');
+    if (init?.status !== 'running') throw new Failure('failed_precondition', 'container is not running');
+    let stdio: Array<number | 'ignore'> = ['ignore', 'ignore', 'ignore'];
+    const argv = [
+      'exec',
+      '--detach',
+      '--pid-file',
+      join(this.dir, pidFile(execId)),
+      '--process',
+      proc.processFile ?? '',
+    ];
+    if (proc.io.terminal) {
+      proc.console = await openConsoleSocket(join(this.dir, `console-${execId}.sock`));
+      argv.push('--console-socket', proc.console.path);
+    } else {
+      const opened = openStdio(proc.io);
+      proc.fds = opened.fds;
+      stdio = opened.stdio;
+    }
+    try {
+      const since = Date.now();
+      await runc(this, [...argv, this.id], stdio);
+      proc.pid = await this.readPid(execId);
+      forgetOrphanBefore(proc.pid, since);
+      if (proc.console) proc.consoleDone = proc.console.attach(proc.io);
+    } catch (e) {
+      closeFds(proc.fds);
+      proc.console?.close();
+      throw e;
+    }
     const stdinFd = stdio[0];
     if (typeof stdinFd === 'number') {
       closeSync(stdinFd);
       proc.fds = proc.fds.filter((fd) => fd !== stdinFd);
     }
-  }
-  procs.set('', proc);
-  reap();
-  return { pid: proc.pid };
-}
-
-async function start(execId: string): Promise<{ pid: number }> {
-  const t = need();
-  const proc = procs.get(execId);
-  if (!proc) throw new Failure('not_found', execId === '' ? `task ${t.id} not found` : `process ${execId}: not found`);
-  if (proc.status !== 'created') {
-    throw new Failure(
-      'failed_precondition',
-      `cannot start a ${proc.status === 'running' ? 'running' : 'stopped'} process`,
-    );
-  }
-  if (execId === '') {
-    await runc(['start', t.id]);
     if (proc.status === 'created') proc.status = 'running';
+    this.reap();
     return { pid: proc.pid };
   }
-  const init = procs.get('');
-  if (init?.status !== 'running') throw new Failure('failed_precondition', 'container is not running');
-  let stdio: Array<number | 'ignore'> = ['ignore', 'ignore', 'ignore'];
-  const argv = ['exec', '--detach', '--pid-file', join(t.dir, pidFile(execId)), '--process', proc.processFile ?? ''];
-  if (proc.io.terminal) {
-    proc.console = await openConsoleSocket(join(t.dir, `console-${execId}.sock`));
-    argv.push('--console-socket', proc.console.path);
-  } else {
-    const opened = openStdio(proc.io);
-    proc.fds = opened.fds;
-    stdio = opened.stdio;
+
+  /** Collects every exited process of the task we know the pid of; the rest of the exit handling runs asynchronously. */
+  reap(): void {
+    for (const proc of this.procs.values()) {
+      if (proc.pid === 0 || proc.exit) continue;
+      let code = orphanExits.get(proc.pid)?.code;
+      orphanExits.delete(proc.pid);
+      try {
+        code ??= tryWait(proc.pid);
+      } catch (e) {
+        // ECHILD: not (or no longer) ours to wait for, e.g. after this process was itself restarted.
+        this.log('waitpid failed', { pid: proc.pid, err: (e as Error).message });
+        code = 255;
+      }
+      if (code === undefined) continue;
+      const exit: Exit = { pid: proc.pid, exitStatus: code, exitedAt: new Date().toISOString() };
+      proc.exit = exit;
+      void this.finishExit(proc, exit);
+    }
   }
-  try {
-    await runc([...argv, t.id], stdio);
-    proc.pid = await readPid(execId);
-    if (proc.console) proc.consoleDone = proc.console.attach(proc.io);
-  } catch (e) {
-    closeFds(proc.fds);
+
+  private async finishExit(proc: Proc, exit: Exit): Promise<void> {
+    // Output first: the client must have every byte (and EOF) before Wait answers.
+    if (proc.consoleDone) await proc.consoleDone.catch(() => undefined);
     proc.console?.close();
+    closeFds(proc.fds);
+    if (proc.execId === '') {
+      // The other processes died with the init process (its pid namespace is gone); release their stdio too.
+      for (const p of this.procs.values()) if (p !== proc && !p.exit) closeFds(p.fds);
+    }
+    const file = join(this.dir, exitFile(proc.execId));
+    await writeFile(`${file}.tmp`, JSON.stringify(exit));
+    await rename(`${file}.tmp`, file);
+    proc.status = 'stopped';
+    this.log('process exited', { execId: proc.execId, ...exit });
+    const notice: ExitNotice = { event: 'exit', execId: proc.execId, exit };
+    for (const c of this.clients) c.write(`${JSON.stringify(notice)}\n`);
+  }
+
+  state(): { id: string; processes: ProcessState[] } {
+    return {
+      id: this.id,
+      processes: [...this.procs.values()].map((p) => ({
+        execId: p.execId,
+        pid: p.pid,
+        status: p.status,
+        io: p.io,
+        ...(p.exit && p.status === 'stopped' ? { exit: p.exit } : {}),
+      })),
+    };
+  }
+
+  async handle(req: Request): Promise<unknown> {
+    switch (req.method) {
+      case 'init':
+        throw new Failure('failed_precondition', 'supervisor already has a task');
+      case 'create':
+        return this.create(req.bundle, req.io);
+      case 'start':
+        return this.start(req.execId);
+      case 'exec': {
+        if (this.procs.has(req.execId)) throw new Failure('already_exists', `id ${req.execId}: already exists`);
+        this.procs.set(req.execId, {
+          execId: req.execId,
+          io: req.io,
+          processFile: req.processFile,
+          pid: 0,
+          status: 'created',
+          fds: [],
+        });
+        return {};
+      }
+      case 'state':
+        return this.state();
+      case 'resize': {
+        const proc = this.procs.get(req.execId);
+        if (!proc) throw new Failure('not_found', `process ${req.execId}: not found`);
+        // After the exit the terminal is gone; a late resize (ctr sends one as it starts) is moot, as in containerd.
+        if (proc.exit) return {};
+        if (!proc.io.terminal) throw new Failure('failed_precondition', 'process has no terminal');
+        if (proc.console?.master === undefined) return {};
+        resizePty(proc.console.master, req.width, req.height);
+        return {};
+      }
+      case 'closeIO': {
+        const proc = this.procs.get(req.execId);
+        if (!proc) throw new Failure('not_found', `process ${req.execId}: not found`);
+        proc.console?.closeStdin();
+        return {};
+      }
+      case 'deleteExec': {
+        const proc = this.procs.get(req.execId);
+        if (!proc) throw new Failure('not_found', `process ${req.execId}: not found`);
+        if (proc.status === 'running') throw new Failure('failed_precondition', 'cannot delete a running process');
+        closeFds(proc.fds);
+        proc.console?.close();
+        this.procs.delete(req.execId);
+        await Promise.all(
+          [exitFile(req.execId), pidFile(req.execId), `exec-${req.execId}.json`].map((f) =>
+            rm(join(this.dir, f), { force: true }),
+          ),
+        );
+        return {};
+      }
+      case 'delete':
+        await runc(this, ['delete', '--force', this.id]);
+        return {};
+      case 'shutdown':
+        // As a supervisor of its own used to exit here: the task's connections close once this reply is out.
+        setImmediate(() => this.close());
+        return {};
+    }
+  }
+
+  /** Lets go of the task: its descriptors, its socket, its connections. */
+  close(): void {
+    if (tasks.get(this.dir) === this) tasks.delete(this.dir);
+    for (const p of this.procs.values()) {
+      closeFds(p.fds);
+      p.console?.close();
+    }
+    this.server?.close();
+    void removeFile(join(this.dir, socketName)).catch(() => undefined);
+    for (const c of this.clients) c.destroy();
+    this.clients.clear();
+    exitIfIdle();
+  }
+}
+
+/** A connection not bound to a task yet takes one with `init`. */
+async function handleUnbound(req: Request, socket: Socket): Promise<{ task?: SupervisedTask; result: unknown }> {
+  if (req.method !== 'init') throw new Failure('failed_precondition', 'supervisor has no task yet');
+  if (tasks.has(req.dir)) throw new Failure('already_exists', `task ${req.id}: already exists`);
+  const task = new SupervisedTask(req.dir, req.id, req.runcRoot, req.runc);
+  tasks.set(req.dir, task);
+  try {
+    await task.listen();
+    await writeFile(join(req.dir, 'shim.pid'), String(process.pid));
+  } catch (e) {
+    tasks.delete(req.dir);
     throw e;
   }
-  const stdinFd = stdio[0];
-  if (typeof stdinFd === 'number') {
-    closeSync(stdinFd);
-    proc.fds = proc.fds.filter((fd) => fd !== stdinFd);
-  }
-  if (proc.status === 'created') proc.status = 'running';
-  reap();
-  return { pid: proc.pid };
+  task.clients.add(socket);
+  task.log('supervising', { id: req.id });
+  return { task, result: { pid: process.pid } };
 }
 
-/** Collects every exited process we know the pid of; the rest of the exit handling runs asynchronously. */
-function reap(): void {
-  for (const proc of procs.values()) {
-    if (proc.pid === 0 || proc.exit) continue;
-    let code: number | undefined;
-    try {
-      code = tryWait(proc.pid);
-    } catch (e) {
-      // ECHILD: not (or no longer) ours to wait for, e.g. after this process was itself restarted.
-      log('waitpid failed', { pid: proc.pid, err: (e as Error).message });
-      code = 255;
-    }
-    if (code === undefined) continue;
-    const exit: Exit = { pid: proc.pid, exitStatus: code, exitedAt: new Date().toISOString() };
-    proc.exit = exit;
-    void finishExit(proc, exit);
-  }
-}
-
-async function finishExit(proc: Proc, exit: Exit): Promise<void> {
-  // Output first: the client must have every byte (and EOF) before Wait answers.
-  if (proc.consoleDone) await proc.consoleDone.catch(() => undefined);
-  proc.console?.close();
-  closeFds(proc.fds);
-  if (proc.execId === '') {
-    // The other processes died with the init process (its pid namespace is gone); release their stdio too.
-    for (const p of procs.values()) if (p !== proc && !p.exit) closeFds(p.fds);
-  }
-  const t = need();
-  const file = join(t.dir, exitFile(proc.execId));
-  await writeFile(`${file}.tmp`, JSON.stringify(exit));
-  await rename(`${file}.tmp`, file);
-  proc.status = 'stopped';
-  log('process exited', { execId: proc.execId, ...exit });
-  const notice: ExitNotice = { event: 'exit', execId: proc.execId, exit };
-  for (const c of clients) c.write(`${JSON.stringify(notice)}\n`);
-}
-
-function state(): { id: string; processes: ProcessState[] } {
-  const t = need();
-  return {
-    id: t.id,
-    processes: [...procs.values()].map((p) => ({
-      execId: p.execId,
-      pid: p.pid,
-      status: p.status,
-      io: p.io,
-      ...(p.exit && p.status === 'stopped' ? { exit: p.exit } : {}),
-    })),
-  };
-}
-
-async function handle(req: Request): Promise<unknown> {
-  switch (req.method) {
-    case 'init': {
-      if (task) throw new Failure('failed_precondition', 'supervisor already has a task');
-      setPriority(0);
-      // Only a task's supervisor: the launcher (see spawnSpare) must not inherit orphans it would never reap.
-      becomeSubreaper();
-      task = { dir: req.dir, id: req.id, runcRoot: req.runcRoot, runc: req.runc };
-      const path = join(req.dir, socketName);
-      await removeFile(path);
-      taskServer = createServer(serve);
-      await new Promise<void>((resolve, reject) => {
-        taskServer?.once('error', reject);
-        taskServer?.listen(path, resolve);
-      });
-      await writeFile(join(req.dir, 'shim.pid'), String(process.pid));
-      // The spare socket is of no use to anyone any more, but its removal need not delay the task.
-      spare.close();
-      void removeFile(spareSocket).catch(() => undefined);
-      log('supervising', { id: req.id });
-      return { pid: process.pid };
-    }
-    case 'create':
-      return create(req.bundle, req.io);
-    case 'start':
-      return start(req.execId);
-    case 'exec': {
-      if (procs.has(req.execId)) throw new Failure('already_exists', `id ${req.execId}: already exists`);
-      procs.set(req.execId, {
-        execId: req.execId,
-        io: req.io,
-        processFile: req.processFile,
-        pid: 0,
-        status: 'created',
-        fds: [],
-      });
-      return {};
-    }
-    case 'state':
-      return state();
-    case 'resize': {
-      const proc = procs.get(req.execId);
-      if (!proc) throw new Failure('not_found', `process ${req.execId}: not found`);
-      // After the exit the terminal is gone; a late resize (ctr sends one as it starts) is moot, as in containerd.
-      if (proc.exit) return {};
-      if (!proc.io.terminal) throw new Failure('failed_precondition', 'process has no terminal');
-      if (proc.console?.master === undefined) return {};
-      resizePty(proc.console.master, req.width, req.height);
-      return {};
-    }
-    case 'closeIO': {
-      const proc = procs.get(req.execId);
-      if (!proc) throw new Failure('not_found', `process ${req.execId}: not found`);
-      proc.console?.closeStdin();
-      return {};
-    }
-    case 'deleteExec': {
-      const proc = procs.get(req.execId);
-      if (!proc) throw new Failure('not_found', `process ${req.execId}: not found`);
-      if (proc.status === 'running') throw new Failure('failed_precondition', 'cannot delete a running process');
-      closeFds(proc.fds);
-      proc.console?.close();
-      procs.delete(req.execId);
-      const t = need();
-      await Promise.all(
-        [exitFile(req.execId), pidFile(req.execId), `exec-${req.execId}.json`].map((f) =>
-          rm(join(t.dir, f), { force: true }),
-        ),
-      );
-      return {};
-    }
-    case 'delete':
-      await runc(['delete', '--force', need().id]);
-      return {};
-    case 'spawnSpare':
-      return { pid: spawnSpare(req.socket) };
-    case 'shutdown':
-      setImmediate(() => {
-        for (const p of procs.values()) {
-          closeFds(p.fds);
-          p.console?.close();
-        }
-        process.exit(0);
-      });
-      return {};
-  }
-}
-
-/**
- * A new spare supervisor, detached and at the lowest priority until claimed (as the agent starts them).
- * Asked of the agent's launcher, a spare that is never handed a task.
- */
-function spawnSpare(socket: string): number {
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1] ?? '', '--socket', socket], {
-    detached: true,
-    stdio: 'ignore',
-  });
-  child.on('error', () => undefined);
-  child.unref();
-  if (child.pid === undefined) throw new Failure('unavailable', 'cannot start a task supervisor');
-  try {
-    setPriority(child.pid, 19);
-  } catch {
-    /* it already exited: the agent's connection attempts report that */
-  }
-  return child.pid;
-}
-
-function serve(socket: Socket): void {
-  clients.add(socket);
+function serve(socket: Socket, bound?: SupervisedTask): void {
+  let task = bound;
+  connections.add(socket);
+  task?.clients.add(socket);
+  // Requests of one connection are answered in order of arrival, as each used to be by a supervisor of its own.
   onLines(socket, (line) => {
     let msg: Request & { seq: number };
     try {
@@ -418,7 +439,13 @@ function serve(socket: Socket): void {
     } catch {
       return;
     }
-    handle(msg).then(
+    const handled = task
+      ? task.handle(msg)
+      : handleUnbound(msg, socket).then((r) => {
+          task = r.task;
+          return r.result;
+        });
+    handled.then(
       (result) => socket.write(`${JSON.stringify({ seq: msg.seq, ok: true, result })}\n`),
       (e: unknown) => {
         const error: ErrorBody =
@@ -429,29 +456,75 @@ function serve(socket: Socket): void {
       },
     );
   });
-  const gone = (): void => {
-    clients.delete(socket);
-    // A spare whose agent went away will never be claimed.
-    if (!task && socket === spareClient) process.exit(0);
-  };
-  socket.on('close', gone);
+  socket.on('close', () => {
+    connections.delete(socket);
+    task?.clients.delete(socket);
+    exitIfIdle();
+  });
   socket.on('error', () => undefined);
 }
 
-let spareClient: Socket | undefined;
-// An agent that died between starting us and connecting will never claim us.
-const unclaimedTimer = setTimeout(() => {
-  if (!spareClient) process.exit(0);
-}, 30_000);
-const spare = createServer((s) => {
+/** No task to supervise and no agent connected: nobody needs this process any more. */
+function exitIfIdle(): void {
+  if (tasks.size > 0 || connections.size > 0) return;
+  main.close();
+  process.exit(0);
+}
+
+/** runc processes Node spawned and waits for itself (libuv collects them: not ours to take). */
+const ourChildren = new Set<number>();
+/**
+ * Exits of processes re-parented to us that no task knew when they were collected: the orphans a
+ * container without its own pid namespace leaves, or an exec process that exited before its pid file was
+ * read (kept a minute for that case).
+ */
+const orphanExits = new Map<number, { code: number; at: number }>();
+
+/** An orphan's exit collected before `since` was another process's that had the same pid. */
+function forgetOrphanBefore(pid: number, since: number): void {
+  const e = orphanExits.get(pid);
+  if (e && e.at < since) orphanExits.delete(pid);
+}
+
+/**
+ * Collects the tasks' processes, then every other exited child but runc (left to libuv), so that in a
+ * process that outlives many tasks no zombie accumulates. waitid(WNOWAIT) shows the next exited child
+ * without collecting it, so a task's process is still collected by its task, with its status.
+ */
+function reapAll(): void {
+  for (const t of tasks.values()) t.reap();
+  for (let i = 0; i < 1000; i++) {
+    const pid = peekExitedChild();
+    if (pid === undefined || ourChildren.has(pid)) break;
+    const owner = [...tasks.values()].find((t) => [...t.procs.values()].some((p) => p.pid === pid && !p.exit));
+    if (owner) {
+      owner.reap();
+      continue;
+    }
+    try {
+      const code = tryWait(pid);
+      if (code !== undefined) orphanExits.set(pid, { code, at: Date.now() });
+    } catch {
+      break;
+    }
+  }
+  const old = Date.now() - 60_000;
+  for (const [pid, e] of orphanExits) if (e.at < old) orphanExits.delete(pid);
+}
+
+// The container processes are re-parented here when runc exits: ours to reap.
+becomeSubreaper();
+// An agent that died between starting us and connecting will never come.
+const unclaimedTimer = setTimeout(exitIfIdle, 30_000);
+const main = createServer((s) => {
   clearTimeout(unclaimedTimer);
-  spareClient ??= s;
   serve(s);
 });
-spare.listen(spareSocket);
-process.on('SIGCHLD', reap);
+await removeFile(mainSocket);
+main.listen(mainSocket);
+process.on('SIGCHLD', reapAll);
 // SIGCHLD can coalesce or arrive before a pid is known; a slow poll is the safety net.
-setInterval(reap, 1_000);
+setInterval(reapAll, 1_000);
 process.on('SIGTERM', () => undefined);
 process.on('SIGINT', () => undefined);
 process.on('SIGHUP', () => undefined);

@@ -46,7 +46,10 @@ export interface ProcessState {
 }
 
 export type Request =
-  /** Hands a spare supervisor its task: it moves its socket to `<dir>/shim.sock` and its logs to the dir. */
+  /**
+   * Binds a new connection to the supervisor's socket to a new task: the supervisor then also listens on
+   * `<dir>/shim.sock` for it and logs to the dir. A connection serves one task.
+   */
   | {
       readonly method: 'init';
       readonly dir: string;
@@ -64,11 +67,7 @@ export type Request =
   | { readonly method: 'deleteExec'; readonly execId: string }
   /** `runc delete --force` of the task (the agent's Delete, before `shutdown`). */
   | { readonly method: 'delete' }
-  /**
-   * Starts a spare supervisor listening on `socket` and answers its pid: forking this small process is much
-   * cheaper than forking the agent, whose event loop a spawn blocks.
-   */
-  | { readonly method: 'spawnSpare'; readonly socket: string }
+  /** The supervisor lets go of the task and closes its connections (the task's processes are gone). */
   | { readonly method: 'shutdown' };
 
 export interface ErrorBody {
@@ -94,3 +93,5 @@ export type PidResult = { readonly pid: number };
 export const exitFile = (execId: string): string => (execId === '' ? 'init.exit' : `exec-${execId}.exit`);
 export const pidFile = (execId: string): string => (execId === '' ? 'init.pid' : `exec-${execId}.pid`);
 export const socketName = 'shim.sock';
+/** The node supervisor's own socket, in the tasks root. */
+export const supervisorSocketName = 'supervisor.sock';

@@ -21,6 +21,9 @@ const prctl: (option: number, a2: number, a3: number, a4: number, a5: number) =>
 const waitpidFn: (pid: number, status: number[], options: number) => number = libc.func(
   'int waitpid(int, _Out_ int *, int)',
 );
+const waitidFn: (idtype: number, id: number, info: Buffer, options: number) => number = libc.func(
+  'int waitid(int, uint32_t, void *, int)',
+);
 const fcntlFn: (fd: number, cmd: number, arg: number) => number = libc.func('int fcntl(int, int, int)');
 const Winsize = koffi.struct('berth_winsize', { row: 'uint16', col: 'uint16', xpixel: 'uint16', ypixel: 'uint16' });
 const ioctlWinsize: (
@@ -54,6 +57,24 @@ export function tryWait(pid: number): number | undefined {
   const st = status[0] ?? 0;
   const sig = st & 0x7f;
   return sig === 0 ? (st >> 8) & 0xff : 128 + sig;
+}
+
+const P_ALL = 0;
+const WEXITED = 4;
+const WNOWAIT = 0x01000000;
+/** siginfo_t is 128 bytes; si_pid sits after si_signo, si_errno, si_code and padding (x86_64 and arm64). */
+const SIGINFO_SIZE = 128;
+const SI_PID_OFFSET = 16;
+
+/**
+ * The pid of a child that has exited and is not collected yet, without collecting it (waitid with WNOWAIT),
+ * or undefined if there is none.
+ */
+export function peekExitedChild(): number | undefined {
+  const info = Buffer.alloc(SIGINFO_SIZE);
+  if (waitidFn(P_ALL, 0, info, WEXITED | WNOHANG | WNOWAIT) < 0) return undefined; // ECHILD: no children
+  const pid = info.readInt32LE(SI_PID_OFFSET);
+  return pid > 0 ? pid : undefined;
 }
 
 /** Makes `fd` blocking again: a FIFO opened without blocking must not surprise the container's reads. */

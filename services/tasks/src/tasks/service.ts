@@ -315,6 +315,12 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
       let mounted = false;
       let shim: ShimConnection | undefined;
       let created: Task | undefined;
+      // A client that went away (killed, deadline passed) gets no task: nothing would ever delete it. Checked
+      // after every step; the rollback below removes what the steps so far made (runc container, mounts, dir).
+      const stillWanted = (): void => {
+        if (ctx.signal.aborted)
+          throw new ServiceError(ErrorCode.Canceled, `create ${req.containerId}: context canceled`);
+      };
       try {
         if (existsSync(dir)) {
           // Left by a task whose agent died mid-create or mid-delete: nothing runs there (it is not a task).
@@ -330,6 +336,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
           });
           mounted = true;
         }
+        stillWanted();
         await writeFile(join(dir, 'config.json'), JSON.stringify(spec));
         const record: TaskRecord = {
           namespace: ns,
@@ -340,6 +347,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
         };
         await writeFile(join(dir, 'task.json'), JSON.stringify(record));
         shim = await sparePool().take();
+        stillWanted();
         await shim.call({ method: 'init', dir, id: req.containerId, runcRoot: runcRoot(ns), runc: runcBinary });
         const t: Task = {
           namespace: ns,
@@ -361,6 +369,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
         } catch (e) {
           throw runcCreateError(e);
         }
+        stillWanted();
         const init = t.procs.get('');
         if (init) init.pid = pid;
         tasks.set(k, t);

@@ -1,0 +1,68 @@
+import type { Queryable } from './db.js';
+import { ErrorCode, ServiceError } from './errors.js';
+
+/**
+ * The cluster's equivalent of containerd's metadata write lock (`DB.wlock`): every transaction that creates a
+ * resource or a reference to one takes it shared; a collection takes it exclusive for its mark and its
+ * record sweep, so nothing becomes referenced between the two. Postgres transaction-scoped advisory locks:
+ * released by commit or rollback, and by the server when a session dies. PGlite runs one transaction at a
+ * time, which is already exclusive; the calls are then no-ops.
+ */
+export const collectionLockName = 'berth.gc.write';
+
+/**
+ * containerd's content lock (`metadata/content.go`): a commit holds it shared from placing the bytes in the
+ * backend until its record commits; the backend sweep holds it exclusive while it deletes blobs no record names.
+ */
+export const contentLockName = 'berth.gc.content';
+
+/**
+ * Taken exclusive by an owner's record removal for a collector in another process, and shared by writers
+ * after the collection lock: should the collector's session die mid-sweep (releasing the collection lock),
+ * writers still wait for the removal in flight to commit or roll back before they reference anything.
+ */
+export const sweepLockName = 'berth.gc.sweep';
+
+/** Inside a writer's transaction: waits while a collection marks and sweeps. */
+export async function holdCollectionLockShared(tx: Queryable): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock_shared(hashtext($1)), pg_advisory_xact_lock_shared(hashtext($2))', [
+    collectionLockName,
+    sweepLockName,
+  ]);
+}
+
+/**
+ * Inside an owner's removal transaction for a remote collector: takes the sweep lock, then checks that the
+ * collector's session `pid` still holds the collection lock exclusively. Throws failed_precondition when it
+ * does not (its session ended: it was deposed), so nothing is removed.
+ */
+export async function fenceCollector(tx: Queryable, pid: number): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [sweepLockName]);
+  const [row] = await tx.query<{ held: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_locks, (SELECT hashtext($2)::bigint AS k) key
+       WHERE locktype = 'advisory' AND pid = $1 AND granted AND mode = 'ExclusiveLock' AND objsubid = 1
+         AND classid::bigint = ((key.k >> 32) & 4294967295) AND objid::bigint = (key.k & 4294967295)
+     ) AS held`,
+    [pid, collectionLockName],
+  );
+  if (!row?.held) {
+    throw new ServiceError(
+      ErrorCode.FailedPrecondition,
+      `collector session ${pid} no longer holds the collection lock: its sweep is refused`,
+    );
+  }
+}
+
+/** Inside the collection's transaction: waits for writers in flight, then keeps new ones out until it ends. */
+export async function holdCollectionLockExclusive(tx: Queryable): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [collectionLockName]);
+}
+
+export async function holdContentLockShared(tx: Queryable): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock_shared(hashtext($1))', [contentLockName]);
+}
+
+export async function holdContentLockExclusive(tx: Queryable): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [contentLockName]);
+}

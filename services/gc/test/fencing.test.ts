@@ -1,0 +1,130 @@
+import { join } from 'node:path';
+import { collectableRegistration } from '@berth/common/collectable';
+import { type Db, openDb } from '@berth/common/db';
+import { createServer, listen } from '@berth/common/grpc-server';
+import { nopLogger } from '@berth/common/log';
+import type { ServiceModule } from '@berth/common/service';
+import { type TestPostgres, usePostgres } from '@berth/testing/postgres';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCollector } from '../src/collector.js';
+import { type Election, remoteOwners, startElection } from '../src/index.js';
+import { alters, dgst, startOwners } from './owners-harness.js';
+
+async function until(ok: () => boolean, ms: number): Promise<number> {
+  const start = Date.now();
+  while (!ok()) {
+    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return Date.now() - start;
+}
+
+/**
+ * A collector in its own process: it sweeps through the owners' Collectable APIs, each removal fenced by the
+ * leader's database session. A leader whose session ended cannot commit a sweep; another replica takes over.
+ */
+describe('gc leader election and fencing (PostgreSQL)', () => {
+  let pg: TestPostgres;
+  let db: Db;
+  let owners: Awaited<ReturnType<typeof startOwners>>;
+  let admin: postgres.Sql;
+  const elections: Election[] = [];
+  const closers: Array<() => Promise<void>> = [];
+  const addresses = { metadata: '', content: '', snapshots: '' };
+
+  beforeAll(async () => {
+    pg = await usePostgres();
+    db = await openDb(pg.url);
+    owners = await startOwners(db);
+    admin = postgres(pg.url, { max: 1, onnotice: () => undefined });
+    // Each owner serves its Collectable part on its own socket, as it does when served alone.
+    for (const [name, m] of [
+      ['metadata', owners.metadata],
+      ['content', owners.content],
+      ['snapshots', owners.snapshots],
+    ] as Array<[keyof typeof addresses, ServiceModule]>) {
+      const server = createServer();
+      if (!m.collectable) throw new Error(`${name} has no collectable part`);
+      const r = collectableRegistration(db, m.collectable, nopLogger);
+      server.addService(r.definition, r.implementation);
+      const bound = await listen(server, join(owners.dir.path, `${name}-collectable.sock`));
+      addresses[name] = bound.address;
+      closers.push(() => bound.close());
+    }
+  });
+  afterAll(async () => {
+    for (const e of elections) await e.close();
+    for (const c of closers) await c();
+    await admin?.end({ timeout: 5 });
+    await owners?.close();
+    await db?.close();
+    await pg?.drop();
+  });
+
+  const replica = (): Election => {
+    const e = startElection({ url: pg.url, log: nopLogger, pollMs: 200 });
+    elections.push(e);
+    return e;
+  };
+
+  it('elects exactly one leader, which collects through the owners; a replica takes over when its session dies', async () => {
+    const [a, b, c] = [replica(), replica(), replica()];
+    await until(() => [a, b, c].some((e) => e.isLeader()), 15_000);
+    await new Promise((r) => setTimeout(r, 600));
+    expect([a, b, c].filter((e) => e.isLeader())).toHaveLength(1);
+    const leader = [a, b, c].find((e) => e.isLeader()) as Election;
+
+    await alters(db).addContent('fenced', dgst(1));
+    const collect = (e: Election) =>
+      createCollector({
+        owners: remoteOwners(e, addresses, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger),
+        log: nopLogger,
+      }).collect();
+    expect((await collect(leader)).removed.blobs).toBe(1);
+    const follower = [a, b, c].find((e) => !e.isLeader()) as Election;
+    await expect(collect(follower)).rejects.toThrow(/not the leader/);
+
+    // The leader's database session ends (crash, partition): the lock goes with it and a replica takes it,
+    // on a session of its own (the old leader may win again, but only on a new session).
+    const pid = leader.session();
+    await admin`SELECT pg_terminate_backend(${pid ?? 0})`;
+    const took = await until(() => [a, b, c].some((e) => e.isLeader() && e.session() !== pid), 15_000);
+    expect(took).toBeLessThan(15_000);
+    const next = [a, b, c].find((e) => e.isLeader() && e.session() !== pid) as Election;
+    await alters(db).addContent('fenced', dgst(2));
+    expect((await collect(next)).removed.blobs).toBe(1);
+  });
+
+  it('refuses the sweep of a collector whose session ended after it marked (deposed leader)', async () => {
+    await until(() => elections.some((x) => x.isLeader()), 15_000);
+    const leader = elections.find((x) => x.isLeader()) as Election;
+    await alters(db).addContent('fenced', dgst(3));
+    const remote = remoteOwners(leader, addresses, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger);
+    let removal: Promise<unknown> | undefined;
+    const attempt = remote.exclusive(async (s) => {
+      const unmarked = (await s.readContent()).blobs.filter((b) => b.namespace === 'fenced' && b.digest === dgst(3));
+      expect(unmarked.map((b) => b.digest)).toEqual([dgst(3)]);
+      // Deposed between its mark and its sweep: its session, and the collection lock, are gone.
+      const pid = leader.session() ?? 0;
+      await admin`SELECT pg_terminate_backend(${pid})`;
+      // pg_terminate_backend only signals: wait until the session is really gone (and its locks with it).
+      for (let i = 0; i < 100; i++) {
+        const alive = await admin`SELECT 1 FROM pg_stat_activity WHERE pid = ${pid}`;
+        if (alive.length === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      removal = s.removeContent({ blobs: unmarked, ingests: [] });
+      return removal;
+    });
+    // The transaction fails with its connection; the owner refuses the removal on its own.
+    expect(await attempt.then(() => 'committed', String)).not.toBe('committed');
+    await until(() => removal !== undefined, 10_000);
+    expect(await (removal as Promise<unknown>).then(() => 'removed', String)).toMatch(
+      /no longer holds the collection lock/,
+    );
+    const left = await db.query<{ digest: string }>("SELECT digest FROM content.blobs WHERE namespace = 'fenced'");
+    expect(left.map((r) => r.digest)).toContain(dgst(3));
+    remote.close();
+  });
+});

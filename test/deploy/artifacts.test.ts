@@ -234,7 +234,7 @@ describe('what the deploy files name exists in berthd', () => {
     const env = await known();
     const services = (compose as Obj).services as Record<string, Obj>;
     const berth = Object.entries(services).filter(([, s]) => String(s.image).includes('BERTH_IMAGE'));
-    expect(berth.map(([n]) => n).sort()).toEqual(['content', 'events', 'metadata', 'migrate', 'node']);
+    expect(berth.map(([n]) => n).sort()).toEqual(['content', 'events', 'gc', 'metadata', 'migrate', 'node']);
     const listens: Record<string, number | undefined> = {};
     for (const [name, s] of berth) {
       const command = s.command as string[];
@@ -251,7 +251,7 @@ describe('what the deploy files name exists in berthd', () => {
     for (const [name, s] of berth) {
       for (const [k, v] of Object.entries(s.environment as Record<string, string>)) {
         const m = /^BERTH_([A-Z]+)_ADDRESS$/.exec(k);
-        if (!m || String(v).startsWith('0.0.0.0') || String(v).startsWith('/')) continue;
+        if (!m || /^(0\.0\.0\.0:|\/|unix:)/.test(String(v))) continue;
         const [host, port] = String(v).split(':');
         expect(services[host ?? ''], `${name}: ${k}=${v}`).toBeDefined();
         expect(Number(port), `${name}: ${k}=${v}`).toBe(listens[host ?? '']);

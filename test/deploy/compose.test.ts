@@ -25,7 +25,7 @@ if (engine instanceof Error && !ci) console.warn(`deploy compose test skipped: $
 const project = `berthdeploy${process.pid}`;
 const ns = 'deploytest';
 /** The long-running services and their replica counts; 0 = a one-shot that must exit 0. */
-const expected = { postgres: 1, nats: 1, s3: 1, migrate: 0, metadata: 2, content: 2, events: 1, node: 1 };
+const expected = { postgres: 1, nats: 1, s3: 1, migrate: 0, metadata: 2, content: 2, events: 1, node: 1, gc: 1 };
 
 if (engine instanceof Error && ci)
   describe('docker-compose.yml (no Docker engine)', () => {

@@ -186,6 +186,7 @@ describe('deploy/systemd', () => {
       expect(units.map((u) => basename(u))).toEqual([
         'berth-content.service',
         'berth-events.service',
+        'berth-gc.service',
         'berth-metadata.service',
         'berth-migrate.service',
         'berth-node.service',
@@ -307,6 +308,6 @@ describe('what the deploy files name exists in berthd', () => {
         if (m[1] === 'BERTH_HTTP') http.add(m[2] ?? '');
       }
     }
-    expect(http.size).toBe(4);
+    expect(http.size).toBe(5);
   });
 });

@@ -18,6 +18,7 @@ apt_packages=(
   docker-registry skopeo umoci busybox-static  # local OCI registry and test images
   postgresql nats-server                # the real servers of cluster mode and integration tests
   tar zstd gzip iproute2 python3-hpack
+  docker.io docker-compose debootstrap systemd python3  # the deploy tests: a private Docker engine, images from debootstrap, systemd-analyze
 )
 missing=()
 for p in "${apt_packages[@]}"; do

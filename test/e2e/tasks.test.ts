@@ -522,6 +522,31 @@ describe('tasks agent', () => {
     expect((await run(['containers', 'rm', 'hog'])).code).toBe(0);
   });
 
+  it('tasks keep running when the agent shuts down cleanly (SIGTERM), as on a restart of its unit or container', async () => {
+    await createContainer('calm', ['sleep', '600']);
+    expect((await run(['tasks', 'start', '-d', 'calm'])).code).toBe(0);
+    const pid = tableRows((await run(['tasks', 'ls'])).stdout).find((r) => r[0] === 'calm')?.[1] ?? '';
+    expect(pid).toMatch(/^\d+$/);
+
+    containers.close();
+    tasksClient.close();
+    replay.close();
+    const exited = new Promise<number | null>((r) => d.child.once('exit', (code) => r(code)));
+    d.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(existsSync(`/proc/${pid}`)).toBe(true);
+    d = await startBerthd({ dir: d.dir, args: ['--nats', nats.url] });
+    connect(d.socket);
+
+    expect(tableRows((await run(['tasks', 'ls'])).stdout)).toContainEqual(['calm', pid, 'RUNNING']);
+    expect((await run(['tasks', 'kill', '-s', 'SIGKILL', 'calm'])).code).toBe(0);
+    await waitFor(async () =>
+      tableRows((await run(['tasks', 'ls'])).stdout).some((r) => r[0] === 'calm' && r[2] === 'STOPPED'),
+    );
+    expect((await run(['tasks', 'rm', 'calm'])).code).toBe(0);
+    expect((await run(['containers', 'rm', 'calm'])).code).toBe(0);
+  });
+
   it('tasks keep running when the agent is killed; a new agent re-adopts them and reports each exit once', async () => {
     await createContainer('early', ['sh', '-c', 'exit 4']);
     await createContainer('survivor', ['sleep', '600']);

@@ -10,6 +10,7 @@ import { makeCerts } from './certs.js';
 import { type Role, startNode } from './compose.js';
 import { loadConfig } from './config.js';
 import { trimMallocPeriodically } from './malloc-trim.js';
+import { migrateAll } from './migrate.js';
 
 const usage = `usage:
   berthd [--root DIR] [--state DIR] [--address SOCKET] [--postgres-file FILE] [--nats-file FILE] [--http HOST:PORT] [--config FILE]
@@ -18,6 +19,8 @@ const usage = `usage:
       a cluster node: its socket's gateway plus snapshots, diff and tasks; the cluster services at their addresses
   berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--listen ADDR]
       one service alone (cluster mode); --listen is this replica's address when <service>.address lists several
+  berthd migrate --config FILE | --postgres-file FILE
+      apply every service's database migrations, then exit (a deploy step before the services start)
   berthd certs --dir DIR --name NAME [--name NAME…] [--host HOST…] [--days N]
       a cluster CA (reused if DIR has one) and a certificate per service or node, for tls.ca / tls.cert / tls.key`;
 
@@ -68,6 +71,19 @@ async function main(): Promise<void> {
     process.stdout.write(`${usage}\n`);
     return;
   }
+  const { config: configFile, help: _help, ...flags } = values;
+  const file = await readConfigFile(configFile ?? process.env['BERTH_CONFIG']);
+  const cfg = loadConfig({ flags, env: process.env, file });
+  const redact = redactor(cfg.secrets);
+  errorRedact = redact;
+  const log = createLogger({ level: cfg.logLevel, fields: { pid: process.pid }, redact });
+  if (positionals[0] === 'migrate') {
+    if (positionals.length > 1) throw new Error(`bad arguments\n${usage}`);
+    if (!cfg.postgres)
+      throw new Error('migrate needs --postgres (or BERTH_POSTGRES): the embedded database migrates itself');
+    log.info('migrated', { applied: await migrateAll(cfg.postgres) });
+    return;
+  }
   let role: Role = { kind: 'all' };
   if (positionals.length > 0) {
     const [verb, service] = positionals;
@@ -76,12 +92,6 @@ async function main(): Promise<void> {
     }
     role = service === 'node' ? { kind: 'node' } : { kind: 'serve', service };
   }
-  const { config: configFile, help: _help, ...flags } = values;
-  const file = await readConfigFile(configFile ?? process.env['BERTH_CONFIG']);
-  const cfg = loadConfig({ flags, env: process.env, file });
-  const redact = redactor(cfg.secrets);
-  errorRedact = redact;
-  const log = createLogger({ level: cfg.logLevel, fields: { pid: process.pid }, redact });
   // Process-wide: every TCP listener and service-to-service client of this process uses the cluster identity.
   if (cfg.tls) useClusterTls(clusterTls(cfg.tls, { log, refreshMs: cfg.tls.refreshSeconds * 1000 }));
   // Handlers first: the socket accepts calls before startNode returns, and a SIGTERM in that window must

@@ -24,6 +24,8 @@ export type {
   ContentReferences,
   ContentRemoval,
 } from './collectable/store.js';
+/** The content schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
+export { migrations } from './db/migrations.js';
 export type { BlobBackendConfig, S3Options } from './store/index.js';
 
 export interface ContentDeps {

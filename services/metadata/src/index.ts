@@ -29,6 +29,8 @@ import type { NamespaceStore } from './namespaces/types.js';
 
 export type { CollectableMetadata, MetadataReferences, MetadataRemoval } from './collectable/store.js';
 export type { Container, ContainerStore } from './containers/types.js';
+/** The metadata schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
+export { migrations } from './db/migrations.js';
 export type { GarbageCollector } from './gc.js';
 export type { Image, ImageStore } from './images/types.js';
 export type { Lease, LeaseStore } from './leases/types.js';

@@ -18,6 +18,8 @@ import { createSnapshotter } from './snapshots/store.js';
 import type { Snapshotter } from './snapshots/types.js';
 
 export type { CollectableSnapshots, SnapshotReferences, SnapshotRemoval } from './collectable/store.js';
+/** The snapshots schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
+export { migrations } from './db/migrations.js';
 export type { Info, Kind, Mount, Snapshotter, Usage } from './snapshots/types.js';
 
 export interface SnapshotsDeps {

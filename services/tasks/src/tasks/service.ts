@@ -112,6 +112,8 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
   const tasksRoot = join(opts.state, 'tasks');
   const runcBinary = opts.runc ?? 'runc';
   const tasks = new Map<string, Task>();
+  /** Set by close(): from then on a supervisor connection that closes was closed by us. */
+  let closing = false;
   const creating = new Set<string>();
   const runcs = new Map<string, Runc>();
   let spares: SparePool | undefined;
@@ -196,7 +198,8 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
     shim.onExit((n: ExitNotice) => onExit(t, n.execId, n.exit));
     shim.onClose(() => {
       if (t.shim === shim) t.shim = undefined;
-      if (!t.deleting) void supervisorLost(t);
+      // The agent closing its own connections (shutdown) is no lost supervisor: the task runs on without it.
+      if (!t.deleting && !closing) void supervisorLost(t);
     });
   };
 
@@ -647,6 +650,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
     },
 
     async close() {
+      closing = true;
       clearInterval(oomWatch);
       await spares?.close();
       for (const t of tasks.values()) t.shim?.close();

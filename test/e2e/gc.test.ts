@@ -97,8 +97,10 @@ describe('gc with ctr against berthd (all-in-one)', () => {
     try {
       await new Promise((r) => setTimeout(r, 500));
       const { stdout } = await exec(process.execPath, [berthCli, '--address', d.socket, '-n', ns, 'gc']);
-      expect(stdout).toMatch(/removed: 1 image, 0 leases, \d+ content records, 0 ingests, \d+ snapshots/);
-      expect(stdout).toMatch(/freed: \d+ blobs \([\d.]+ [KM]iB\)/);
+      // The scheduler's own run (the label is a mutation, the expiry passed) may get there first: then this
+      // run finds nothing left, and the events and the listings below still show the image collected.
+      expect(stdout).toMatch(/removed: [01] images?, 0 leases, \d+ content records, 0 ingests, \d+ snapshots/);
+      expect(stdout).toMatch(/freed: \d+ blobs \([\d.]+ (B|KiB|MiB)\)/);
       await waitFor(() => events.text().includes('/snapshot/remove') && events.text().includes('/images/delete'));
     } finally {
       events.stop();

@@ -19,7 +19,9 @@ describe('ctr images and leases against berthd (all-in-one)', () => {
   let d: BerthdProcess;
   let images: ImagesClient;
   beforeAll(async () => {
-    d = await startBerthd();
+    // ctr ingests without a lease: a collection the scheduler starts on its own may take a blob before the test
+    // uses it (containerd #8570, the same on containerd). These tests are about images, not gc.
+    d = await startBerthd({ config: { gc: { automatic: false } } });
     images = new ImagesClient(`unix://${d.socket}`, grpc.credentials.createInsecure());
   });
   afterAll(async () => {

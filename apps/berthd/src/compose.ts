@@ -14,7 +14,14 @@ import { type BlobBackendConfig, type ContentModule, createContentModule } from 
 import { createDiffModule } from '@berth/diff';
 import { createEventsModule } from '@berth/events';
 import { type BerthServiceName, createGatewayModule, loadNodeUuid } from '@berth/gateway';
-import { createGcModule, type GcModule, inProcessOwners, remoteOwners, startElection } from '@berth/gc';
+import {
+  createGcModule,
+  type GcModule,
+  inProcessOwners,
+  remoteOwners,
+  type SchedulerConfig,
+  startElection,
+} from '@berth/gc';
 import { gcClient } from '@berth/gc/client';
 import { createMetadataModule, type GarbageCollector, type MetadataModule } from '@berth/metadata';
 import { createSnapshotsModule, type SnapshotsModule } from '@berth/snapshots';
@@ -360,14 +367,7 @@ async function inProcessCollector(
   return createGcModule({
     log: deps.log,
     bus: await deps.bus(),
-    scheduler: {
-      pauseThreshold: g.pauseThreshold,
-      deletionThreshold: g.deletionThreshold,
-      mutationThreshold: g.mutationThreshold,
-      scheduleDelayMs: g.scheduleDelayMs,
-      startupDelayMs: g.startupDelayMs,
-      idleIntervalMs: g.idleIntervalMs,
-    },
+    scheduler: schedulerConfigOf(g),
     owners: inProcessOwners(
       await deps.db(),
       {
@@ -411,14 +411,7 @@ async function remoteCollector(cfg: BerthdConfig, deps: LazyDeps): Promise<GcMod
   return createGcModule({
     log: deps.log,
     ...(cfg.nats ? { bus: await deps.bus() } : {}),
-    scheduler: {
-      pauseThreshold: g.pauseThreshold,
-      deletionThreshold: g.deletionThreshold,
-      mutationThreshold: g.mutationThreshold,
-      scheduleDelayMs: g.scheduleDelayMs,
-      startupDelayMs: g.startupDelayMs,
-      idleIntervalMs: g.idleIntervalMs,
-    },
+    scheduler: schedulerConfigOf(g),
     owners,
     isLeader: () => election.isLeader(),
     onClose: async () => {
@@ -446,5 +439,18 @@ function contentBackend(cfg: BerthdConfig): BlobBackendConfig {
     bucket: s3.bucket,
     prefix: s3.prefix,
     partSize: s3.partSize,
+  };
+}
+
+/** containerd's scheduler knobs, and Berth's, from the `gc.*` configuration. */
+function schedulerConfigOf(g: BerthdConfig['gc']): SchedulerConfig {
+  return {
+    pauseThreshold: g.pauseThreshold,
+    deletionThreshold: g.deletionThreshold,
+    mutationThreshold: g.mutationThreshold,
+    scheduleDelayMs: g.scheduleDelayMs,
+    startupDelayMs: g.startupDelayMs,
+    idleIntervalMs: g.idleIntervalMs,
+    automatic: g.automatic,
   };
 }

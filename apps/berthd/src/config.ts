@@ -79,6 +79,8 @@ export interface GcConfig {
   readonly startupDelayMs: number;
   /** `gc.idle-interval-ms`: a collection runs at least this often, so expired leases go on an idle node. Default 30000. */
   readonly idleIntervalMs: number;
+  /** `gc.automatic` (default true): false collects only when asked (sync deletes, `berth gc`), never on its own. */
+  readonly automatic: boolean;
   /** `gc.content-grace-seconds`: an S3 object with no record is deleted only once this old. Default 7200 (fs: 0). */
   readonly contentGraceSeconds: number;
   /** `gc.delete-timeout-ms`: each backend delete gives up after this and is counted as failed. Default 30000. */
@@ -126,6 +128,7 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
       scheduleDelayMs: r.int('gc.schedule-delay-ms', 0),
       startupDelayMs: r.int('gc.startup-delay-ms', 100),
       idleIntervalMs: r.int('gc.idle-interval-ms', 30_000),
+      automatic: r.bool('gc.automatic', true),
       contentGraceSeconds: r.int('gc.content-grace-seconds', 7_200),
       deleteTimeoutMs: r.int('gc.delete-timeout-ms', 30_000),
     },

@@ -21,6 +21,8 @@ export interface SchedulerConfig {
   readonly startupDelayMs: number;
   /** Berth: longest time between two collections, whatever happened. Default 30 s; 0 disables. */
   readonly idleIntervalMs: number;
+  /** Berth: false runs only the collections someone asked for (sync deletes, `berth gc`). Default true. */
+  readonly automatic: boolean;
 }
 
 export const defaultSchedulerConfig: SchedulerConfig = {
@@ -30,6 +32,7 @@ export const defaultSchedulerConfig: SchedulerConfig = {
   scheduleDelayMs: 0,
   startupDelayMs: 100,
   idleIntervalMs: 30_000,
+  automatic: true,
 };
 
 /** containerd's clamps: thresholds and delays are never negative, the pause threshold at most 0.5. */
@@ -42,6 +45,7 @@ export function normalizeSchedulerConfig(c: Partial<SchedulerConfig>): Scheduler
     scheduleDelayMs: Math.max(v.scheduleDelayMs, 0),
     startupDelayMs: Math.max(v.startupDelayMs, 0),
     idleIntervalMs: Math.max(v.idleIntervalMs, 0),
+    automatic: v.automatic,
   };
 }
 

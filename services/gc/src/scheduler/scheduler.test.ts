@@ -85,6 +85,21 @@ describe('scheduler loop', () => {
     await expect(s.scheduleAndWait()).rejects.toThrow('gc failed');
   });
 
+  it('with automatic off, runs only the collections asked for', async () => {
+    const c = counting();
+    s = startScheduler(
+      { ...defaultSchedulerConfig, startupDelayMs: 10, idleIntervalMs: 50, automatic: false },
+      c.collect,
+      nopLogger,
+    );
+    s.mutated(true);
+    await sleep(200);
+    expect(c.runs()).toBe(0);
+    await s.scheduleAndWait();
+    expect(c.runs()).toBe(1);
+    expect(c.idle).toEqual([false]);
+  });
+
   it('collects an idle daemon at least every idle interval (containerd #6294)', async () => {
     const c = counting();
     s = startScheduler({ ...defaultSchedulerConfig, startupDelayMs: 10, idleIntervalMs: 100 }, c.collect, nopLogger);

@@ -61,10 +61,11 @@ export function startScheduler<S extends { pauseMs: number }>(
     const idleDue = config.idleIntervalMs > 0 && lastAt !== undefined && Date.now() - lastAt >= config.idleIntervalMs;
     const due =
       triggered ||
-      lastAt === undefined ||
-      deletions > 0 ||
-      (config.mutationThreshold > 0 && mutations >= config.mutationThreshold);
-    if (!due && !idleDue) {
+      (config.automatic &&
+        (lastAt === undefined ||
+          deletions > 0 ||
+          (config.mutationThreshold > 0 && mutations >= config.mutationThreshold)));
+    if (!due && !(config.automatic && idleDue)) {
       schedule(interval);
       return;
     }

@@ -13,6 +13,8 @@ RUN npm install --global --silent pnpm@12.21.0
 WORKDIR /src
 # Dependencies first: this layer is reused until the lockfile changes.
 COPY pnpm-lock.yaml pnpm-workspace.yaml .npmrc ./
+# Patched dependencies (pnpm patchedDependencies) are applied as they are fetched.
+COPY patches patches
 RUN pnpm fetch
 # Sources of the packages berthd is built from; the other workspace packages only as package.json (see
 # .dockerignore), which the install needs. Scripts under deploy/ are copied into the runtime stage only.

@@ -4,18 +4,11 @@
  * and deleted runs, duplicated and spliced pieces, truncation.
  */
 
+import { mulberry32 } from '@berth/testing/prng';
+
 export type Rng = () => number;
 
-export function rng(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng: (seed: number) => Rng = mulberry32;
 
 export const int = (r: Rng, n: number): number => Math.floor(r() * n);
 export const pick = <T>(r: Rng, xs: readonly T[]): T => {

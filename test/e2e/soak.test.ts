@@ -15,6 +15,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BuiltImage, busyboxImage, manyFilesImage, pushImage, singleLargeFileImage } from '@berth/testing/images';
+import { mulberry32 } from '@berth/testing/prng';
 import { descendants, mountsUnder, openFds, residentMemory, within } from '@berth/testing/proc';
 import { type Registry, startRegistry } from '@berth/testing/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,18 +31,6 @@ const manyBytes = env('BERTH_SOAK_MANY_BYTES', 16 * MiB);
 const seed = env('BERTH_SOAK_SEED', Date.now() % 100_000);
 /** Every ctr call must end within this; one that does not is a hang. */
 const deadlineMs = env('BERTH_SOAK_DEADLINE_MS', 180_000);
-
-/** A small seeded generator (mulberry32), so a failing schedule can be replayed. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Figures {
   pulls: number;
@@ -135,7 +124,7 @@ describe('soak: pulls, kills and runs side by side', () => {
   it(`${pulls} pulls (a third killed) beside a ctr run --rm loop: no hang, no leak`, {
     timeout: 1_800_000,
   }, async () => {
-    const random = prng(seed);
+    const random = mulberry32(seed);
     const figures: Figures = {
       pulls,
       completed: 0,

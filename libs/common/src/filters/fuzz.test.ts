@@ -1,20 +1,9 @@
+import { mulberry32 as rng } from '@berth/testing/prng';
 import { describe, expect, it } from 'vitest';
 import { adaptorFromObject } from './adaptor-from-object.js';
 import { FilterSyntaxError } from './filter-syntax-error.js';
 import { compileGoRegexp, GoRegexpError } from './go-regexp.js';
 import { parseFilter, parseFilters, parseSelectors } from './parser.js';
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pieces = [
   'name',

@@ -49,6 +49,8 @@ async function manifests(): Promise<Array<{ file: string; doc: Obj }>> {
   return out;
 }
 
+const serviceNamed = (docs: Array<{ doc: Obj }>, name: string): Obj =>
+  docs.find(({ doc }) => doc.kind === 'Service' && doc.metadata.name === name)?.doc;
 const podSpecs = (docs: Array<{ doc: Obj }>) =>
   docs.filter(({ doc }) => ['Deployment', 'DaemonSet'].includes(doc.kind)).map(({ doc }) => doc);
 const berthContainers = (workload: Obj): Obj[] =>
@@ -73,9 +75,12 @@ describe('deploy/k8s', () => {
         'Deployment/berth-metadata',
         'Deployment/berth-content',
         'Deployment/berth-events',
+        'Deployment/berth-gc',
         'Service/berth-metadata',
         'Service/berth-content',
         'Service/berth-events',
+        'Service/berth-gc',
+        'Service/berth-node-collectable',
         'ConfigMap/berth-cluster',
       ]),
     );
@@ -285,8 +290,23 @@ describe('what the deploy files name exists in berthd', () => {
         if (c.ports) expect(ports['http'], c.name).toBe(portOf(vars.BERTH_HTTP ?? cluster.http));
         if (args[0] === 'serve' && args[1] !== 'node') {
           expect(ports['grpc'], c.name).toBe(portOf(vars[`BERTH_${args[1]?.toUpperCase()}_ADDRESS`]));
-          // and the cluster config sends clients to that Service and port
-          expect(cluster[args[1] ?? ''].address).toBe(`berth-${args[1]}:${ports['grpc']}`);
+          // and the cluster config sends clients to that Service and port: its ClusterIP, or every replica
+          // of a headless one through DNS
+          const address = String(cluster[args[1] ?? ''].address);
+          const dns = /^dns:\/\/\/([^.:]+)\.berth\.svc\.cluster\.local:(\d+)$/.exec(address);
+          expect(dns ? `${dns[1]}:${dns[2]}` : address).toBe(`berth-${args[1]}:${ports['grpc']}`);
+          if (dns) expect(serviceNamed(docs, `berth-${args[1]}`).spec.clusterIP, address).toBe('None');
+        }
+        if (args[0] === 'serve' && args[1] === 'node' && vars.BERTH_LISTEN) {
+          // the collectable port, reached by the collector through a headless Service
+          expect(ports['collectable'], c.name).toBe(portOf(vars.BERTH_LISTEN));
+          const gc = podSpecs(docs).find((w) => w.metadata.name === 'berth-gc');
+          const gcEnv = Object.fromEntries(gc.spec.template.spec.containers[0].env.map((e: Obj) => [e.name, e.value]));
+          const target = /^dns:\/\/\/([^.:]+)\.berth\.svc\.cluster\.local:(\d+)$/.exec(gcEnv.BERTH_SNAPSHOTS_ADDRESS);
+          expect(target?.[2], gcEnv.BERTH_SNAPSHOTS_ADDRESS).toBe(String(ports['collectable']));
+          const svc = serviceNamed(docs, target?.[1] ?? '');
+          expect(svc.spec.clusterIP).toBe('None');
+          expect(svc.spec.selector).toEqual(workload.spec.selector.matchLabels);
         }
       }
     }

@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { invoke } from '@berth/common/grpc-client';
 import { channelOptions } from '@berth/common/grpc-server';
+import { gcClient } from '@berth/gc/client';
 import { type GetImageResponse, ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
 import { type BuiltImage, buildImage, busyboxImage, multiLayerImage, pushImage } from '@berth/testing/images';
 import { type Registry, startRegistry } from '@berth/testing/registry';
@@ -191,6 +194,58 @@ describe('cluster: three nodes, replicated content and metadata, one event strea
     await ok('a', ['containers', 'rm', 'taken']);
   });
 
+  it("images rm --sync on one node, with the leading collector killed, frees the shared store and every node's snapshots", async () => {
+    const collectors = ['gc-1', 'gc-2'];
+    const leading: string[] = [];
+    for (let i = 0; leading.length === 0 && i < 150; i++) {
+      for (const name of collectors) {
+        const c = gcClient(cluster.replicas.get(name)?.socket ?? '');
+        if ((await c.status(gcCtx()).catch(() => undefined))?.leader) leading.push(name);
+        c.close();
+      }
+      if (leading.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(leading).toHaveLength(1);
+    const refs = tableRows(await ok('b', ['images', 'ls'])).map((r) => r[0] ?? '');
+    expect(refs.length).toBeGreaterThanOrEqual(3);
+    // Sync deletes reach the collectors through the list of both (round robin): each one must find the leader,
+    // whichever replica the call lands on first.
+    for (const ref of refs.slice(0, 2)) await ok('b', ['images', 'rm', '--sync', ref]);
+    for (let i = 0; i < 4; i++) {
+      const c = gcClient(String((cluster.config.gc as { address: string }).address));
+      await c.collect(gcCtx()).finally(() => c.close());
+    }
+    // With the leader gone, the survivor answers once it leads.
+    await cluster.replicas.get(leading[0] ?? '')?.kill();
+    await ok('b', ['images', 'rm', '--sync', ...refs.slice(2)]);
+    for (const node of ['a', 'b', 'c']) {
+      expect(tableRows(await ok(node, ['images', 'ls'])), node).toEqual([]);
+      expect(tableRows(await ok(node, ['content', 'ls'])), node).toEqual([]);
+      expect(tableRows(await ok(node, ['snapshots', 'ls'])), node).toEqual([]);
+    }
+    // The bytes: S3 objects (once past the 3 s grace window) and each node's snapshot directories (the node
+    // the collector reached frees its own during the collection; the others when notified).
+    const gc = gcClient(String((cluster.config.gc as { address: string }).address));
+    try {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const objects = await bucketObjects(cluster.s3);
+        const dirs = await Promise.all(
+          ['a', 'b', 'c'].map((n) => readdir(join(cluster.root(n), 'snapshots', 'overlayfs')).catch(() => [])),
+        );
+        if ((objects.length === 0 && dirs.every((d) => d.length === 0)) || Date.now() > deadline) {
+          expect(objects).toEqual([]);
+          expect(dirs).toEqual([[], [], []]);
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 1_000));
+        await gc.collect(gcCtx());
+      }
+    } finally {
+      gc.close();
+    }
+  }, 120_000);
+
   /** `ctr <args>` left running, its output lines searchable. */
   function watch(socket: string, args: readonly string[]) {
     const child = spawn('ctr', ['--address', socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -213,6 +268,8 @@ describe('cluster: three nodes, replicated content and metadata, one event strea
     };
   }
 });
+
+const gcCtx = () => ({ namespace: undefined, lease: undefined, signal: AbortSignal.timeout(30_000) });
 
 async function bucketObjects(s3: TestS3): Promise<string[]> {
   const client = new S3Client({ ...s3 });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BerthdProcess, startBerthd } from './src/berthd.js';
 import { ctr, tableRows } from './src/ctr.js';
 
-const ctx = () => ({ namespace: 'gc-cluster', lease: undefined, signal: AbortSignal.timeout(60_000) });
+const ctx = (ms = 60_000) => ({ namespace: 'gc-cluster', lease: undefined, signal: AbortSignal.timeout(ms) });
 
 describe('berthd serve gc ×3 (cluster)', () => {
   let pg: TestPostgres;
@@ -68,10 +68,12 @@ describe('berthd serve gc ×3 (cluster)', () => {
     return digest;
   };
 
-  const collectOn = async (p: BerthdProcess) => {
+  // A client of one replica: a follower's refusal is retried (a takeover may make it the leader) until the
+  // call's own deadline.
+  const collectOn = async (p: BerthdProcess, ms?: number) => {
     const c = gcClient(`unix://${p.socket}`);
     try {
-      return await c.collect(ctx());
+      return await c.collect(ctx(ms));
     } finally {
       c.close();
     }
@@ -95,7 +97,7 @@ describe('berthd serve gc ×3 (cluster)', () => {
     const listed = await ctr(owners[1]?.socket ?? '', ['content', 'ls'], { namespace: 'gc-cluster' });
     expect(tableRows(listed.stdout).map((r) => r[0])).not.toContain(first);
     const follower = collectors.find((p) => p !== leader) as BerthdProcess;
-    await expect(collectOn(follower)).rejects.toThrow(/not the leader/);
+    await expect(collectOn(follower, 2_000)).rejects.toThrow(/not the leader/);
 
     leader.child.kill('SIGKILL');
     const killedAt = Date.now();

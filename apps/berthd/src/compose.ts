@@ -138,12 +138,16 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
 
     const server = createServer();
     registerAll(server, [gateway, ...modules]);
+    // A node's own collectable resources (its snapshots), for a collector in another pod or host: served
+    // alone on `--listen`, so the node's full API stays on its socket.
+    const collectableServer = role.kind === 'node' && cfg.listen ? createServer() : undefined;
     if (role.kind !== 'all') {
       // Apart from the collector, an owner of collectable resources answers it over gRPC.
       for (const m of modules)
         if (m.collectable) {
           const r = collectableRegistration(await lazy.db(), m.collectable, log);
           server.addService(r.definition, r.implementation);
+          collectableServer?.addService(r.definition, r.implementation);
         }
     }
     if (role.kind === 'serve') {
@@ -162,6 +166,11 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     const bound = await listen(server, address);
     closers.push({ name: 'grpc', close: () => bound.close() });
     log.info('serving', { address: bound.address, services: [gateway, ...modules].map((m) => m.name) });
+    if (collectableServer && cfg.listen) {
+      const extra = await listen(collectableServer, cfg.listen);
+      closers.push({ name: 'grpc-collectable', close: () => extra.close() });
+      log.info('serving the collectable snapshots', { address: extra.address });
+    }
 
     let httpUrl: string | undefined;
     if (cfg.http) {

@@ -17,6 +17,7 @@ export interface BerthdConfig {
   /**
    * Where a process serving one cluster service alone listens (`--listen`): needed when `<service>.address`
    * lists several replicas; by default that address itself, or `0.0.0.0:<port>` for a `dns:///name:port` one.
+   * On a node, where it serves its snapshots' `berth.internal.v1.Collectable` alone, for a remote collector.
    */
   readonly listen: string | undefined;
   /**

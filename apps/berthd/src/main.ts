@@ -15,8 +15,9 @@ import { migrateAll } from './migrate.js';
 const usage = `usage:
   berthd [--root DIR] [--state DIR] [--address SOCKET] [--postgres-file FILE] [--nats-file FILE] [--http HOST:PORT] [--config FILE]
       all services in one process (PGlite and in-process events unless --postgres / --nats)
-  berthd serve node --config FILE [--node NAME] [--root DIR] [--state DIR] [--address SOCKET]
-      a cluster node: its socket's gateway plus snapshots, diff and tasks; the cluster services at their addresses
+  berthd serve node --config FILE [--node NAME] [--root DIR] [--state DIR] [--address SOCKET] [--listen ADDR]
+      a cluster node: its socket's gateway plus snapshots, diff and tasks; the cluster services at their addresses;
+      --listen serves the node's collectable snapshots alone there, for a collector on another host
   berthd serve <gateway|${berthServiceNames.join('|')}> --config FILE [--listen ADDR]
       one service alone (cluster mode); --listen is this replica's address when <service>.address lists several
   berthd migrate --config FILE | --postgres-file FILE

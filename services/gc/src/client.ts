@@ -1,8 +1,9 @@
 import type { RequestContext } from '@berth/common/context';
+import { isFailedPrecondition } from '@berth/common/errors';
 import { invoke } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import { type CollectResponse, GCClient, type StatusResponse } from '@berth/proto/berth/internal/v1/gc';
-import * as grpc from '@grpc/grpc-js';
 import type { CollectionStats } from './collector.js';
 import { statsFromPb } from './grpc/convert.js';
 
@@ -25,14 +26,34 @@ export interface GcClient {
   status(ctx: Pick<RequestContext, 'namespace' | 'lease' | 'signal'>): Promise<GcStatus>;
 }
 
-/** A client of `berth.internal.v1.GC` at `address`. */
+/** How long a collect call looks for the leader (a takeover completes within 15 s). */
+const findLeaderMs = 20_000;
+const retryMs = 100;
+
+/**
+ * A client of `berth.internal.v1.GC` at `address` (one collector, or every replica of one: only the leader
+ * collects, and the others refuse with FailedPrecondition, so a collect moves on to the next replica of the
+ * round-robin until the leader answers, or waits out a takeover).
+ */
 export function gcClient(address: string): GcClient & { close(): void } {
-  const client = new GCClient(dialTarget(address), grpc.credentials.createInsecure(), channelOptions);
+  const client = new GCClient(dialTarget(address), channelCredentialsFor(address), channelOptions);
   return {
     async collect(ctx) {
-      const res = await invoke<CollectResponse>((md, opts, cb) => client.collect({}, md, opts, cb), ctx);
-      if (!res.stats) throw new Error('gc answered without stats');
-      return statsFromPb(res.stats);
+      const until = Date.now() + findLeaderMs;
+      let refused: unknown;
+      for (;;) {
+        try {
+          const res = await invoke<CollectResponse>((md, opts, cb) => client.collect({}, md, opts, cb), ctx);
+          if (!res.stats) throw new Error('gc answered without stats');
+          return statsFromPb(res.stats);
+        } catch (e) {
+          // Out of time while looking for the leader: say so, rather than that the call was cancelled.
+          if (ctx.signal.aborted && refused) throw refused;
+          if (!notLeader(e) || Date.now() >= until || ctx.signal.aborted) throw e;
+          refused = e;
+          await new Promise((r) => setTimeout(r, retryMs));
+        }
+      }
     },
     async status(ctx) {
       const res = await invoke<StatusResponse>((md, opts, cb) => client.status({}, md, opts, cb), ctx);
@@ -46,3 +67,6 @@ export function gcClient(address: string): GcClient & { close(): void } {
     close: () => client.close(),
   };
 }
+
+const notLeader = (e: unknown): boolean =>
+  isFailedPrecondition(e) && e instanceof Error && e.message.includes('not the leader');

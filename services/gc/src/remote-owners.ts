@@ -10,13 +10,14 @@ import { holdCollectionLockExclusive } from '@berth/common/gc-lock';
 import { invoke } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import type { Logger } from '@berth/common/log';
+import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   CollectableClient,
   type ReadCollectableResponse,
   type RemoveCollectableResponse,
   type SweepBackendResponse,
 } from '@berth/proto/berth/internal/v1/collectable';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { BackendOptions } from './in-process-owners.js';
 import type { Election } from './leader/election.js';
 import type { Owners } from './owners.js';
@@ -43,7 +44,7 @@ export function remoteOwners(
   log: Logger,
 ): Owners & { close(): void } {
   const dial = (a: string): CollectableClient =>
-    new CollectableClient(dialTarget(a), grpc.credentials.createInsecure(), {
+    new CollectableClient(dialTarget(a), channelCredentialsFor(a), {
       ...channelOptions,
       'grpc.max_receive_message_length': 512 * 1024 * 1024,
     });

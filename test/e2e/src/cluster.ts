@@ -18,11 +18,13 @@ export interface Cluster {
   /** The config file every process reads (as an object); only `--node` differs between nodes. */
   readonly config: Readonly<Record<string, unknown>>;
   readonly s3: TestS3;
-  /** `content-1`, `content-2`, `metadata-1`, …, `events`. */
+  /** `content-1`, `content-2`, `metadata-1`, …, `events`, `gc-1`, `gc-2`. */
   readonly replicas: ReadonlyMap<string, BerthdProcess>;
   readonly nodes: ReadonlyMap<string, BerthdProcess>;
   /** The socket ctr talks to on `node`. */
   socket(node: string): string;
+  /** Node `name`'s root directory (its snapshots live under it). */
+  root(node: string): string;
   /** Starts node `name` (again, after a kill: same root and state). */
   startNode(name: string): Promise<BerthdProcess>;
   stop(): Promise<void>;
@@ -30,8 +32,9 @@ export interface Cluster {
 
 /**
  * A Berth cluster on one machine, every part its own process: Postgres (a fresh database), a private NATS
- * JetStream, an S3 server, N replicas each of content and metadata and one events service, each on its own
- * loopback address (127.0.0.2…), and the nodes (`serve node`: gateway, snapshots, diff, tasks).
+ * JetStream, an S3 server, N replicas each of content and metadata, one events service and two collectors
+ * (`serve gc`, one leads), each on its own loopback address (127.0.0.2…), and the nodes (`serve node`:
+ * gateway, snapshots, diff, tasks; each also serves its collectable snapshots on its own loopback address).
  */
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
   const replicaCount = opts.replicas ?? 2;
@@ -46,12 +49,21 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     await Promise.all([pg.drop(), nats.dispose(), s3.stop()]);
   };
   try {
-    const [contentPort, metadataPort, eventsPort] = [await freePort(), await freePort(), await freePort()];
+    const [contentPort, metadataPort, eventsPort, gcPort, collectablePort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     let host = 2;
     const hosts = (n: number): number[] => Array.from({ length: n }, () => host++);
     const contentHosts = hosts(replicaCount);
     const metadataHosts = hosts(replicaCount);
     const [eventsHost] = hosts(1);
+    const gcHosts = hosts(2);
+    const nodeNames = opts.nodes ?? ['a', 'b', 'c'];
+    const nodeHosts = new Map(nodeNames.map((n) => [n, host++]));
     const at = (h: number | undefined, port: number): string => `127.0.0.${h}:${port}`;
     const config = {
       postgres: pg.url,
@@ -71,6 +83,17 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         },
       },
       events: { address: at(eventsHost, eventsPort) },
+      gc: {
+        address: gcHosts.map((h) => at(h, gcPort)).join(','),
+        // An S3 object with no record goes this long after the collection that removed the record.
+        'content-grace-seconds': 3,
+      },
+    };
+    // The collectors alone also know where the nodes serve their collectable snapshots (a node given a
+    // snapshots address would use it instead of its own).
+    const gcConfig = {
+      ...config,
+      snapshots: { address: [...nodeHosts.values()].map((h) => at(h, collectablePort)).join(',') },
     };
     const serve = async (name: string, service: string, listen: string): Promise<void> => {
       await mkdir(join(dir, name));
@@ -78,7 +101,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         name,
         await startBerthd({
           role: ['serve', service],
-          config,
+          config: service === 'gc' ? gcConfig : config,
           dir: join(dir, name),
           socket: listen,
           args: ['--listen', listen],
@@ -93,6 +116,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       serve('events', 'events', at(eventsHost, eventsPort)),
     ]);
     const socket = (name: string): string => join(dir, `node-${name}`, 'berth.sock');
+    const root = (name: string): string => join(dir, `node-${name}`, 'root');
     const startNode = async (name: string): Promise<BerthdProcess> => {
       const nodeDir = join(dir, `node-${name}`);
       await mkdir(nodeDir, { recursive: true });
@@ -101,13 +125,14 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         config,
         dir: nodeDir,
         socket: socket(name),
-        args: ['--node', name],
+        args: ['--node', name, '--listen', at(nodeHosts.get(name), collectablePort)],
       });
       nodes.set(name, p);
       return p;
     };
-    for (const name of opts.nodes ?? ['a', 'b', 'c']) await startNode(name);
-    return { config, s3, replicas, nodes, socket, startNode, stop: stopAll };
+    for (const name of nodeNames) await startNode(name);
+    await Promise.all(gcHosts.map((h, i) => serve(`gc-${i + 1}`, 'gc', at(h, gcPort))));
+    return { config, s3, replicas, nodes, socket, root, startNode, stop: stopAll };
   } catch (e) {
     await stopAll().catch(() => undefined);
     throw e;

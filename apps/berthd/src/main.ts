@@ -9,7 +9,7 @@ import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
 import { makeCerts } from './certs.js';
 import { type Role, startNode } from './compose.js';
 import { loadConfig } from './config.js';
-import { trimMallocPeriodically } from './malloc-trim.js';
+import { returnMemoryWhenIdle } from './idle-memory.js';
 import { migrateAll } from './migrate.js';
 
 const usage = `usage:
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
     await node?.close();
   });
   await starting;
-  trimMallocPeriodically();
+  returnMemoryWhenIdle();
 }
 
 function isServeTarget(s: string): s is BerthServiceName | 'gateway' {

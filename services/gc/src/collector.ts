@@ -1,7 +1,6 @@
 import type { Logger } from '@berth/common/log';
-import { tricolor } from './mark/tricolor.js';
 import type { ContentSweep, Owners, SnapshotSweep } from './owners.js';
-import { buildGraph, normalizeNode } from './rules/graph.js';
+import { buildGraph } from './rules/graph.js';
 import { planSweep, type SweepPlan } from './rules/plan.js';
 import type { Resources } from './rules/resources.js';
 
@@ -85,7 +84,7 @@ export function createCollector(deps: {
       const [metadata, content, snapshots] = [await s.readMetadata(), await s.readContent(), await s.readSnapshots()];
       const resources = { ...metadata, ...content, ...snapshots };
       const graph = buildGraph(resources, now());
-      const marked = tricolor(graph.roots, (n) => graph.refs(n), normalizeNode);
+      const marked = graph.mark();
       const found = planSweep(resources, marked);
       const plan = onlyIfExpired && !expiryCollects(found, resources, now()) ? noRemovals : found;
       const tSweep = performance.now();

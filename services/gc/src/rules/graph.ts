@@ -1,3 +1,4 @@
+import { tricolor } from '../mark/tricolor.js';
 import { expired, isFlat, isRoot, labelBackRefs, labelRefs, type RefTarget } from './labels.js';
 import type { Labels, Resources } from './resources.js';
 
@@ -48,117 +49,167 @@ export interface GcGraph {
   readonly roots: readonly string[];
   /** The nodes `n` references directly (its out-edges, back references included). */
   refs(n: string): string[];
+  /** The tricolor mark from the roots: every node reached, under its normalized identity. */
+  mark(): MarkedNodes & { readonly size: number; names(): Set<string> };
 }
 
-const targetNode = (ns: string, t: RefTarget): string => node(t.kind, ns, t.key);
+/**
+ * Nodes interned to numbers through nested maps (type → namespace → snapshotter → key) of the strings the
+ * records already hold: a node's string form is built only when asked for, so marking tens of thousands of
+ * records hashes no freshly concatenated strings.
+ */
+class NodeIndex {
+  private readonly scopes = new Map<string, Map<string, Map<string, Map<string, number>>>>();
+  readonly types: NodeType[] = [];
+  readonly namespaces: string[] = [];
+  readonly snapshotters: string[] = [];
+  readonly keys: string[] = [];
+  readonly edges: number[][] = [];
+  /** For a flat node, the id of the resource it is (its normalized identity); others are their own. */
+  readonly normal: number[] = [];
 
-/** Builds the graph of `r` as seen at `now` (expiry of leases, images and ingests). */
-export function buildGraph(r: Resources, now: Date): GcGraph {
-  const blobs = new Map<string, Labels>();
-  for (const b of r.blobs) blobs.set(node(NodeType.content, b.namespace, b.digest), b.labels);
-  const snapshots = new Map<string, Array<{ parent: string; labels: Labels }>>();
-  for (const s of r.snapshots) {
-    const id = node(NodeType.snapshot, s.namespace, `${s.snapshotter}/${s.key}`);
-    const list = snapshots.get(id) ?? [];
-    list.push({ parent: s.parent === '' ? '' : `${s.snapshotter}/${s.parent}`, labels: s.labels });
-    snapshots.set(id, list);
+  find(type: NodeType, ns: string, key: string, snapshotter = ''): number | undefined {
+    return this.scopes.get(type)?.get(ns)?.get(snapshotter)?.get(key);
   }
-  const ingests = new Map<string, string>();
-  for (const i of r.ingests) ingests.set(node(NodeType.ingest, i.namespace, i.ref), i.expected);
-  const images = new Map<string, { target: string; labels: Labels }>();
-  for (const i of r.images) images.set(node(NodeType.image, i.namespace, i.name), i);
-  const containers = new Map<string, { snapshotter: string; snapshotKey: string; labels: Labels }>();
-  for (const c of r.containers) containers.set(node(NodeType.container, c.namespace, c.id), c);
 
-  // Back references: the labelled object hangs below the object its label names.
-  const backRefs = new Map<string, string[]>();
-  const addBackRefs = (owner: string, ns: string, labels: Labels): void => {
-    for (const t of labelBackRefs(labels)) {
-      const from = targetNode(ns, t);
-      const list = backRefs.get(from) ?? [];
-      list.push(owner);
-      backRefs.set(from, list);
+  id(type: NodeType, ns: string, key: string, snapshotter = ''): number {
+    let byNs = this.scopes.get(type);
+    if (!byNs) this.scopes.set(type, (byNs = new Map()));
+    let bySs = byNs.get(ns);
+    if (!bySs) byNs.set(ns, (bySs = new Map()));
+    let byKey = bySs.get(snapshotter);
+    if (!byKey) bySs.set(snapshotter, (byKey = new Map()));
+    let i = byKey.get(key);
+    if (i === undefined) {
+      i = this.keys.length;
+      byKey.set(key, i);
+      this.types.push(type);
+      this.namespaces.push(ns);
+      this.snapshotters.push(snapshotter);
+      this.keys.push(key);
+      this.edges.push([]);
+      this.normal.push(i);
+      if (type === NodeType.contentFlat) this.normal[i] = this.id(NodeType.content, ns, key);
+      else if (type === NodeType.snapshotFlat) this.normal[i] = this.id(NodeType.snapshot, ns, key, snapshotter);
     }
-  };
-  for (const b of r.blobs) addBackRefs(node(NodeType.content, b.namespace, b.digest), b.namespace, b.labels);
-  for (const s of r.snapshots)
-    addBackRefs(node(NodeType.snapshot, s.namespace, `${s.snapshotter}/${s.key}`), s.namespace, s.labels);
-  for (const i of r.images) addBackRefs(node(NodeType.image, i.namespace, i.name), i.namespace, i.labels);
-  for (const c of r.containers) addBackRefs(node(NodeType.container, c.namespace, c.id), c.namespace, c.labels);
+    return i;
+  }
 
-  const roots: string[] = [];
+  target(ns: string, t: RefTarget): number {
+    return t.kind === 'snapshot' ? this.id(NodeType.snapshot, ns, t.name, t.snapshotter) : this.id(t.kind, ns, t.key);
+  }
+
+  name(i: number): string {
+    const ss = this.snapshotters[i] as string;
+    const key = this.keys[i] as string;
+    return node(this.types[i] as NodeType, this.namespaces[i] as string, ss === '' ? key : `${ss}/${key}`);
+  }
+
+  /** The id of a node given in its string form, if it is in the graph. */
+  parse(n: string): number | undefined {
+    const { type, namespace, key } = parseNode(n);
+    if (type !== NodeType.snapshot && type !== NodeType.snapshotFlat) return this.find(type, namespace, key);
+    const slash = key.indexOf('/');
+    return this.find(type, namespace, key.slice(slash + 1), key.slice(0, slash));
+  }
+}
+
+/** The nodes a mark reached, asked by resource without building node strings. */
+export interface MarkedNodes {
+  has(type: NodeType, namespace: string, key: string, snapshotter?: string): boolean;
+}
+
+/**
+ * Builds the graph of `r` as seen at `now` (expiry of leases, images and ingests). Every edge is resolved
+ * once here, so the mark walks arrays of numbers.
+ */
+export function buildGraph(r: Resources, now: Date): GcGraph {
+  const ix = new NodeIndex();
+  const labelEdges = (from: number, ns: string, labels: Labels): void => {
+    for (const t of labelRefs(labels)) (ix.edges[from] as number[]).push(ix.target(ns, t));
+  };
+
+  for (const b of r.blobs) labelEdges(ix.id(NodeType.content, b.namespace, b.digest), b.namespace, b.labels);
+  for (const s of r.snapshots) {
+    const self = ix.id(NodeType.snapshot, s.namespace, s.key, s.snapshotter);
+    const flat = ix.id(NodeType.snapshotFlat, s.namespace, s.key, s.snapshotter);
+    if (s.parent !== '') {
+      (ix.edges[self] as number[]).push(ix.id(NodeType.snapshot, s.namespace, s.parent, s.snapshotter));
+      (ix.edges[flat] as number[]).push(ix.id(NodeType.snapshotFlat, s.namespace, s.parent, s.snapshotter));
+    }
+    labelEdges(self, s.namespace, s.labels);
+  }
+  for (const i of r.ingests) {
+    const self = ix.id(NodeType.ingest, i.namespace, i.ref);
+    if (i.expected !== '') (ix.edges[self] as number[]).push(ix.id(NodeType.content, i.namespace, i.expected));
+  }
+  for (const i of r.images) {
+    const self = ix.id(NodeType.image, i.namespace, i.name);
+    (ix.edges[self] as number[]).push(ix.id(NodeType.content, i.namespace, i.target));
+    labelEdges(self, i.namespace, i.labels);
+  }
+  for (const c of r.containers) {
+    const self = ix.id(NodeType.container, c.namespace, c.id);
+    if (c.snapshotter !== '')
+      (ix.edges[self] as number[]).push(ix.id(NodeType.snapshot, c.namespace, c.snapshotKey, c.snapshotter));
+    labelEdges(self, c.namespace, c.labels);
+  }
+
+  // Back references: the labelled object hangs below the object its label names (a flat node or an empty
+  // key has none).
+  const backRefs = (owner: number, ns: string, labels: Labels): void => {
+    for (const t of labelBackRefs(labels))
+      if (t.kind === 'snapshot' ? t.name !== '' : t.key !== '') (ix.edges[ix.target(ns, t)] as number[]).push(owner);
+  };
+  for (const b of r.blobs) backRefs(ix.id(NodeType.content, b.namespace, b.digest), b.namespace, b.labels);
+  for (const s of r.snapshots)
+    backRefs(ix.id(NodeType.snapshot, s.namespace, s.key, s.snapshotter), s.namespace, s.labels);
+  for (const i of r.images) backRefs(ix.id(NodeType.image, i.namespace, i.name), i.namespace, i.labels);
+  for (const c of r.containers) backRefs(ix.id(NodeType.container, c.namespace, c.id), c.namespace, c.labels);
+
+  const rootIds: number[] = [];
   for (const l of r.leases) {
     if (expired(l.labels, now)) continue;
-    roots.push(node(NodeType.lease, l.namespace, l.id));
+    rootIds.push(ix.id(NodeType.lease, l.namespace, l.id));
     const flat = isFlat(l.labels);
     for (const res of l.resources) {
-      if (res.kind === 'content') roots.push(node(flat ? NodeType.contentFlat : NodeType.content, l.namespace, res.id));
+      if (res.kind === 'content')
+        rootIds.push(ix.id(flat ? NodeType.contentFlat : NodeType.content, l.namespace, res.id));
       else if (res.kind === 'snapshots')
-        roots.push(node(flat ? NodeType.snapshotFlat : NodeType.snapshot, l.namespace, `${res.snapshotter}/${res.id}`));
-      else roots.push(node(NodeType.ingest, l.namespace, res.id));
+        rootIds.push(ix.id(flat ? NodeType.snapshotFlat : NodeType.snapshot, l.namespace, res.id, res.snapshotter));
+      else rootIds.push(ix.id(NodeType.ingest, l.namespace, res.id));
     }
   }
-  for (const i of r.images) if (!expired(i.labels, now)) roots.push(node(NodeType.image, i.namespace, i.name));
+  for (const i of r.images) if (!expired(i.labels, now)) rootIds.push(ix.id(NodeType.image, i.namespace, i.name));
   for (const i of r.ingests) {
     if (i.expiresAt !== null && i.expiresAt.getTime() > now.getTime())
-      roots.push(node(NodeType.ingest, i.namespace, i.ref));
+      rootIds.push(ix.id(NodeType.ingest, i.namespace, i.ref));
   }
-  for (const b of r.blobs) if (isRoot(b.labels)) roots.push(node(NodeType.content, b.namespace, b.digest));
-  for (const c of r.containers) roots.push(node(NodeType.container, c.namespace, c.id));
+  for (const b of r.blobs) if (isRoot(b.labels)) rootIds.push(ix.id(NodeType.content, b.namespace, b.digest));
+  for (const c of r.containers) rootIds.push(ix.id(NodeType.container, c.namespace, c.id));
   for (const s of r.snapshots)
-    if (isRoot(s.labels)) roots.push(node(NodeType.snapshot, s.namespace, `${s.snapshotter}/${s.key}`));
-
-  const withLabels = (ns: string, labels: Labels, out: string[]): void => {
-    for (const t of labelRefs(labels)) out.push(targetNode(ns, t));
-  };
+    if (isRoot(s.labels)) rootIds.push(ix.id(NodeType.snapshot, s.namespace, s.key, s.snapshotter));
 
   return {
-    roots,
+    roots: rootIds.map((i) => ix.name(i)),
     refs(n) {
-      const { type, namespace: ns, key } = parseNode(n);
-      const out: string[] = [];
-      switch (type) {
-        case NodeType.content: {
-          const labels = blobs.get(n);
-          if (labels) withLabels(ns, labels, out);
-          break;
-        }
-        case NodeType.snapshot:
-        case NodeType.snapshotFlat: {
-          for (const s of snapshots.get(normalizeNode(n)) ?? []) {
-            if (s.parent !== '') out.push(node(type, ns, s.parent));
-            if (type === NodeType.snapshot) withLabels(ns, s.labels, out);
-          }
-          break;
-        }
-        case NodeType.ingest: {
-          const expected = ingests.get(n);
-          if (expected) out.push(node(NodeType.content, ns, expected));
-          break;
-        }
-        case NodeType.image: {
-          const i = images.get(n);
-          if (i) {
-            out.push(node(NodeType.content, ns, i.target));
-            withLabels(ns, i.labels, out);
-          }
-          break;
-        }
-        case NodeType.container: {
-          const c = containers.get(n);
-          if (c) {
-            if (c.snapshotter !== '') out.push(node(NodeType.snapshot, ns, `${c.snapshotter}/${c.snapshotKey}`));
-            withLabels(ns, c.labels, out);
-          }
-          break;
-        }
-        default:
-          break;
-      }
-      if (type !== NodeType.contentFlat && type !== NodeType.snapshotFlat && key !== '') {
-        for (const b of backRefs.get(n) ?? []) out.push(b);
-      }
-      return out;
+      const i = ix.parse(n);
+      return i === undefined ? [] : (ix.edges[i] as number[]).map((t) => ix.name(t));
+    },
+    mark() {
+      const marked = tricolor(
+        rootIds,
+        (i) => ix.edges[i] as number[],
+        (i) => ix.normal[i] as number,
+      );
+      return {
+        has: (type, ns, key, snapshotter = '') => {
+          const i = ix.find(type, ns, key, snapshotter);
+          return i !== undefined && marked.has(i);
+        },
+        size: marked.size,
+        names: () => new Set([...marked].map((i) => ix.name(i))),
+      };
     },
   };
 }

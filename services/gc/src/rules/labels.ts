@@ -20,9 +20,10 @@ export const gcLabels = {
   imageBackRef: 'containerd.io/gc.bref.image',
 } as const;
 
+/** A referenced resource; a snapshot's `key` is `<snapshotter>/<key>`, also given apart as `snapshotter`, `name`. */
 export type RefTarget =
   | { readonly kind: 'content'; readonly key: string }
-  | { readonly kind: 'snapshot'; readonly key: string }
+  | { readonly kind: 'snapshot'; readonly key: string; readonly snapshotter: string; readonly name: string }
   | { readonly kind: 'container'; readonly key: string }
   | { readonly kind: 'image'; readonly key: string };
 
@@ -51,7 +52,7 @@ export function labelRefs(labels: Readonly<Record<string, string>>): RefTarget[]
     if (namedAfter(key, gcLabels.contentRef)) out.push({ kind: 'content', key: value });
     else {
       const ss = snapshotterAfter(key, gcLabels.snapshotRef);
-      if (ss !== undefined) out.push({ kind: 'snapshot', key: `${ss}/${value}` });
+      if (ss !== undefined) out.push({ kind: 'snapshot', key: `${ss}/${value}`, snapshotter: ss, name: value });
     }
   }
   return out;
@@ -67,7 +68,7 @@ export function labelBackRefs(labels: Readonly<Record<string, string>>): RefTarg
     else if (namedAfter(key, gcLabels.imageBackRef)) out.push({ kind: 'image', key: value });
     else {
       const ss = snapshotterAfter(key, gcLabels.snapshotBackRef);
-      if (ss !== undefined) out.push({ kind: 'snapshot', key: `${ss}/${value}` });
+      if (ss !== undefined) out.push({ kind: 'snapshot', key: `${ss}/${value}`, snapshotter: ss, name: value });
     }
   }
   return out;

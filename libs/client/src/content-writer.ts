@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { ErrorCode, isAlreadyExists, isUnavailable, ServiceError } from '@berth/common/errors';
 import { outgoingMetadata } from '@berth/common/grpc-client';
 import { fromGrpcError } from '@berth/common/grpc-status';
+import type { Descriptor } from '@berth/common/oci';
 import {
   WriteAction,
   type WriteContentRequest,
@@ -16,7 +17,6 @@ import {
 } from '@berth/proto/containerd/services/content/v1/content';
 import type * as grpc from '@grpc/grpc-js';
 import type { CallContext, NodeClient } from './node-client.js';
-import type { Descriptor } from './oci.js';
 
 /** Where the bytes come from: opened at an offset; `start` 0 means it could not seek (the ingest restarts). */
 export interface IngestSource {

@@ -7,8 +7,7 @@ import { contentClient } from './content/content-client.js';
 import { createDiffServer } from './grpc/diff-server.js';
 import { removeStaleMounts } from './mount/mount.js';
 
-export type { Applier, Descriptor } from './apply/applier.js';
-export { MediaType } from './apply/media-types.js';
+export type { Applier } from './apply/applier.js';
 
 export interface DiffDeps {
   readonly log: Logger;

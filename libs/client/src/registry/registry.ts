@@ -4,7 +4,8 @@
  * offset (HTTP Range, for resumed ingests). Answers 401 challenges with bearer tokens or Basic credentials.
  */
 import { ErrorCode, invalidArgument, notFound, ServiceError } from '@berth/common/errors';
-import { type Descriptor, isIndex, isManifest, manifestAccept, sha256, verify } from '../oci.js';
+import { type Descriptor, isIndex, isManifest, sha256 } from '@berth/common/oci';
+import { manifestAccept, verify } from '../oci.js';
 import type { Reference } from '../reference.js';
 import { type Challenge, type Credentials, fetchToken, parseChallenges, pullScope } from './auth.js';
 

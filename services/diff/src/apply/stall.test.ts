@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { backgroundContext } from '@berth/common/context';
 import { codeOf, ErrorCode } from '@berth/common/errors';
 import { createLogger } from '@berth/common/log';
+import { MediaType } from '@berth/common/oci';
 import { descendants, isAlive, mountsUnder, within } from '@berth/testing/proc';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +13,6 @@ import { encodeEntry, TypeFlag } from '../archive/tar-header.js';
 import type { ContentStore } from '../content/content-client.js';
 import type { Mount } from '../mount/mount.js';
 import { createApplier } from './applier.js';
-import { MediaType } from './media-types.js';
 
 /**
  * A stage of Diff.Apply that stops making progress fails the call with deadline_exceeded naming the stage,
@@ -78,11 +78,11 @@ describe('Diff.Apply: stalls and cancellation', () => {
   // A bind mount: Apply mounts it under tmpRoot (mnt-*) and must always remove it.
   const mounts = (): Mount[] => [{ type: 'bind', source: target, options: ['rbind', 'rw'] }];
   const zstdDesc = () => ({
-    mediaType: MediaType.layerZstd,
+    mediaType: MediaType.ociLayerZstd,
     digest: `sha256:${createHash('sha256').update(zstdLayer).digest('hex')}`,
     size: zstdLayer.length,
   });
-  const plainDesc = { mediaType: MediaType.layer, digest: `sha256:${'0'.repeat(64)}`, size: fileBytes + 1536 };
+  const plainDesc = { mediaType: MediaType.ociLayer, digest: `sha256:${'0'.repeat(64)}`, size: fileBytes + 1536 };
 
   /** Everything the call started is gone: no tar or zstd child, no mount and no mount point left. */
   async function expectCleanedUp(pids: number[]): Promise<void> {

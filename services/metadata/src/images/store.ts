@@ -1,9 +1,9 @@
 import { requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
-import { digestProblem } from '@berth/common/digest';
 import { alreadyExists, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
 import { ALWAYS, type FieldAdaptor } from '@berth/common/filters/index';
 import { holdCollectionLockShared } from '@berth/common/gc-lock';
+import { digestProblem } from '@berth/common/oci';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
 import { jsonColumn, numberColumn } from '../db/columns.js';
 import { compileFilters, type FilterColumn, narrowingSql } from '../filters.js';

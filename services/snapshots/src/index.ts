@@ -4,10 +4,10 @@ import type { Db } from '@berth/common/db';
 import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
-import { createMetadataPeer, type MetadataPeer } from '@berth/common/metadata-peer';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
 import { startOutboxRelay } from '@berth/common/outbox';
 import type { ServiceModule } from '@berth/common/service';
+import { type MetadataClient, remoteMetadata } from '@berth/metadata/client';
 import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { type CollectableSnapshots, createCollectableSnapshots, removedChannel } from './collectable/store.js';
 import { migrations } from './db/migrations.js';
@@ -35,7 +35,7 @@ export interface SnapshotsDeps {
   /** Metadata's address (Namespaces, Leases); unset runs without namespace registration and leases. */
   readonly metadataAddress?: string;
   /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
-  readonly metadata?: MetadataPeer;
+  readonly metadata?: MetadataClient;
 }
 
 export interface SnapshotsModule extends ServiceModule {
@@ -61,7 +61,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
     [deps.node, nodeName],
   );
   const relay = startOutboxRelay({ db: deps.db, schema: 'snapshots', bus: deps.bus, log });
-  const dialed = deps.metadata || !deps.metadataAddress ? undefined : createMetadataPeer(deps.metadataAddress, log);
+  const dialed = deps.metadata || !deps.metadataAddress ? undefined : remoteMetadata(deps.metadataAddress, log);
   const metadata = deps.metadata ?? dialed;
   const drivers: Driver[] = [
     overlayDriver(join(deps.root), { indexOff: await overlaySupportsIndex() }),

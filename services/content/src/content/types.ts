@@ -81,4 +81,4 @@ export interface ContentStore {
 }
 
 /** What content asks of the metadata service: namespaces come into being, leases hold content. */
-export type { MetadataPeer as MetadataLink } from '@berth/common/metadata-peer';
+export type { MetadataClient as MetadataLink } from '@berth/metadata/client';

@@ -14,8 +14,8 @@ import {
 import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters/index';
 import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { validateLabels } from '@berth/common/labels';
-import type { MetadataPeer } from '@berth/common/metadata-peer';
 import { enqueue } from '@berth/common/outbox';
+import type { MetadataClient } from '@berth/metadata/client';
 import type { EncodedEvent, SnapshotEvents } from '../events.js';
 import { diskUsage } from './disk-usage.js';
 import type { Driver } from './driver.js';
@@ -31,7 +31,7 @@ export interface SnapshotterDeps {
   readonly driver: Driver;
   readonly events: SnapshotEvents;
   /** Namespaces and leases live in metadata; absent in tests that run snapshots alone. */
-  readonly metadata: MetadataPeer | undefined;
+  readonly metadata: MetadataClient | undefined;
   /** Called after a commit that enqueued events. */
   readonly onCommit: () => void;
 }

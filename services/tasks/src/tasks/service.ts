@@ -16,9 +16,10 @@ import {
 import { adaptorFromObject, FilterSyntaxError, parseFilters } from '@berth/common/filters/index';
 import { validateIdentifier } from '@berth/common/identifiers';
 import type { Logger } from '@berth/common/log';
+// TODO(r-clients): the alias goes once the split of this file lands (#15): the type is ContainerRecords.
+import type { ContainerRecords as ContainersPeer } from '@berth/metadata/client';
 import { cgroupPaths, oomKills, readStats } from '../cgroups/stats.js';
 import type { TaskEvents } from '../events.js';
-import type { ContainersPeer } from '../peers/containers.js';
 import { createRunc, isProcessGone, type Runc } from '../runc/runc.js';
 import { connectShim, createSparePool, type ShimConnection, type SparePool } from '../shim/client.js';
 import { type ExitNotice, exitFile, type StateResult, socketName } from '../shim/protocol.js';

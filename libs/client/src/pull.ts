@@ -12,10 +12,11 @@
  *  4. register the image (Create, or Update when it exists) and label the config
  *     `containerd.io/gc.ref.snapshot.<snapshotter>` with the top chain ID.
  */
+
 import { ErrorCode, isAlreadyExists, isNotFound, notFound, ServiceError } from '@berth/common/errors';
 import { chainIds, type Descriptor, descriptorToProto, isIndex, isManifest } from '@berth/common/oci';
+import { type IngestSource, ingest } from '@berth/content/client';
 import type { GetNamespaceResponse } from '@berth/proto/containerd/services/namespaces/v1/namespace';
-import { type IngestSource, ingest } from './content-writer.js';
 import { createLease, deleteLease, listLeases } from './lease.js';
 import { type CallContext, invoke, type NodeClient } from './node-client.js';
 import { parseConfig, parseIndex, parseManifest, refKey } from './oci.js';

@@ -1,9 +1,9 @@
 import type { Logger } from '@berth/common/log';
 import type { ServiceModule } from '@berth/common/service';
+import { remoteContent } from '@berth/content/client';
 import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
 import { createApplier } from './apply/applier.js';
 import { createDiffer } from './compare/differ.js';
-import { contentClient } from './content/content-client.js';
 import { createDiffServer } from './grpc/diff-server.js';
 import { removeStaleMounts } from './mount/mount.js';
 
@@ -24,7 +24,7 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
   const log = deps.log.child({ service: 'diff' });
   const stale = await removeStaleMounts(deps.tmpRoot);
   if (stale.length > 0) log.warn('removed temporary mounts left by an earlier process', { mounts: stale });
-  const content = contentClient(deps.contentAddress);
+  const content = remoteContent(deps.contentAddress);
   const stallMs = deps.stallMs ?? 0;
   const applier = createApplier({ content, tmpRoot: deps.tmpRoot, stallMs });
   const differ = createDiffer({ content, tmpRoot: deps.tmpRoot, stallMs });

@@ -5,10 +5,10 @@ import { type Db, openDb } from '@berth/common/db';
 import { codeOf } from '@berth/common/errors';
 import { createInProcessBus } from '@berth/common/event-bus';
 import { MediaType } from '@berth/common/oci';
+import { type ContentClient, remoteContent } from '@berth/content/client';
 import { createSnapshotsModule, type SnapshotsModule, type Snapshotter } from '@berth/snapshots';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ContentStore, contentClient } from '../content/content-client.js';
 import { withTempMount } from '../mount/mount.js';
 import {
   buildTar,
@@ -150,7 +150,7 @@ describe('Diff.Apply onto snapshots', () => {
   let db: Db;
   let snaps: SnapshotsModule;
   let server: Awaited<ReturnType<typeof startContentServer>>;
-  let content: ContentStore;
+  let content: ContentClient;
   let applier: Applier;
   let tar1: Buffer;
   let tar2: Buffer;
@@ -166,7 +166,7 @@ describe('Diff.Apply onto snapshots', () => {
       node: 'n1',
     });
     server = await startContentServer(tmp.path);
-    content = contentClient(server.address);
+    content = remoteContent(server.address);
     applier = createApplier({ content, tmpRoot: join(tmp.path, 'mnt') });
     tar1 = await buildTar(layer1);
     tar2 = await buildTar(layer2);

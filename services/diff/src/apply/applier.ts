@@ -2,8 +2,8 @@ import { type RequestContext, withSignal } from '@berth/common/context';
 import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
 import { type Descriptor, MediaType } from '@berth/common/oci';
 import { stallGuard } from '@berth/common/stall';
+import type { ContentClient } from '@berth/content/client';
 import { applyLayer } from '../archive/apply.js';
-import type { ContentStore } from '../content/content-client.js';
 import { type Mount, overlayUpper, withTempMount } from '../mount/mount.js';
 import { inlineDigester, workerDigester } from './digester.js';
 import { compressionOf, decompress } from './media-types.js';
@@ -18,7 +18,7 @@ export interface Applier {
 }
 
 export interface ApplierDeps {
-  readonly content: ContentStore;
+  readonly content: ContentClient;
   /** Where temporary mount points are made. */
   readonly tmpRoot: string;
   /** How long any stage (content read, decompressor, digest, tar) may make no progress; 0 = the default. */

@@ -6,11 +6,11 @@ import { backgroundContext } from '@berth/common/context';
 import { codeOf, ErrorCode } from '@berth/common/errors';
 import { createLogger } from '@berth/common/log';
 import { MediaType } from '@berth/common/oci';
+import type { ContentClient } from '@berth/content/client';
 import { descendants, isAlive, mountsUnder, within } from '@berth/testing/proc';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEntry, TypeFlag } from '../archive/tar-header.js';
-import type { ContentStore } from '../content/content-client.js';
 import type { Mount } from '../mount/mount.js';
 import { createApplier } from './applier.js';
 
@@ -36,7 +36,7 @@ async function* zeroLayer(size: number): AsyncGenerator<Buffer> {
 }
 
 /** A content store serving `read` from `source`, whatever digest is asked for (a collaborator, not the unit). */
-function contentFrom(source: () => AsyncIterable<Buffer>): ContentStore {
+function contentFrom(source: () => AsyncIterable<Buffer>): ContentClient {
   return {
     read: () => source(),
     write: async () => undefined,

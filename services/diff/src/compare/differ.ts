@@ -6,7 +6,7 @@ import { type RequestContext, withSignal } from '@berth/common/context';
 import { invalidArgument, notImplemented } from '@berth/common/errors';
 import { type Descriptor, MediaType } from '@berth/common/oci';
 import { stallGuard } from '@berth/common/stall';
-import type { ContentStore } from '../content/content-client.js';
+import type { ContentClient } from '@berth/content/client';
 import { type Mount, readonlyMounts, withTempMount } from '../mount/mount.js';
 import { diffLayer } from './changes.js';
 
@@ -27,7 +27,7 @@ export interface Differ {
 }
 
 export interface DifferDeps {
-  readonly content: ContentStore;
+  readonly content: ContentClient;
   readonly tmpRoot: string;
   /** How long the content store may leave a piece of the layer unanswered; 0 = the default. */
   readonly stallMs?: number;

@@ -1,11 +1,11 @@
 import type { Logger } from '@berth/common/log';
+import { removeStaleMounts } from '@berth/common/mount';
 import type { ServiceModule } from '@berth/common/service';
 import { remoteContent } from '@berth/content/client';
 import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
 import { createApplier } from './apply/applier.js';
 import { createDiffer } from './compare/differ.js';
 import { createDiffServer } from './grpc/diff-server.js';
-import { removeStaleMounts } from './mount/mount.js';
 
 export type { Applier } from './apply/applier.js';
 

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { type Db, openDb } from '@berth/common/db';
 import { codeOf } from '@berth/common/errors';
 import { createInProcessBus } from '@berth/common/event-bus';
+import { withTempMount } from '@berth/common/mount';
 import { MediaType } from '@berth/common/oci';
 import { type ContentClient, remoteContent } from '@berth/content/client';
 import { createSnapshotsModule, type SnapshotsModule, type Snapshotter } from '@berth/snapshots';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { withTempMount } from '../mount/mount.js';
 import {
   buildTar,
   ctxIn,

@@ -1,10 +1,10 @@
 import { type RequestContext, withSignal } from '@berth/common/context';
 import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
+import { type Mount, overlayUpper, withTempMount } from '@berth/common/mount';
 import { type Descriptor, MediaType } from '@berth/common/oci';
 import { stallGuard } from '@berth/common/stall';
 import type { ContentClient } from '@berth/content/client';
 import { applyLayer } from '../archive/apply.js';
-import { type Mount, overlayUpper, withTempMount } from '../mount/mount.js';
 import { inlineDigester, workerDigester } from './digester.js';
 import { compressionOf, decompress } from './media-types.js';
 

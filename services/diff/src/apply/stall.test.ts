@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { backgroundContext } from '@berth/common/context';
 import { codeOf, ErrorCode } from '@berth/common/errors';
 import { createLogger } from '@berth/common/log';
+import type { Mount } from '@berth/common/mount';
 import { MediaType } from '@berth/common/oci';
 import type { ContentClient } from '@berth/content/client';
 import { descendants, isAlive, mountsUnder, within } from '@berth/testing/proc';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEntry, TypeFlag } from '../archive/tar-header.js';
-import type { Mount } from '../mount/mount.js';
 import { createApplier } from './applier.js';
 
 /**

@@ -8,6 +8,7 @@ import { createInProcessBus } from '@berth/common/event-bus';
 import { invoke } from '@berth/common/grpc-client';
 import { type BoundServer, channelOptions, createServer, dialTarget, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
+import { type Mount as DifferMount, withTempMount } from '@berth/common/mount';
 import { MediaType } from '@berth/common/oci';
 import type { ServiceModule } from '@berth/common/service';
 import { type ApplyResponse, DiffClient, type DiffResponse } from '@berth/proto/containerd/services/diff/v1/diff';
@@ -19,7 +20,6 @@ import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDiffModule } from '../index.js';
-import { type Mount as DifferMount, withTempMount } from '../mount/mount.js';
 import { ctxIn, mountedTree, sha256, startContentServer, treeOf } from '../test-support/fixtures.js';
 import { uncompressedLabel } from './differ.js';
 

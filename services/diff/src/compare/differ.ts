@@ -4,10 +4,10 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { type RequestContext, withSignal } from '@berth/common/context';
 import { invalidArgument, notImplemented } from '@berth/common/errors';
+import { type Mount, readonlyMounts, withTempMount } from '@berth/common/mount';
 import { type Descriptor, MediaType } from '@berth/common/oci';
 import { stallGuard } from '@berth/common/stall';
 import type { ContentClient } from '@berth/content/client';
-import { type Mount, readonlyMounts, withTempMount } from '../mount/mount.js';
 import { diffLayer } from './changes.js';
 
 /** The label containerd puts on a compressed layer blob: the digest of its uncompressed tar (the diffID). */

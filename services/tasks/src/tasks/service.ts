@@ -16,6 +16,7 @@ import {
 import { adaptorFromObject, FilterSyntaxError, parseFilters } from '@berth/common/filters/index';
 import { validateIdentifier } from '@berth/common/identifiers';
 import type { Logger } from '@berth/common/log';
+import { mountAll, unmountAll } from '@berth/common/mount';
 // TODO(r-clients): the alias goes once the split of this file lands (#15): the type is ContainerRecords.
 import type { ContainerRecords as ContainersPeer } from '@berth/metadata/client';
 import { cgroupPaths, oomKills, readStats } from '../cgroups/stats.js';
@@ -23,7 +24,6 @@ import type { TaskEvents } from '../events.js';
 import { createRunc, isProcessGone, type Runc } from '../runc/runc.js';
 import { connectShim, createSparePool, type ShimConnection, type SparePool } from '../shim/client.js';
 import { type ExitNotice, exitFile, type StateResult, socketName } from '../shim/protocol.js';
-import { mountAll, unmountAll } from './mount.js';
 import type { CreateRequest, ExecRequest, Exit, ProcessInfo, ProcessView, Status, Stdio, TaskMetric } from './types.js';
 
 /** Go's zero time, which containerd reports for a process that has not exited. */

@@ -1,6 +1,12 @@
-import { parseConfig, parseIndex, parseManifest, refKey } from '@berth/client/oci';
-import { hostPlatform, parsePlatform } from '@berth/client/platform';
-import { selectManifest } from '@berth/client/pull';
+import {
+  hostPlatform,
+  parseConfig,
+  parseIndex,
+  parseManifest,
+  parsePlatform,
+  refKey,
+  selectManifest,
+} from '@berth/client';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
 import { MediaType } from '@berth/common/oci';
 import fc from 'fast-check';

@@ -25,7 +25,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectNode, createLease, deleteLease } from '@berth/client';
-import { invoke } from '@berth/client/node-client';
+import { invoke } from '@berth/common/grpc-client';
 import { ingest } from '@berth/content/client';
 import { startBerthd } from '@berth/e2e/berthd';
 import { ctr } from '@berth/e2e/ctr';

@@ -17,6 +17,7 @@ export {
 } from './images.js';
 export { createLease, deleteLease } from './lease.js';
 export { type CallContext, connectNode, type NodeClient } from './node-client.js';
+export { parseConfig, parseIndex, parseManifest, refKey } from './oci.js';
 export { formatPlatform, hostPlatform, type Platform, parsePlatform } from './platform.js';
 export { type BlobKind, type PullEvent, type PullOptions, type PullResult, pull, selectManifest } from './pull.js';
 export { parseReference, type Reference } from './reference.js';

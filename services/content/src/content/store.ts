@@ -8,7 +8,7 @@ import {
   notFound,
   ServiceError,
 } from '@berth/common/errors';
-import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters/index';
+import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters';
 import { holdCollectionLockShared, holdContentLockShared } from '@berth/common/gc-lock';
 import { validateLabels } from '@berth/common/labels';
 import type { Logger } from '@berth/common/log';

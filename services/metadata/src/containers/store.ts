@@ -1,7 +1,7 @@
 import { requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, invalidArgument, isAlreadyExists, notFound, wrap } from '@berth/common/errors';
-import { adaptorFromObject } from '@berth/common/filters/index';
+import { adaptorFromObject } from '@berth/common/filters';
 import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { validateIdentifier } from '@berth/common/identifiers';
 import { withoutEmpty } from '@berth/common/labels';

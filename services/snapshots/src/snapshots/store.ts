@@ -11,7 +11,7 @@ import {
   notFound,
   wrap,
 } from '@berth/common/errors';
-import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters/index';
+import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters';
 import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { validateLabels } from '@berth/common/labels';
 import { enqueue } from '@berth/common/outbox';

@@ -13,7 +13,7 @@ import {
   ServiceError,
   wrap,
 } from '@berth/common/errors';
-import { adaptorFromObject, FilterSyntaxError, parseFilters } from '@berth/common/filters/index';
+import { adaptorFromObject, FilterSyntaxError, parseFilters } from '@berth/common/filters';
 import { validateIdentifier } from '@berth/common/identifiers';
 import type { Logger } from '@berth/common/log';
 import { mountAll, unmountAll } from '@berth/common/mount';

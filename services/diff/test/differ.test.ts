@@ -17,11 +17,11 @@ import * as grpc from '@grpc/grpc-js';
 import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaType } from '../apply/media-types.js';
-import { createDiffModule } from '../index.js';
-import { type Mount as DifferMount, withTempMount } from '../mount/mount.js';
-import { ctxIn, mountedTree, sha256, startContentServer, treeOf } from '../test-support/fixtures.js';
-import { uncompressedLabel } from './differ.js';
+import { MediaType } from '../src/apply/media-types.js';
+import { uncompressedLabel } from '../src/compare/differ.js';
+import { createDiffModule } from '../src/index.js';
+import { type Mount as DifferMount, withTempMount } from '../src/mount/mount.js';
+import { ctxIn, mountedTree, sha256, startContentServer, treeOf } from '../src/test-support/fixtures.js';
 
 type AnyMount = DifferMount;
 const bind = (source: string, ...options: string[]): AnyMount => ({ type: 'bind', source, options });

@@ -7,8 +7,10 @@ import { createInProcessBus } from '@berth/common/event-bus';
 import { createSnapshotsModule, type SnapshotsModule, type Snapshotter } from '@berth/snapshots';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ContentStore, contentClient } from '../content/content-client.js';
-import { withTempMount } from '../mount/mount.js';
+import { type Applier, createApplier } from '../src/apply/applier.js';
+import { MediaType } from '../src/apply/media-types.js';
+import { type ContentStore, contentClient } from '../src/content/content-client.js';
+import { withTempMount } from '../src/mount/mount.js';
 import {
   buildTar,
   ctxIn,
@@ -20,9 +22,7 @@ import {
   startContentServer,
   treeOf,
   zstd,
-} from '../test-support/fixtures.js';
-import { type Applier, createApplier } from './applier.js';
-import { MediaType } from './media-types.js';
+} from '../src/test-support/fixtures.js';
 
 const busybox = randomBytes(200_000);
 const short = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex').slice(0, 16);

@@ -11,6 +11,7 @@ import { type MetadataClient, remoteMetadata } from '@berth/metadata/client';
 import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { type CollectableSnapshots, createCollectableSnapshots, removedChannel } from './collectable/store.js';
 import { migrations } from './db/migrations.js';
+import { registerNode, snapshottersUsing } from './db/snapshots-repo.js';
 import { snapshotEvents } from './events.js';
 import { createSnapshotsServer } from './grpc/snapshots-server.js';
 import { type Driver, nativeDriver, overlayDriver, overlaySupportsIndex } from './snapshots/driver.js';
@@ -55,11 +56,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
   const log = deps.log.child({ service: 'snapshots' });
   await migrate(deps.db, 'snapshots', migrations);
   const nodeName = deps.nodeName ?? deps.node;
-  await deps.db.query(
-    `INSERT INTO snapshots.nodes (node, name) VALUES ($1, $2)
-     ON CONFLICT (node) DO UPDATE SET name = EXCLUDED.name, seen_at = now()`,
-    [deps.node, nodeName],
-  );
+  await registerNode(deps.db, deps.node, nodeName);
   const relay = startOutboxRelay({ db: deps.db, schema: 'snapshots', bus: deps.bus, log });
   const dialed = deps.metadata || !deps.metadataAddress ? undefined : remoteMetadata(deps.metadataAddress, log);
   const metadata = deps.metadata ?? dialed;
@@ -110,11 +107,8 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
   const namespaceUsage: NamespaceUsage = {
     async resourcesIn(_ctx, namespace) {
       // Any node's snapshots keep a namespace alive, not only this node's.
-      const rows = await deps.db.query<{ snapshotter: string }>(
-        'SELECT DISTINCT snapshotter FROM snapshots.snapshots WHERE namespace = $1 ORDER BY snapshotter',
-        [namespace],
-      );
-      return rows.map((r) => `snapshots on ${JSON.stringify(r.snapshotter)} snapshotter`);
+      const names = await snapshottersUsing(deps.db, namespace);
+      return names.map((n) => `snapshots on ${JSON.stringify(n)} snapshotter`);
     },
   };
   return {

@@ -21,8 +21,8 @@ import {
   startContentServer,
   treeOf,
   zstd,
-} from '../test-support/fixtures.js';
-import { type Applier, createApplier } from './applier.js';
+} from '../src/test-support/fixtures.js';
+import { type Applier, createApplier } from '../src/apply/applier.js';
 
 const busybox = randomBytes(200_000);
 const short = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex').slice(0, 16);

@@ -10,6 +10,7 @@ import { type ContentClient, remoteContent } from '@berth/content/client';
 import { createSnapshotsModule, type SnapshotsModule, type Snapshotter } from '@berth/snapshots';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Applier, createApplier } from '../src/apply/applier.js';
 import {
   buildTar,
   ctxIn,
@@ -22,7 +23,6 @@ import {
   treeOf,
   zstd,
 } from '../src/test-support/fixtures.js';
-import { type Applier, createApplier } from '../src/apply/applier.js';
 
 const busybox = randomBytes(200_000);
 const short = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex').slice(0, 16);

@@ -19,9 +19,9 @@ import * as grpc from '@grpc/grpc-js';
 import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { uncompressedLabel } from '../src/compare/differ.js';
 import { createDiffModule } from '../src/index.js';
 import { ctxIn, mountedTree, sha256, startContentServer, treeOf } from '../src/test-support/fixtures.js';
-import { uncompressedLabel } from '../src/compare/differ.js';
 
 type AnyMount = DifferMount;
 const bind = (source: string, ...options: string[]): AnyMount => ({ type: 'bind', source, options });

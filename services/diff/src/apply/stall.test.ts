@@ -192,7 +192,9 @@ describe('Diff.Apply: stalls and cancellation', () => {
         yield zstdLayer;
       }),
       tmpRoot,
-      stallMs,
+      // The guard armed as in production (where it is 60 s), not at the stall tests' hair trigger: on a loaded
+      // machine tar may rightly pause writing 128 MiB for longer than their 0.6 s.
+      stallMs: 10_000,
     });
     const out = await applier.apply(backgroundContext(log, 'default'), zstdDesc(), mounts());
     expect(out.size).toBe(fileBytes + 1536);

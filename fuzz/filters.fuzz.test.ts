@@ -1,6 +1,11 @@
-import { adaptorFromObject } from '@berth/common/filters/adaptor-from-object';
-import { compileGoRegexp, GoRegexpError } from '@berth/common/filters/go-regexp';
-import { FilterSyntaxError, maxRegexpProgram, parseFilters } from '@berth/common/filters/index';
+import {
+  adaptorFromObject,
+  compileGoRegexp,
+  FilterSyntaxError,
+  GoRegexpError,
+  maxRegexpProgram,
+  parseFilters,
+} from '@berth/common/filters';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { report, runsFor, seedFor } from './src/mutate.js';

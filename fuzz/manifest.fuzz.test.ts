@@ -1,7 +1,14 @@
-import { MediaType, parseConfig, parseIndex, parseManifest, refKey } from '@berth/client/oci';
-import { hostPlatform, parsePlatform } from '@berth/client/platform';
-import { selectManifest } from '@berth/client/pull';
+import {
+  hostPlatform,
+  parseConfig,
+  parseIndex,
+  parseManifest,
+  parsePlatform,
+  refKey,
+  selectManifest,
+} from '@berth/client';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
+import { MediaType } from '@berth/common/oci';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { int, mutate, pick, report, rng, runsFor, seedFor } from './src/mutate.js';

@@ -7,7 +7,7 @@
  *   node bench/dist/grpc-floor.js <socket> <images>
  */
 import { rmSync } from 'node:fs';
-import { adaptorFromObject, parseFilters } from '@berth/common/filters/index';
+import { adaptorFromObject, parseFilters } from '@berth/common/filters';
 import {
   ContentService,
   type InfoRequest,

@@ -8,7 +8,7 @@
  */
 import { rmSync } from 'node:fs';
 import * as http2 from 'node:http2';
-import { adaptorFromObject, parseFilters } from '@berth/common/filters/index';
+import { adaptorFromObject, parseFilters } from '@berth/common/filters';
 import {
   InfoRequest,
   InfoResponse,

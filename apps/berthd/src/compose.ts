@@ -24,10 +24,10 @@ import {
 } from '@berth/gc';
 import { gcClient } from '@berth/gc/client';
 import { createMetadataModule, type GarbageCollector, type MetadataModule } from '@berth/metadata';
+import { type InProcessMetadata, inProcessMetadata } from '@berth/metadata/client';
 import { createSnapshotsModule, type SnapshotsModule } from '@berth/snapshots';
 import { createTasksModule } from '@berth/tasks';
 import type { BerthdConfig } from './config.js';
-import { type LocalMetadata, localMetadata } from './local-metadata.js';
 
 export const version = { version: '1.6.20+berth.0.1.0', revision: process.env['BERTH_REVISION'] ?? 'dev' };
 
@@ -88,7 +88,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
       throw new Error("serve events needs --nats: alone, an in-process bus would see no other service's events");
     }
     // Modules built beside metadata call its domain layer rather than this node's socket.
-    const lazy = lazyDeps(cfg, log, closers, local.includes('metadata') ? localMetadata() : undefined);
+    const lazy = lazyDeps(cfg, log, closers, local.includes('metadata') ? inProcessMetadata() : undefined);
     // All-in-one runs the collector in process; metadata's sync deletes wait on it once it is built.
     let collector: GcModule | undefined;
     const remoteGc = role.kind !== 'all' && cfg.services.gc.address ? gcClient(cfg.services.gc.address) : undefined;
@@ -227,7 +227,7 @@ interface LazyDeps {
   readonly log: Logger;
   readonly cfg: BerthdConfig;
   /** Metadata built in this process, for the modules that use it; undefined when it runs elsewhere. */
-  readonly metadata: LocalMetadata | undefined;
+  readonly metadata: InProcessMetadata | undefined;
   /** What metadata's sync deletes wait for (the in-process collector, all-in-one). */
   gc: GarbageCollector | undefined;
   db(): Promise<Db>;
@@ -235,7 +235,12 @@ interface LazyDeps {
 }
 
 /** Opens each dependency on first use only, so a process serving the gateway alone needs no database. */
-function lazyDeps(cfg: BerthdConfig, log: Logger, closers: Closer[], metadata: LocalMetadata | undefined): LazyDeps {
+function lazyDeps(
+  cfg: BerthdConfig,
+  log: Logger,
+  closers: Closer[],
+  metadata: InProcessMetadata | undefined,
+): LazyDeps {
   let db: Promise<Db> | undefined;
   let bus: Promise<EventBus> | undefined;
   return {
@@ -320,7 +325,7 @@ async function buildModule(
         nodeName: deps.cfg.node,
         // Namespaces and leases: metadata in this process, else at its own address, else through this node's socket.
         ...(deps.metadata
-          ? { metadata: deps.metadata.peer(deps.log.child({ service: 'snapshots' })) }
+          ? { metadata: deps.metadata.client(deps.log.child({ service: 'snapshots' })) }
           : { metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address }),
       });
     case 'diff':
@@ -351,7 +356,7 @@ async function buildModule(
         stallMs: deps.cfg.stallTimeoutMs,
         // Namespaces and leases: metadata in this process, else at its own address, else through this node's socket.
         ...(deps.metadata
-          ? { metadata: deps.metadata.peer(deps.log.child({ service: 'content' })) }
+          ? { metadata: deps.metadata.client(deps.log.child({ service: 'content' })) }
           : { metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address }),
       });
   }

@@ -2,10 +2,12 @@
  * Images and snapshots as `ctr images ls / rm` and `ctr snapshots ls` show them: the image records of
  * the Images service, sized and described by walking their content (index → manifest → config).
  */
+
+import { type Descriptor, isIndex, isManifest } from '@berth/common/oci';
 import type { GetImageResponse, Image, ListImagesResponse } from '@berth/proto/containerd/services/images/v1/images';
 import { type Info, Kind } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { type CallContext, collect, invoke, type NodeClient, outgoingMetadata } from './node-client.js';
-import { type Descriptor, isIndex, isManifest, parseConfig, parseIndex, parseManifest, verify } from './oci.js';
+import { parseConfig, parseIndex, parseManifest, verify } from './oci.js';
 import { formatPlatform, hostPlatform, normalizePlatform, type Platform, platformRank } from './platform.js';
 
 /** A blob's bytes through Content.Read (server stream), verified against its descriptor. */

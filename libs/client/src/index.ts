@@ -4,6 +4,7 @@
  * (Snapshots + Diff by chain ID), list and remove images, list snapshots.
  */
 
+export { chainIds, type Descriptor, MediaType } from '@berth/common/oci';
 export {
   formatBytes,
   getImage,
@@ -16,7 +17,7 @@ export {
 } from './images.js';
 export { createLease, deleteLease } from './lease.js';
 export { type CallContext, connectNode, type NodeClient } from './node-client.js';
-export { chainIds, type Descriptor, MediaType } from './oci.js';
+export { parseConfig, parseIndex, parseManifest, refKey } from './oci.js';
 export { formatPlatform, hostPlatform, type Platform, parsePlatform } from './platform.js';
 export { type BlobKind, type PullEvent, type PullOptions, type PullResult, pull, selectManifest } from './pull.js';
 export { parseReference, type Reference } from './reference.js';

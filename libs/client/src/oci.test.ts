@@ -1,5 +1,6 @@
+import { chainIds, MediaType, sha256 } from '@berth/common/oci';
 import { describe, expect, it } from 'vitest';
-import { chainIds, MediaType, parseIndex, parseManifest, refKey, sha256, verify } from './oci.js';
+import { parseIndex, parseManifest, refKey, verify } from './oci.js';
 import { selectManifest } from './pull.js';
 
 const d = (c: string): string => `sha256:${c.repeat(64)}`;

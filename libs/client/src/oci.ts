@@ -1,28 +1,19 @@
 /**
- * OCI image-spec and Docker schema 2 documents: media types, descriptors, and parsing of the JSON a
- * registry serves (index/manifest list, manifest, config), validated before the pull trusts it.
+ * OCI image-spec and Docker schema 2 documents as a registry serves them: parsing of the JSON (index/manifest
+ * list, manifest, config), validated before the pull trusts it. The vocabulary (media types, descriptors,
+ * digests) is @berth/common/oci's.
  */
-import { createHash } from 'node:crypto';
 import { invalidArgument } from '@berth/common/errors';
-import type { Platform } from './platform.js';
-
-export const MediaType = {
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  ociLayer: 'application/vnd.oci.image.layer.v1.tar',
-  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
-  ociLayerNondistributable: 'application/vnd.oci.image.layer.nondistributable.v1.tar',
-  ociLayerNondistributableGzip: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
-  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerConfig: 'application/vnd.docker.container.image.v1+json',
-  dockerLayer: 'application/vnd.docker.image.rootfs.diff.tar',
-  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
-  dockerLayerForeignGzip: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
-  dockerSchema1Signed: 'application/vnd.docker.distribution.manifest.v1+prettyjws',
-} as const;
+import {
+  type Descriptor,
+  isConfig,
+  isIndex,
+  isLayer,
+  isManifest,
+  MediaType,
+  type Platform,
+  sha256,
+} from '@berth/common/oci';
 
 /** What a registry is asked for when resolving a tag, in containerd's order of preference. */
 export const manifestAccept = [
@@ -32,20 +23,6 @@ export const manifestAccept = [
   MediaType.ociIndex,
   '*/*',
 ].join(', ');
-
-export interface Descriptor {
-  readonly mediaType: string;
-  readonly digest: string;
-  readonly size: number;
-  readonly annotations?: Readonly<Record<string, string>> | undefined;
-  readonly platform?: Platform | undefined;
-}
-
-export const isIndex = (mt: string): boolean => mt === MediaType.ociIndex || mt === MediaType.dockerManifestList;
-export const isManifest = (mt: string): boolean => mt === MediaType.ociManifest || mt === MediaType.dockerManifest;
-export const isConfig = (mt: string): boolean => mt === MediaType.ociConfig || mt === MediaType.dockerConfig;
-export const isLayer = (mt: string): boolean =>
-  mt.startsWith('application/vnd.oci.image.layer.') || mt.startsWith('application/vnd.docker.image.rootfs.');
 
 /** The ingest ref prefix containerd uses per kind of blob (`remotes.MakeRefKey`), so refs match ctr's. */
 export function refKey(desc: Descriptor): string {
@@ -62,20 +39,6 @@ export function refKey(desc: Descriptor): string {
 }
 
 const digestPattern = /^sha256:[a-f0-9]{64}$/;
-
-export function sha256(data: Buffer | string): string {
-  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
-}
-
-/** chain IDs per the image spec: C0 = D0, Cn = sha256(Cn-1 + " " + Dn). */
-export function chainIds(diffIds: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIds) {
-    const prev = out[out.length - 1];
-    out.push(prev === undefined ? d : sha256(`${prev} ${d}`));
-  }
-  return out;
-}
 
 /** Checks that `data` is what `desc` promises (size and sha256 digest). */
 export function verify(desc: Descriptor, data: Buffer): void {

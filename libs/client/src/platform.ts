@@ -1,11 +1,8 @@
 import { invalidArgument } from '@berth/common/errors';
 
-/** An OCI platform (`os/architecture[/variant]`). */
-export interface Platform {
-  readonly os: string;
-  readonly architecture: string;
-  readonly variant?: string | undefined;
-}
+import type { Platform } from '@berth/common/oci';
+
+export type { Platform };
 
 const archAliases: Record<string, string> = {
   x86_64: 'amd64',

@@ -12,26 +12,19 @@
  *  4. register the image (Create, or Update when it exists) and label the config
  *     `containerd.io/gc.ref.snapshot.<snapshotter>` with the top chain ID.
  */
+
 import { ErrorCode, isAlreadyExists, isNotFound, notFound, ServiceError } from '@berth/common/errors';
+import { chainIds, type Descriptor, descriptorToProto, isIndex, isManifest } from '@berth/common/oci';
+import { type IngestSource, ingest } from '@berth/content/client';
 import type { GetNamespaceResponse } from '@berth/proto/containerd/services/namespaces/v1/namespace';
-import { type IngestSource, ingest } from './content-writer.js';
 import { createLease, deleteLease, listLeases } from './lease.js';
 import { type CallContext, invoke, type NodeClient } from './node-client.js';
-import {
-  chainIds,
-  type Descriptor,
-  isIndex,
-  isManifest,
-  parseConfig,
-  parseIndex,
-  parseManifest,
-  refKey,
-} from './oci.js';
+import { parseConfig, parseIndex, parseManifest, refKey } from './oci.js';
 import { formatPlatform, hostPlatform, type Platform, platformRank } from './platform.js';
 import { parseReference } from './reference.js';
 import type { Credentials } from './registry/auth.js';
 import { RegistryClient } from './registry/registry.js';
-import { toProtoDescriptor, unpackLayer } from './unpack.js';
+import { unpackLayer } from './unpack.js';
 
 export type BlobKind = 'index' | 'manifest' | 'config' | 'layer';
 
@@ -274,7 +267,7 @@ export function selectManifest(manifests: readonly Descriptor[], platform: Platf
 
 /** Images.Create; AlreadyExists → Update (replacing target and labels); NotFound there → Create again (pull.go). */
 async function registerImage(node: NodeClient, ctx: CallContext, name: string, target: Descriptor): Promise<boolean> {
-  const image = { name, labels: {}, target: toProtoDescriptor(target) };
+  const image = { name, labels: {}, target: descriptorToProto(target) };
   for (let attempt = 0; ; attempt++) {
     try {
       await invoke((md, o, cb) => node.images.create({ image }, md, o, cb), ctx);

@@ -6,11 +6,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, isAlreadyExists, isNotFound, ServiceError, wrap } from '@berth/common/errors';
+import { type Descriptor, descriptorToProto } from '@berth/common/oci';
 import type { ApplyResponse } from '@berth/proto/containerd/services/diff/v1/diff';
 import type { PrepareSnapshotResponse } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import type { Mount } from '@berth/proto/containerd/types/mount';
 import { type CallContext, invoke, type NodeClient } from './node-client.js';
-import type { Descriptor } from './oci.js';
 
 export interface UnpackLayer {
   readonly desc: Descriptor;
@@ -19,15 +19,6 @@ export interface UnpackLayer {
   readonly chainId: string;
   /** The chain ID of the layer below, '' for the first. */
   readonly parent: string;
-}
-
-export function toProtoDescriptor(d: Descriptor): {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations: Record<string, string>;
-} {
-  return { mediaType: d.mediaType, digest: d.digest, size: d.size, annotations: { ...d.annotations } };
 }
 
 /** Whether the committed snapshot `key` exists; other errors than not_found propagate. */
@@ -79,7 +70,7 @@ export async function unpackLayer(
   }
   try {
     const res = await invoke<ApplyResponse>(
-      (md, o, cb) => node.diff.apply({ diff: toProtoDescriptor(layer.desc), mounts, payloads: {} }, md, o, cb),
+      (md, o, cb) => node.diff.apply({ diff: descriptorToProto(layer.desc), mounts, payloads: {} }, md, o, cb),
       ctx,
     );
     const applied = res.applied?.digest ?? '';

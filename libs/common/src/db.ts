@@ -199,6 +199,14 @@ async function translate<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Whether `e` is Postgres's foreign key violation (23503). Left untranslated by the database edge, whose
+ * meaning depends on the statement: the caller says what it means (a parent gone, a child still there).
+ */
+export function isForeignKeyViolation(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === '23503';
+}
+
 function detailOf(e: unknown): string {
   return e instanceof Error ? e.message : 'unique violation';
 }

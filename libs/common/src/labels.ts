@@ -26,3 +26,10 @@ export const Labels = {
   defaultSnapshotter: 'containerd.io/defaults/snapshotter',
   defaultRuntime: 'containerd.io/defaults/runtime',
 } as const;
+
+/** containerd never stores a label (or annotation) with an empty value: setting one to "" removes it. */
+export function withoutEmpty(m: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m ?? {})) if (v !== '') out[k] = v;
+  return out;
+}

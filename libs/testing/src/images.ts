@@ -7,9 +7,9 @@
  * Every built image carries the tree its unpack must produce (`expected`), for `compareTree`.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
+import { chainIds, MediaType, type Platform, sha256 } from '@berth/common/oci';
 import { type ExpectedTree, expectedTree, type LayerEntry, layerTar, withParents } from './image-tree.js';
 
 export {
@@ -21,11 +21,7 @@ export {
   type LayerEntry,
 } from './image-tree.js';
 
-export interface Platform {
-  readonly os: string;
-  readonly architecture: string;
-  readonly variant?: string;
-}
+export type { Platform };
 
 /** The platform this process runs on, in OCI terms (x64 → amd64, arm64 → arm64/v8, arm → arm/v7). */
 export function hostPlatform(): Platform {
@@ -88,21 +84,6 @@ export interface BuiltIndex {
   readonly images: readonly BuiltImage[];
 }
 
-export const MediaTypes = {
-  ociIndex: 'application/vnd.oci.image.index.v1+json',
-  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
-  ociConfig: 'application/vnd.oci.image.config.v1+json',
-  ociLayer: 'application/vnd.oci.image.layer.v1.tar',
-  ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-  ociLayerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
-  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
-  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
-  dockerConfig: 'application/vnd.docker.container.image.v1+json',
-  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
-} as const;
-
-const sha256 = (data: Buffer | string): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-
 function blob(mediaType: string, data: Buffer): Blob {
   return { mediaType, digest: sha256(data), size: data.length, data };
 }
@@ -137,23 +118,13 @@ async function buildLayer(
   const data = compression === 'gzip' ? gzipSync(tar, { level: 6 }) : compression === 'zstd' ? await zstd(tar) : tar;
   const mediaType =
     format === 'docker'
-      ? MediaTypes.dockerLayerGzip
+      ? MediaType.dockerLayerGzip
       : compression === 'gzip'
-        ? MediaTypes.ociLayerGzip
+        ? MediaType.ociLayerGzip
         : compression === 'zstd'
-          ? MediaTypes.ociLayerZstd
-          : MediaTypes.ociLayer;
+          ? MediaType.ociLayerZstd
+          : MediaType.ociLayer;
   return { ...blob(mediaType, data), diffId: sha256(tar), uncompressedSize: tar.length };
-}
-
-/** chain IDs as the OCI image spec defines them: C0 = D0, Cn = sha256(Cn-1 + " " + Dn). */
-export function chainIds(diffIds: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIds) {
-    const prev = out[out.length - 1];
-    out.push(prev === undefined ? d : sha256(`${prev} ${d}`));
-  }
-  return out;
 }
 
 /** Builds the layers, config and manifest of one image. */
@@ -167,7 +138,7 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
     trees.push(entries);
     layers.push(await buildLayer(l, format, entries));
   }
-  const config = jsonBlob(format === 'docker' ? MediaTypes.dockerConfig : MediaTypes.ociConfig, {
+  const config = jsonBlob(format === 'docker' ? MediaType.dockerConfig : MediaType.ociConfig, {
     created: '2024-01-01T00:00:00Z',
     architecture: platform.architecture,
     os: platform.os,
@@ -176,9 +147,9 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
     history: layers.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: '@berth/testing' })),
   });
-  const manifest = jsonBlob(format === 'docker' ? MediaTypes.dockerManifest : MediaTypes.ociManifest, {
+  const manifest = jsonBlob(format === 'docker' ? MediaType.dockerManifest : MediaType.ociManifest, {
     schemaVersion: 2,
-    mediaType: format === 'docker' ? MediaTypes.dockerManifest : MediaTypes.ociManifest,
+    mediaType: format === 'docker' ? MediaType.dockerManifest : MediaType.ociManifest,
     config: { mediaType: config.mediaType, digest: config.digest, size: config.size },
     layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
   });
@@ -198,7 +169,7 @@ export async function buildImage(spec: ImageSpec): Promise<BuiltImage> {
 
 /** An index (OCI) or manifest list (Docker) over `images`, in the given order. */
 export function buildIndex(images: readonly BuiltImage[], format: ManifestFormat = 'oci'): BuiltIndex {
-  const mediaType = format === 'docker' ? MediaTypes.dockerManifestList : MediaTypes.ociIndex;
+  const mediaType = format === 'docker' ? MediaType.dockerManifestList : MediaType.ociIndex;
   const index = jsonBlob(mediaType, {
     schemaVersion: 2,
     mediaType,

@@ -1,9 +1,7 @@
-import { createHash } from 'node:crypto';
+import { MediaType, sha256 } from '@berth/common/oci';
 
-export const ociIndexType = 'application/vnd.oci.image.index.v1+json';
-export const ociManifestType = 'application/vnd.oci.image.manifest.v1+json';
-
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+export const ociIndexType = MediaType.ociIndex;
+export const ociManifestType = MediaType.ociManifest;
 
 export interface TinyImage {
   /** The blobs bottom-up, named by kind: layer, config, manifest, index (the order to ingest them). */
@@ -31,8 +29,8 @@ export function tinyImage(layer: Buffer): TinyImage {
     JSON.stringify({
       schemaVersion: 2,
       mediaType: ociManifestType,
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+      config: { mediaType: MediaType.ociConfig, digest: sha256(config), size: config.length },
+      layers: [{ mediaType: MediaType.ociLayer, digest: sha256(layer), size: layer.length }],
     }),
   );
   const index = Buffer.from(

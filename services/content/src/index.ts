@@ -2,10 +2,10 @@ import type { Db } from '@berth/common/db';
 import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
-import { createMetadataPeer, type MetadataPeer, noMetadataPeer } from '@berth/common/metadata-peer';
 import { startOutboxRelay } from '@berth/common/outbox';
 import { listenRowCache, RowCache, rowKey } from '@berth/common/row-cache';
 import type { ServiceModule } from '@berth/common/service';
+import { type MetadataClient, noMetadata, remoteMetadata } from '@berth/metadata/client';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
 import { type CollectableContent, createCollectableContent } from './collectable/store.js';
 import { createContentStore } from './content/store.js';
@@ -39,7 +39,7 @@ export interface ContentDeps {
    */
   readonly metadataAddress?: string;
   /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
-  readonly metadata?: MetadataPeer;
+  readonly metadata?: MetadataClient;
   /** How long a Write stream may bring nothing before it fails (deadline_exceeded); 0 = the default, 60 s. */
   readonly stallMs?: number;
   /** Write streams this process keeps open at once; more get RESOURCE_EXHAUSTED. Default 1024. */
@@ -62,7 +62,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
   const unlisten = await listenRowCache(deps.db, blobsChannel, infos);
   const blobs = await createBlobStore(deps.backend);
   const relay = startOutboxRelay({ db: deps.db, schema: 'content', bus: deps.bus, log });
-  const dialed = deps.metadata || !deps.metadataAddress ? undefined : createMetadataPeer(deps.metadataAddress, log);
+  const dialed = deps.metadata || !deps.metadataAddress ? undefined : remoteMetadata(deps.metadataAddress, log);
   const repo = createContentRepo(deps.db);
   if (deps.db.kind === 'pglite') {
     // An embedded database belongs to this process alone: a lock in it was left by an earlier process that
@@ -74,7 +74,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     repo,
     blobs,
     infos,
-    metadata: deps.metadata ?? dialed ?? noMetadataPeer,
+    metadata: deps.metadata ?? dialed ?? noMetadata,
     deleted: contentDeleted,
     onCommit: relay.kick,
     log,

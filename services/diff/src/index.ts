@@ -1,14 +1,13 @@
 import type { Logger } from '@berth/common/log';
+import { removeStaleMounts } from '@berth/common/mount';
 import type { ServiceModule } from '@berth/common/service';
+import { remoteContent } from '@berth/content/client';
 import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
 import { createApplier } from './apply/applier.js';
 import { createDiffer } from './compare/differ.js';
-import { contentClient } from './content/content-client.js';
 import { createDiffServer } from './grpc/diff-server.js';
-import { removeStaleMounts } from './mount/mount.js';
 
-export type { Applier, Descriptor } from './apply/applier.js';
-export { MediaType } from './apply/media-types.js';
+export type { Applier } from './apply/applier.js';
 
 export interface DiffDeps {
   readonly log: Logger;
@@ -25,7 +24,7 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
   const log = deps.log.child({ service: 'diff' });
   const stale = await removeStaleMounts(deps.tmpRoot);
   if (stale.length > 0) log.warn('removed temporary mounts left by an earlier process', { mounts: stale });
-  const content = contentClient(deps.contentAddress);
+  const content = remoteContent(deps.contentAddress);
   const stallMs = deps.stallMs ?? 0;
   const applier = createApplier({ content, tmpRoot: deps.tmpRoot, stallMs });
   const differ = createDiffer({ content, tmpRoot: deps.tmpRoot, stallMs });

@@ -11,16 +11,16 @@ import {
 import { VersionService } from '@berth/proto/containerd/services/version/v1/version';
 import { HealthService } from '@berth/proto/grpc/health/v1/health';
 import * as grpc from '@grpc/grpc-js';
-import { createHealthState } from './health-server.js';
-import { createIntrospectionServer } from './introspection-server.js';
-import { pluginToProto } from './plugins.js';
-import { createUpstream, forwardedService } from './proxy.js';
-import { type BerthServiceName, ownedServices, serviceNameOf } from './routes.js';
-import { type BuildInfo, createVersionServer } from './version-server.js';
+import { createHealthState } from './grpc/health-server.js';
+import { createIntrospectionServer } from './grpc/introspection-server.js';
+import { pluginToProto } from './grpc/plugins.js';
+import { createUpstream, forwardedService } from './grpc/proxy.js';
+import { type BuildInfo, createVersionServer } from './grpc/version-server.js';
+import { type BerthServiceName, ownedServices, serviceNameOf } from './routing/routes.js';
 
-export { loadNodeUuid } from './node-identity.js';
-export { type BerthServiceName, berthServiceNames } from './routes.js';
-export type { BuildInfo } from './version-server.js';
+export type { BuildInfo } from './grpc/version-server.js';
+export { loadNodeUuid } from './node/node-identity.js';
+export { type BerthServiceName, berthServiceNames } from './routing/routes.js';
 
 export interface GatewayOptions {
   readonly log: Logger;

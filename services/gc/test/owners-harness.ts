@@ -5,10 +5,10 @@ import { createInProcessBus } from '@berth/common/event-bus';
 import { createServer, listen } from '@berth/common/grpc-server';
 import { localCall } from '@berth/common/local-call';
 import { nopLogger } from '@berth/common/log';
-import { type MetadataCalls, metadataPeer } from '@berth/common/metadata-peer';
 import { registerAll } from '@berth/common/service';
 import { type BlobBackendConfig, createContentModule } from '@berth/content';
 import { createMetadataModule } from '@berth/metadata';
+import { type MetadataCalls, metadataClient } from '@berth/metadata/client';
 import { createSnapshotsModule } from '@berth/snapshots';
 import { tempDir } from '@berth/testing/tmp';
 import type { LocalOwnerParts } from '../src/index.js';
@@ -43,7 +43,7 @@ export async function startOwners(db: Db, hooks: { around?: LeaseCallHook } = {}
     },
     close: () => undefined,
   };
-  const peer = metadataPeer(calls, nopLogger);
+  const peer = metadataClient(calls, nopLogger);
   const content = await createContentModule({
     db,
     bus,

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { connectNode } from '@berth/client';
-import { ingest } from '@berth/client/content-writer';
 import { backgroundContext, viewOf } from '@berth/common/context';
 import type { Db } from '@berth/common/db';
 import { outgoingMetadata } from '@berth/common/grpc-client';
 import { nopLogger } from '@berth/common/log';
+import { ingest } from '@berth/content/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Collector, createCollector } from '../src/collector.js';
 import { inProcessOwners } from '../src/index.js';

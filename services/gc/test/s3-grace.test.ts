@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { connectNode } from '@berth/client';
-import { ingest } from '@berth/client/content-writer';
 import { backgroundContext } from '@berth/common/context';
 import { type Db, openDb } from '@berth/common/db';
 import { nopLogger } from '@berth/common/log';
+import { ingest } from '@berth/content/client';
 import { type TestS3, useS3 } from '@berth/testing/s3';
 import { Client } from 'minio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,6 +1,5 @@
 import { invalidArgument } from '@berth/common/errors';
-import { AllOf, AnyOf, Operator, Selector } from '@berth/common/filters/filter';
-import { type Filter, FilterSyntaxError, parseFilters } from '@berth/common/filters/index';
+import { AllOf, AnyOf, type Filter, FilterSyntaxError, Operator, parseFilters, Selector } from '@berth/common/filters';
 
 /** Parses a List request's filters; a malformed one is invalid_argument with containerd's message. */
 export function compileFilters(filters: readonly string[]): Filter {

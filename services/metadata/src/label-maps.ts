@@ -3,13 +3,6 @@ import { validateLabels } from '@berth/common/labels';
 
 export type StringMap = Readonly<Record<string, string>>;
 
-/** containerd never stores a label (or annotation) with an empty value: setting one to "" removes it. */
-export function withoutEmpty(m: StringMap | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(m ?? {})) if (v !== '') out[k] = v;
-  return out;
-}
-
 /** containerd's label size rule, with the field named in front as containerd words it (`image.Labels: …`). */
 export function validateLabelMap(field: string, labels: StringMap | undefined): void {
   try {

@@ -4,13 +4,14 @@ import type { Db } from '@berth/common/db';
 import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
-import { createMetadataPeer, type MetadataPeer } from '@berth/common/metadata-peer';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
 import { startOutboxRelay } from '@berth/common/outbox';
 import type { ServiceModule } from '@berth/common/service';
+import { type MetadataClient, remoteMetadata } from '@berth/metadata/client';
 import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { type CollectableSnapshots, createCollectableSnapshots, removedChannel } from './collectable/store.js';
 import { migrations } from './db/migrations.js';
+import { registerNode, snapshottersUsing } from './db/snapshots-repo.js';
 import { snapshotEvents } from './events.js';
 import { createSnapshotsServer } from './grpc/snapshots-server.js';
 import { type Driver, nativeDriver, overlayDriver, overlaySupportsIndex } from './snapshots/driver.js';
@@ -35,7 +36,7 @@ export interface SnapshotsDeps {
   /** Metadata's address (Namespaces, Leases); unset runs without namespace registration and leases. */
   readonly metadataAddress?: string;
   /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
-  readonly metadata?: MetadataPeer;
+  readonly metadata?: MetadataClient;
 }
 
 export interface SnapshotsModule extends ServiceModule {
@@ -55,13 +56,9 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
   const log = deps.log.child({ service: 'snapshots' });
   await migrate(deps.db, 'snapshots', migrations);
   const nodeName = deps.nodeName ?? deps.node;
-  await deps.db.query(
-    `INSERT INTO snapshots.nodes (node, name) VALUES ($1, $2)
-     ON CONFLICT (node) DO UPDATE SET name = EXCLUDED.name, seen_at = now()`,
-    [deps.node, nodeName],
-  );
+  await registerNode(deps.db, deps.node, nodeName);
   const relay = startOutboxRelay({ db: deps.db, schema: 'snapshots', bus: deps.bus, log });
-  const dialed = deps.metadata || !deps.metadataAddress ? undefined : createMetadataPeer(deps.metadataAddress, log);
+  const dialed = deps.metadata || !deps.metadataAddress ? undefined : remoteMetadata(deps.metadataAddress, log);
   const metadata = deps.metadata ?? dialed;
   const drivers: Driver[] = [
     overlayDriver(join(deps.root), { indexOff: await overlaySupportsIndex() }),
@@ -110,11 +107,8 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
   const namespaceUsage: NamespaceUsage = {
     async resourcesIn(_ctx, namespace) {
       // Any node's snapshots keep a namespace alive, not only this node's.
-      const rows = await deps.db.query<{ snapshotter: string }>(
-        'SELECT DISTINCT snapshotter FROM snapshots.snapshots WHERE namespace = $1 ORDER BY snapshotter',
-        [namespace],
-      );
-      return rows.map((r) => `snapshots on ${JSON.stringify(r.snapshotter)} snapshotter`);
+      const names = await snapshottersUsing(deps.db, namespace);
+      return names.map((n) => `snapshots on ${JSON.stringify(n)} snapshotter`);
     },
   };
   return {

@@ -2,15 +2,13 @@ import { join } from 'node:path';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import type { ServiceModule } from '@berth/common/service';
+import { type ContainerRecords, remoteContainers } from '@berth/metadata/client';
 import { TasksService } from '@berth/proto/containerd/services/tasks/v1/tasks';
 import { registerTaskMetrics } from './cgroups/prometheus.js';
 import { taskEvents } from './events.js';
 import { createTasksServer } from './grpc/tasks-server.js';
-import { type ContainersPeer, containersPeer } from './peers/containers.js';
 import { createTaskService, type TaskService } from './tasks/service.js';
 
-export type { ContainerFields, ContainersPeer, GetContainer } from './peers/containers.js';
-export { containersPeer, localContainersPeer } from './peers/containers.js';
 export type { TaskService } from './tasks/service.js';
 
 export interface TasksDeps {
@@ -23,7 +21,7 @@ export interface TasksDeps {
   /** Metadata's address, for container records (split mode). */
   readonly metadataAddress?: string;
   /** Container records from a metadata in this process (all-in-one), instead of dialing; the caller closes it. */
-  readonly containers?: ContainersPeer;
+  readonly containers?: ContainerRecords;
   /** The runc binary; default `runc` on PATH. */
   readonly runc?: string;
 }
@@ -37,7 +35,7 @@ export interface TasksModule extends ServiceModule {
 /** Builds the node's task agent: re-adopts the tasks a previous agent left running, then serves Tasks. */
 export async function createTasksModule(deps: TasksDeps): Promise<TasksModule> {
   const log = deps.log.child({ service: 'tasks' });
-  const dialed = deps.containers || !deps.metadataAddress ? undefined : containersPeer(deps.metadataAddress);
+  const dialed = deps.containers || !deps.metadataAddress ? undefined : remoteContainers(deps.metadataAddress);
   const containers = deps.containers ?? dialed;
   if (!containers) throw new Error('tasks needs metadata: its address or an in-process containers peer');
   const events = taskEvents(deps.bus, deps.node, log);

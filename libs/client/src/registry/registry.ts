@@ -2,9 +2,16 @@
  * One repository of one registry over the OCI distribution protocol (HTTP API v2), with Node's fetch:
  * resolve a tag or digest to a descriptor, fetch manifests and configs (verified), stream blobs from an
  * offset (HTTP Range, for resumed ingests). Answers 401 challenges with bearer tokens or Basic credentials.
+ *
+ * Hand-written because the npm clients weighed were thin or unsafe: oci-registry-client is 0.2.0 on node-fetch 2
+ * (and minimist, a CLI's parser); docker-registry-client pins restify-clients, bunyan and tough-cookie 2.0.x
+ * (prototype pollution, CVE-2023-26136, fixed in 4.1.3); @snyk/docker-registry-v2-client brings its own HTTP
+ * stack (needle), so neither Node's fetch nor the fetch the tests inject (faults, resumed ranges) could be used.
+ * The protocol is a handful of GETs; what they return is checked against its digest (verify, ../oci.ts).
  */
 import { ErrorCode, invalidArgument, notFound, ServiceError } from '@berth/common/errors';
-import { type Descriptor, isIndex, isManifest, manifestAccept, sha256, verify } from '../oci.js';
+import { type Descriptor, isIndex, isManifest, sha256 } from '@berth/common/oci';
+import { manifestAccept, verify } from '../oci.js';
 import type { Reference } from '../reference.js';
 import { type Challenge, type Credentials, fetchToken, parseChallenges, pullScope } from './auth.js';
 

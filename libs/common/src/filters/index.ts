@@ -9,6 +9,7 @@ export type { AdaptorFields, AlwaysPresent, FieldSource } from './adaptor-from-o
 export { adaptorFromObject, alwaysPresent } from './adaptor-from-object.js';
 export type { FieldAdaptor } from './field-adaptor.js';
 export type { Filter } from './filter.js';
-export { ALWAYS } from './filter.js';
+export { ALWAYS, AllOf, AnyOf, Operator, Selector } from './filter.js';
 export { FilterSyntaxError } from './filter-syntax-error.js';
+export { compileGoRegexp, type GoRegexp, GoRegexpError } from './go-regexp.js';
 export { maxFilterLength, maxFilters, maxRegexpProgram, parseFilter, parseFilters } from './parser.js';

@@ -1,5 +1,5 @@
-import { digestProblem } from '@berth/common/digest';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
+import { digestProblem } from '@berth/common/oci';
 
 /** A validated OCI digest (`<algorithm>:<hex>`), as go-digest's `Digest.Validate` accepts it. */
 export type Digest = string & { readonly __digest: unique symbol };

@@ -81,4 +81,3 @@ export interface ContentStore {
 }
 
 /** What content asks of the metadata service: namespaces come into being, leases hold content. */
-export type { MetadataPeer as MetadataLink } from '@berth/common/metadata-peer';

@@ -1,17 +1,12 @@
 import { type RequestContext, withSignal } from '@berth/common/context';
 import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
+import { type Mount, overlayUpper, withTempMount } from '@berth/common/mount';
+import { type Descriptor, MediaType } from '@berth/common/oci';
 import { stallGuard } from '@berth/common/stall';
+import type { ContentClient } from '@berth/content/client';
 import { applyLayer } from '../archive/apply.js';
-import type { ContentStore } from '../content/content-client.js';
-import { type Mount, overlayUpper, withTempMount } from '../mount/mount.js';
 import { inlineDigester, workerDigester } from './digester.js';
-import { compressionOf, decompress, MediaType } from './media-types.js';
-
-export interface Descriptor {
-  readonly mediaType: string;
-  readonly digest: string;
-  readonly size: number;
-}
+import { compressionOf, decompress } from './media-types.js';
 
 export interface Applier {
   /**
@@ -23,7 +18,7 @@ export interface Applier {
 }
 
 export interface ApplierDeps {
-  readonly content: ContentStore;
+  readonly content: ContentClient;
   /** Where temporary mount points are made. */
   readonly tmpRoot: string;
   /** How long any stage (content read, decompressor, digest, tar) may make no progress; 0 = the default. */
@@ -112,7 +107,7 @@ export function createApplier(deps: ApplierDeps): Applier {
           `content ${desc.digest}: read ${blobSize} bytes with digest ${blob.algorithm}:${got}, expected ${desc.size} bytes`,
         );
       }
-      return { mediaType: MediaType.layer, digest: `sha256:${diffHex}`, size };
+      return { mediaType: MediaType.ociLayer, digest: `sha256:${diffHex}`, size };
     },
   };
 }

@@ -3,25 +3,19 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
-
-export const MediaType = {
-  layer: 'application/vnd.oci.image.layer.v1.tar',
-  layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
-  layerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
-  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
-} as const;
+import { MediaType } from '@berth/common/oci';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
 
 const known: Readonly<Record<string, Compression>> = {
-  [MediaType.layer]: 'none',
-  [MediaType.layerGzip]: 'gzip',
-  [MediaType.layerZstd]: 'zstd',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar': 'none',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip': 'gzip',
-  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd': 'zstd',
+  [MediaType.ociLayer]: 'none',
+  [MediaType.ociLayerGzip]: 'gzip',
+  [MediaType.ociLayerZstd]: 'zstd',
+  [MediaType.ociLayerNondistributable]: 'none',
+  [MediaType.ociLayerNondistributableGzip]: 'gzip',
+  [MediaType.ociLayerNondistributableZstd]: 'zstd',
   [MediaType.dockerLayerGzip]: 'gzip',
-  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip': 'gzip',
+  [MediaType.dockerLayerForeignGzip]: 'gzip',
 };
 
 /** How a layer of `mediaType` is compressed; not_implemented (containerd's wording) for anything else. */

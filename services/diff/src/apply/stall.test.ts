@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { backgroundContext } from '@berth/common/context';
 import { codeOf, ErrorCode } from '@berth/common/errors';
 import { createLogger } from '@berth/common/log';
+import type { Mount } from '@berth/common/mount';
+import { MediaType } from '@berth/common/oci';
+import type { ContentClient } from '@berth/content/client';
 import { descendants, isAlive, mountsUnder, within } from '@berth/testing/proc';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEntry, TypeFlag } from '../archive/tar-header.js';
-import type { ContentStore } from '../content/content-client.js';
-import type { Mount } from '../mount/mount.js';
 import { createApplier } from './applier.js';
-import { MediaType } from './media-types.js';
 
 /**
  * A stage of Diff.Apply that stops making progress fails the call with deadline_exceeded naming the stage,
@@ -36,7 +36,7 @@ async function* zeroLayer(size: number): AsyncGenerator<Buffer> {
 }
 
 /** A content store serving `read` from `source`, whatever digest is asked for (a collaborator, not the unit). */
-function contentFrom(source: () => AsyncIterable<Buffer>): ContentStore {
+function contentFrom(source: () => AsyncIterable<Buffer>): ContentClient {
   return {
     read: () => source(),
     write: async () => undefined,
@@ -78,11 +78,11 @@ describe('Diff.Apply: stalls and cancellation', () => {
   // A bind mount: Apply mounts it under tmpRoot (mnt-*) and must always remove it.
   const mounts = (): Mount[] => [{ type: 'bind', source: target, options: ['rbind', 'rw'] }];
   const zstdDesc = () => ({
-    mediaType: MediaType.layerZstd,
+    mediaType: MediaType.ociLayerZstd,
     digest: `sha256:${createHash('sha256').update(zstdLayer).digest('hex')}`,
     size: zstdLayer.length,
   });
-  const plainDesc = { mediaType: MediaType.layer, digest: `sha256:${'0'.repeat(64)}`, size: fileBytes + 1536 };
+  const plainDesc = { mediaType: MediaType.ociLayer, digest: `sha256:${'0'.repeat(64)}`, size: fileBytes + 1536 };
 
   /** Everything the call started is gone: no tar or zstd child, no mount and no mount point left. */
   async function expectCleanedUp(pids: number[]): Promise<void> {
@@ -192,7 +192,9 @@ describe('Diff.Apply: stalls and cancellation', () => {
         yield zstdLayer;
       }),
       tmpRoot,
-      stallMs,
+      // The guard armed as in production (where it is 60 s), not at the stall tests' hair trigger: on a loaded
+      // machine tar may rightly pause writing 128 MiB for longer than their 0.6 s.
+      stallMs: 10_000,
     });
     const out = await applier.apply(backgroundContext(log, 'default'), zstdDesc(), mounts());
     expect(out.size).toBe(fileBytes + 1536);

@@ -1,3 +1,13 @@
+/*
+ * Why a hand-written tar reader: the layer's bytes reach the disk as root, so the reader must keep every
+ * record exactly and refuse what it cannot read. The libraries weighed did not:
+ * - tar-stream (3.2.2; used here only to build test fixtures) decodes pax records as UTF-8 text, so a binary
+ *   xattr value (security.capability, trusted.overlay.*) comes out altered; it stops at a malformed pax record
+ *   without an error, and keeps mtime to whole seconds.
+ * - tar (node-tar) extracts to the filesystem by its own rules, without OCI whiteouts or SCHILY.xattr records.
+ * - nanotar parses a whole archive held in memory; layers are streamed.
+ * This file and tar-header.ts are the whole format (ustar, pax, GNU long names), fuzzed by fuzz/tar.fuzz.test.ts.
+ */
 import { invalidArgument } from '@berth/common/errors';
 import { blockSize, isZeroBlock, padTo, parseHeader, parsePax, TypeFlag } from './tar-header.js';
 

@@ -4,11 +4,10 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { type RequestContext, withSignal } from '@berth/common/context';
 import { invalidArgument, notImplemented } from '@berth/common/errors';
+import { type Mount, readonlyMounts, withTempMount } from '@berth/common/mount';
+import { type Descriptor, MediaType } from '@berth/common/oci';
 import { stallGuard } from '@berth/common/stall';
-import type { Descriptor } from '../apply/applier.js';
-import { MediaType } from '../apply/media-types.js';
-import type { ContentStore } from '../content/content-client.js';
-import { type Mount, readonlyMounts, withTempMount } from '../mount/mount.js';
+import type { ContentClient } from '@berth/content/client';
 import { diffLayer } from './changes.js';
 
 /** The label containerd puts on a compressed layer blob: the digest of its uncompressed tar (the diffID). */
@@ -28,7 +27,7 @@ export interface Differ {
 }
 
 export interface DifferDeps {
-  readonly content: ContentStore;
+  readonly content: ContentClient;
   readonly tmpRoot: string;
   /** How long the content store may leave a piece of the layer unanswered; 0 = the default. */
   readonly stallMs?: number;
@@ -43,8 +42,8 @@ const uniqueRef = (): string => `${process.hrtime.bigint()}-${randomBytes(3).toS
 export function createDiffer(deps: DifferDeps): Differ {
   return {
     async diff(ctx, lower, upper, opts) {
-      const mediaType = opts.mediaType === '' ? MediaType.layerGzip : opts.mediaType;
-      if (mediaType !== MediaType.layer && mediaType !== MediaType.layerGzip) {
+      const mediaType = opts.mediaType === '' ? MediaType.ociLayerGzip : opts.mediaType;
+      if (mediaType !== MediaType.ociLayer && mediaType !== MediaType.ociLayerGzip) {
         throw notImplemented(`unsupported diff media type: ${mediaType}`);
       }
       if (lower.length === 0) throw invalidArgument('left mounts must not be empty');
@@ -59,7 +58,7 @@ export function createDiffer(deps: DifferDeps): Differ {
         let size = 0;
         const walk = diffLayer(lowerRoot, upperRoot, guard.signal);
         const layer = tap(walk, (b) => diffHash.update(b));
-        const compressed = mediaType === MediaType.layerGzip ? gzipped(layer, guard.signal) : layer;
+        const compressed = mediaType === MediaType.ociLayerGzip ? gzipped(layer, guard.signal) : layer;
         const blob = tap(batched(compressed, writeBytes), (b) => {
           blobHash.update(b);
           size += b.length;

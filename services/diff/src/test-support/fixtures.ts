@@ -9,6 +9,7 @@ import { alreadyExists, failedPrecondition, notFound } from '@berth/common/error
 import { handlers } from '@berth/common/grpc-handlers';
 import { type BoundServer, createServer, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
+import type { Mount } from '@berth/common/mount';
 import {
   ContentService,
   type ReadContentResponse,
@@ -18,7 +19,6 @@ import {
 } from '@berth/proto/containerd/services/content/v1/content';
 import * as grpc from '@grpc/grpc-js';
 import * as tar from 'tar-stream';
-import type { Mount } from '../mount/mount.js';
 
 export const ctxIn = (namespace = 'default'): RequestContext => backgroundContext(nopLogger, namespace);
 

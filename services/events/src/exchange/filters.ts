@@ -1,7 +1,15 @@
 import { invalidArgument } from '@berth/common/errors';
 import type { EventEnvelope } from '@berth/common/event-bus';
-import { ALWAYS, AllOf, AnyOf, type Filter, Operator, Selector } from '@berth/common/filters/filter';
-import { FilterSyntaxError, parseFilters } from '@berth/common/filters/index';
+import {
+  ALWAYS,
+  AllOf,
+  AnyOf,
+  type Filter,
+  FilterSyntaxError,
+  Operator,
+  parseFilters,
+  Selector,
+} from '@berth/common/filters';
 import { envelopeAdaptor } from '../payloads/index.js';
 
 /** A subscription's filters, compiled once. */

@@ -2,7 +2,7 @@
  * containerd event payloads as clients see them: decoded by type URL, printed as `ctr events` prints them,
  * and read by `event.<field>` filters. Used by the events service (filters, SSE) and the `berth` CLI.
  */
-import type { FieldAdaptor } from '@berth/common/filters/index';
+import type { FieldAdaptor } from '@berth/common/filters';
 import { payloadTypes } from './registry.js';
 import { type MessageSpec, messageAdaptor, messageJson } from './schema.js';
 

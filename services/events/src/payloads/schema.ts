@@ -1,4 +1,4 @@
-import type { FieldAdaptor } from '@berth/common/filters/index';
+import type { FieldAdaptor } from '@berth/common/filters';
 
 /**
  * How one field of a containerd event payload shows in the two places containerd exposes it besides the

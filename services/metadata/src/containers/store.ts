@@ -1,13 +1,14 @@
 import { requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, invalidArgument, isAlreadyExists, notFound, wrap } from '@berth/common/errors';
-import { adaptorFromObject } from '@berth/common/filters/index';
+import { adaptorFromObject } from '@berth/common/filters';
 import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { validateIdentifier } from '@berth/common/identifiers';
+import { withoutEmpty } from '@berth/common/labels';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
 import { bytesColumn, jsonColumn } from '../db/columns.js';
 import { compileFilters } from '../filters.js';
-import { sortedMap, validateLabelMap, withoutEmpty } from '../label-maps.js';
+import { sortedMap, validateLabelMap } from '../label-maps.js';
 import { ensuringNamespace } from '../namespaces/store.js';
 import { enqueueEvent } from '../outbox.js';
 import type { AnyValue, Container, ContainerEvents, ContainerInput, ContainerStore } from './types.js';

@@ -1,3 +1,4 @@
+import { descriptorFromProto, descriptorToProto } from '@berth/common/oci';
 import type { Container as ContainerPb } from '@berth/proto/containerd/services/containers/v1/containers';
 import type { Image as ImagePb } from '@berth/proto/containerd/services/images/v1/images';
 import type { Lease as LeasePb } from '@berth/proto/containerd/services/leases/v1/leases';
@@ -18,12 +19,7 @@ export function imageToPb(i: Image): ImagePb {
   return {
     name: i.name,
     labels: { ...i.labels },
-    target: {
-      mediaType: i.target.mediaType,
-      digest: i.target.digest,
-      size: i.target.size,
-      annotations: { ...i.target.annotations },
-    },
+    target: descriptorToProto(i.target),
     createdAt: i.createdAt,
     updatedAt: i.updatedAt,
   };
@@ -33,12 +29,7 @@ export function imageFromPb(i: ImagePb | undefined): ImageInput {
   return {
     name: i?.name ?? '',
     labels: i?.labels ?? {},
-    target: {
-      mediaType: i?.target?.mediaType ?? '',
-      digest: i?.target?.digest ?? '',
-      size: i?.target?.size ?? 0,
-      annotations: i?.target?.annotations ?? {},
-    },
+    target: descriptorFromProto(i?.target),
   };
 }
 

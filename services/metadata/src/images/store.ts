@@ -1,13 +1,14 @@
 import { requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
-import { digestProblem } from '@berth/common/digest';
 import { alreadyExists, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
-import { ALWAYS, type FieldAdaptor } from '@berth/common/filters/index';
+import { ALWAYS, type FieldAdaptor } from '@berth/common/filters';
 import { holdCollectionLockShared } from '@berth/common/gc-lock';
+import { withoutEmpty } from '@berth/common/labels';
+import { digestProblem } from '@berth/common/oci';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
 import { jsonColumn, numberColumn } from '../db/columns.js';
 import { compileFilters, type FilterColumn, narrowingSql } from '../filters.js';
-import { sortedMap, validateLabelMap, withoutEmpty } from '../label-maps.js';
+import { sortedMap, validateLabelMap } from '../label-maps.js';
 import { ensuringNamespace } from '../namespaces/store.js';
 import { enqueueEvent } from '../outbox.js';
 import type { Descriptor, Image, ImageEvents, ImageInput, ImageStore } from './types.js';

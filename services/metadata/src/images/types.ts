@@ -1,13 +1,9 @@
 import type { RequestContext } from '@berth/common/context';
+import type * as oci from '@berth/common/oci';
 import type { EncodedEvent } from '../outbox.js';
 
-/** An OCI descriptor as containerd stores an image target. */
-export interface Descriptor {
-  readonly mediaType: string;
-  readonly digest: string;
-  readonly size: number;
-  readonly annotations: Readonly<Record<string, string>>;
-}
+/** An OCI descriptor as containerd stores an image target: annotations always present (maybe empty). */
+export type Descriptor = oci.Descriptor & { readonly annotations: Readonly<Record<string, string>> };
 
 export interface Image {
   readonly name: string;

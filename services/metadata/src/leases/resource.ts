@@ -1,5 +1,5 @@
-import { digestProblem } from '@berth/common/digest';
 import { invalidArgument, notImplemented } from '@berth/common/errors';
+import { digestProblem } from '@berth/common/oci';
 import type { LeaseResource } from './types.js';
 
 /** A lease resource as stored: its kind, the snapshotter for snapshots (else ''), and its id. */

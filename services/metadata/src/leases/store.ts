@@ -1,11 +1,12 @@
 import { requireNamespace } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, isAlreadyExists, notFound } from '@berth/common/errors';
-import { adaptorFromObject } from '@berth/common/filters/index';
+import { adaptorFromObject } from '@berth/common/filters';
 import { holdCollectionLockShared } from '@berth/common/gc-lock';
+import { withoutEmpty } from '@berth/common/labels';
 import { jsonColumn } from '../db/columns.js';
 import { compileFilters } from '../filters.js';
-import { sortedMap, validateLabelMap, withoutEmpty } from '../label-maps.js';
+import { sortedMap, validateLabelMap } from '../label-maps.js';
 import { ensuringNamespace } from '../namespaces/store.js';
 import { randomLeaseId } from './id.js';
 import { formatLeaseResource, type ParsedResource, parseLeaseResource } from './resource.js';

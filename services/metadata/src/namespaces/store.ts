@@ -1,7 +1,7 @@
 import type { Db, Queryable } from '@berth/common/db';
 import { alreadyExists, failedPrecondition, invalidArgument, isAlreadyExists, notFound } from '@berth/common/errors';
 import { validateIdentifier } from '@berth/common/identifiers';
-import { validateLabels } from '@berth/common/labels';
+import { validateLabels, withoutEmpty } from '@berth/common/labels';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
 import type { RowCache } from '@berth/common/row-cache';
 import { enqueueEvent } from '../outbox.js';
@@ -149,10 +149,6 @@ function validateNamespaceLabels(labels: Readonly<Record<string, string>>): void
   } catch (e) {
     throw invalidArgument(`namespace.Labels: ${(e as Error).message.replace(/: invalid argument$/, '')}`, e);
   }
-}
-
-function withoutEmpty(labels: Readonly<Record<string, string>>): Record<string, string> {
-  return Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
 }
 
 /**

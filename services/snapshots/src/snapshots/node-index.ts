@@ -1,51 +1,6 @@
 import type { Queryable } from '@berth/common/db';
-import type { Info, Kind } from './types.js';
-
-/** One snapshot record of this node, as the index holds it. */
-export interface SnapshotRecord {
-  readonly id: number;
-  readonly namespace: string;
-  readonly key: string;
-  readonly kind: Kind;
-  readonly parentId: number | null;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly size: number;
-  readonly inodes: number;
-  readonly createdAt: Date;
-  readonly updatedAt: Date;
-}
-
-interface Row {
-  id: number | string;
-  namespace: string;
-  key: string;
-  kind: Kind;
-  parent_id: number | string | null;
-  labels: Record<string, string> | string;
-  size: number | string;
-  inodes: number | string;
-  created_at: Date | string;
-  updated_at: Date | string;
-}
-
-const toDate = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
-
-export function recordOf(r: Row): SnapshotRecord {
-  return {
-    id: Number(r.id),
-    namespace: r.namespace,
-    key: r.key,
-    kind: r.kind,
-    parentId: r.parent_id === null ? null : Number(r.parent_id),
-    labels: typeof r.labels === 'string' ? (JSON.parse(r.labels) as Record<string, string>) : r.labels,
-    size: Number(r.size),
-    inodes: Number(r.inodes),
-    createdAt: toDate(r.created_at),
-    updatedAt: toDate(r.updated_at),
-  };
-}
-
-export const recordColumns = 'id, namespace, key, kind, parent_id, labels, size, inodes, created_at, updated_at';
+import { type SnapshotRecord, snapshotRows } from '../db/snapshots-repo.js';
+import type { Info } from './types.js';
 
 /**
  * Every snapshot record of one snapshotter on this node, in memory. A node runs one snapshots service, the
@@ -60,12 +15,8 @@ export class NodeIndex {
   private readonly children = new Map<number, number>();
 
   static async load(db: Queryable, node: string, snapshotter: string): Promise<NodeIndex> {
-    const rows = await db.query<Row & { [k: string]: unknown }>(
-      `SELECT ${recordColumns} FROM snapshots.snapshots WHERE node = $1 AND snapshotter = $2`,
-      [node, snapshotter],
-    );
     const index = new NodeIndex();
-    for (const r of rows) index.put(recordOf(r));
+    for (const r of await snapshotRows(db, node, snapshotter)) index.put(r);
     return index;
   }
 

@@ -1,7 +1,7 @@
 import { readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type RequestContext, requireNamespace } from '@berth/common/context';
-import type { Db, Queryable } from '@berth/common/db';
+import { type Db, isForeignKeyViolation, type Queryable } from '@berth/common/db';
 import {
   alreadyExists,
   failedPrecondition,
@@ -11,15 +11,16 @@ import {
   notFound,
   wrap,
 } from '@berth/common/errors';
-import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters/index';
+import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters';
 import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { validateLabels } from '@berth/common/labels';
-import type { MetadataPeer } from '@berth/common/metadata-peer';
 import { enqueue } from '@berth/common/outbox';
+import type { MetadataClient } from '@berth/metadata/client';
+import { type SnapshotRecord, SnapshotsRepo } from '../db/snapshots-repo.js';
 import type { EncodedEvent, SnapshotEvents } from '../events.js';
 import { diskUsage } from './disk-usage.js';
 import type { Driver } from './driver.js';
-import { NodeIndex, recordColumns, recordOf } from './node-index.js';
+import { NodeIndex } from './node-index.js';
 import { Kind, type Mount, type Snapshotter, type Usage } from './types.js';
 
 export interface SnapshotterDeps {
@@ -31,7 +32,7 @@ export interface SnapshotterDeps {
   readonly driver: Driver;
   readonly events: SnapshotEvents;
   /** Namespaces and leases live in metadata; absent in tests that run snapshots alone. */
-  readonly metadata: MetadataPeer | undefined;
+  readonly metadata: MetadataClient | undefined;
   /** Called after a commit that enqueued events. */
   readonly onCommit: () => void;
 }
@@ -56,6 +57,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
   const { db, node, driver } = deps;
   const name = driver.name;
   const index = await NodeIndex.load(db, node, name);
+  const repo = new SnapshotsRepo(db, node, name);
   // Cleanup removes directories without a committed row; creations place their directory before their
   // row commits, so the two never run at the same time.
   const inflight = new Set<Promise<unknown>>();
@@ -72,36 +74,20 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
     }
   };
 
-  const scope = (ns: string): unknown[] => [node, name, ns];
   /**
    * A snapshot this node lacks: not found, unless other nodes hold it (a container created on another node),
    * which is a failed precondition naming them, so that a task started on the wrong node fails at once.
    */
   const missingHere = async (ns: string, key: string): Promise<Error> => {
-    const holders = await db.query<{ name: string }>(
-      `SELECT DISTINCT coalesce(n.name, s.node) AS name
-         FROM snapshots.snapshots s LEFT JOIN snapshots.nodes n ON n.node = s.node
-        WHERE s.snapshotter = $1 AND s.namespace = $2 AND s.key = $3 AND s.node <> $4 ORDER BY name`,
-      [name, ns, key, node],
-    );
+    const holders = await repo.holders(ns, key);
     if (holders.length === 0) return doesNotExist(key);
-    const where = `${holders.length === 1 ? 'node' : 'nodes'} ${holders.map((h) => h.name).join(', ')}`;
+    const where = `${holders.length === 1 ? 'node' : 'nodes'} ${holders.join(', ')}`;
     return failedPrecondition(
       `snapshot ${key} is on ${where}, not on this node (${deps.nodeName}): use that node's socket`,
     );
   };
   const emit = (tx: Queryable, ns: string, e: EncodedEvent): Promise<void> =>
     enqueue(tx, schema, { namespace: ns, topic: e.topic, typeUrl: e.typeUrl, payload: e.payload });
-
-  /** The row as the transaction sees it, locked: writes decide on it, not on the index. */
-  const lockRow = async (tx: Queryable, ns: string, key: string) => {
-    const rows = await tx.query<Parameters<typeof recordOf>[0] & Record<string, unknown>>(
-      `SELECT ${recordColumns} FROM snapshots.snapshots
-       WHERE node = $1 AND snapshotter = $2 AND namespace = $3 AND key = $4 FOR UPDATE`,
-      [...scope(ns), key],
-    );
-    return rows[0] ? recordOf(rows[0]) : undefined;
-  };
 
   const create = async (
     ctx: RequestContext,
@@ -132,16 +118,11 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       const row = await db.transaction(async (tx) => {
         // A child names its parent: it must not appear between a collection's mark and its sweep.
         await holdCollectionLockShared(tx);
-        const [row] = await tx.query<Parameters<typeof recordOf>[0] & Record<string, unknown>>(
-          `INSERT INTO snapshots.snapshots (node, snapshotter, namespace, key, kind, parent_id, labels)
-           VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb) RETURNING ${recordColumns}`,
-          [...scope(ns), key, kind, parentRow?.id ?? null, JSON.stringify(labels)],
-        );
-        if (!row) throw new Error('insert returned no id');
+        const row = await repo.insert(tx, ns, key, kind, parentRow?.id ?? null, labels);
         if (kind === Kind.Active) await emit(tx, ns, deps.events.prepared(key, parent));
-        placed = driver.path(Number(row.id));
+        placed = driver.path(row.id);
         await rename(td, placed);
-        return recordOf(row);
+        return row;
       });
       index.put(row);
       const id = row.id;
@@ -186,23 +167,19 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, commitName);
       // Measured before the transaction: an active snapshot being committed is no longer written to.
       const usage = await diskUsage(driver.usagePath(active.id), ctx.signal);
-      let committed: ReturnType<typeof recordOf>;
+      let committed: SnapshotRecord;
       try {
         committed = await db.transaction(async (tx) => {
           await holdCollectionLockShared(tx);
-          const r = await lockRow(tx, ns, key);
+          const r = await repo.lock(tx, ns, key);
           if (!r) throw doesNotExist(key);
           if (r.kind !== Kind.Active) {
             throw failedPrecondition(`failed to commit snapshot: snapshot ${JSON.stringify(key)} is not active`);
           }
-          const [row] = await tx.query<Parameters<typeof recordOf>[0] & Record<string, unknown>>(
-            `UPDATE snapshots.snapshots SET key = $2, kind = 'committed', labels = $3::text::jsonb, size = $4, inodes = $5,
-               created_at = now(), updated_at = now() WHERE id = $1 RETURNING ${recordColumns}`,
-            [r.id, commitName, JSON.stringify(labels), usage.size, usage.inodes],
-          );
+          const row = await repo.commit(tx, r.id, commitName, labels, usage);
           if (!row) throw doesNotExist(key);
           await emit(tx, ns, deps.events.committed(key, commitName));
-          return recordOf(row);
+          return row;
         });
       } catch (e) {
         if (isAlreadyExists(e)) throw alreadyExists(`snapshot ${JSON.stringify(commitName)}`, e);
@@ -221,8 +198,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       try {
         await db.transaction(async (tx) => {
           // A child committed meanwhile makes the foreign key refuse the delete (caught below).
-          const gone = await tx.query('DELETE FROM snapshots.snapshots WHERE id = $1 RETURNING id', [id]);
-          if (gone.length === 0) throw doesNotExist(key);
+          if (!(await repo.delete(tx, id))) throw doesNotExist(key);
           await emit(tx, ns, deps.events.removed(key));
         });
       } catch (e) {
@@ -252,11 +228,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
         // then Prepare its child). Holding it by the lease first makes what Stat reports stay true: a collection
         // that ran before the hold may have removed it, so the row itself is checked after (containerd #3787).
         await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, key);
-        const rows = await db.query(
-          'SELECT 1 FROM snapshots.snapshots WHERE node = $1 AND snapshotter = $2 AND namespace = $3 AND key = $4',
-          [...scope(ns), key],
-        );
-        if (rows.length === 0) throw doesNotExist(key);
+        if (!(await repo.exists(ns, key))) throw doesNotExist(key);
       }
       return index.info(r);
     },
@@ -266,7 +238,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       if (info.name === '') throw invalidArgument('snapshot name must not be empty');
       const updated = await db.transaction(async (tx) => {
         await holdCollectionLockShared(tx);
-        const r = await lockRow(tx, ns, info.name);
+        const r = await repo.lock(tx, ns, info.name);
         if (!r) throw doesNotExist(info.name);
         let labels: Record<string, string> = { ...r.labels };
         if (paths.length === 0) labels = { ...info.labels };
@@ -285,13 +257,9 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
         }
         labels = Object.fromEntries(Object.entries(labels).filter(([, v]) => v !== ''));
         validateSnapshotLabels(labels);
-        const [row] = await tx.query<Parameters<typeof recordOf>[0] & Record<string, unknown>>(
-          `UPDATE snapshots.snapshots SET labels = $2::text::jsonb, updated_at = now() WHERE id = $1
-           RETURNING ${recordColumns}`,
-          [r.id, JSON.stringify(labels)],
-        );
+        const row = await repo.setLabels(tx, r.id, labels);
         if (!row) throw doesNotExist(info.name);
-        return recordOf(row);
+        return row;
       });
       index.put(updated);
       return index.info(updated);
@@ -331,14 +299,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
     async reconcile(ctx) {
       // Only removals: a creation commits its row before it enters the index, so an id in the index and not
       // in the table was deleted, and an id in the table is never missed by a concurrent creation.
-      const present = new Set(
-        (
-          await db.query<{ id: number | string }>(
-            'SELECT id FROM snapshots.snapshots WHERE node = $1 AND snapshotter = $2',
-            [node, name],
-          )
-        ).map((r) => Number(r.id)),
-      );
+      const present = await repo.ids();
       let forgotten = 0;
       for (const id of index.ids()) {
         if (!present.has(id)) {
@@ -381,8 +342,4 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
     },
   };
   return snapshotter;
-}
-
-function isForeignKeyViolation(e: unknown): boolean {
-  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === '23503';
 }

@@ -1,4 +1,5 @@
 import type { RequestContext } from '@berth/common/context';
+import type { Mount } from '@berth/common/mount';
 
 /** containerd's snapshot kinds; a committed snapshot is immutable and may be a parent. */
 export const Kind = { View: 'view', Active: 'active', Committed: 'committed' } as const;
@@ -15,12 +16,8 @@ export interface Info {
   readonly updatedAt: Date;
 }
 
-/** A mount as containerd describes it; mountable on this host as given (absolute paths). */
-export interface Mount {
-  readonly type: string;
-  readonly source: string;
-  readonly options: readonly string[];
-}
+/** A snapshot's mounts are mountable on this host as given (absolute paths). */
+export type { Mount };
 
 export interface Usage {
   /** Bytes allocated on disk (512-byte blocks, hard links counted once). */

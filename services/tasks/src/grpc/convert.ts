@@ -3,7 +3,7 @@ import { Metrics as V2Metrics } from '@berth/proto/containerd/cgroups/v2/metrics
 import { ProcessDetails } from '@berth/proto/containerd/runc/v1/options';
 import type { Metric } from '@berth/proto/containerd/types/metrics';
 import { type Process, type ProcessInfo as ProcessInfoPb, Status } from '@berth/proto/containerd/types/task/task';
-import { zeroTime } from '../tasks/service.js';
+import { zeroTime } from '../tasks/task-registry.js';
 import type { Status as DomainStatus, ProcessInfo, ProcessView, TaskMetric } from '../tasks/types.js';
 
 const statusPb: Record<DomainStatus, Status> = {

@@ -1,8 +1,8 @@
+import type { Mount } from '@berth/common/mount';
 import type { Exit, Stdio } from '../shim/protocol.js';
-import type { Mount } from './mount.js';
 
+export type { Mount } from '@berth/common/mount';
 export type { Exit, Stdio } from '../shim/protocol.js';
-export type { Mount } from './mount.js';
 
 /** containerd's task/process statuses (`containerd.v1.types.Status`). */
 export type Status = 'created' | 'running' | 'stopped' | 'paused';

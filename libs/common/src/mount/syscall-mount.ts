@@ -1,14 +1,8 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { invalidArgument } from '@berth/common/errors';
+import { invalidArgument } from '../errors.js';
 import { MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, mount, SysError, umount } from './mount-sys.js';
-
-/** A mount as containerd describes it (type, source, options); the target is where the caller puts it. */
-export interface Mount {
-  readonly type: string;
-  readonly source: string;
-  readonly options: readonly string[];
-}
+import type { Mount } from './types.js';
 
 function run(cmd: string, args: readonly string[]): Promise<void> {
   return new Promise((resolve, reject) =>

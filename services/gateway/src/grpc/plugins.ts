@@ -1,4 +1,4 @@
-import { adaptorFromObject, parseFilters } from '@berth/common/filters/index';
+import { adaptorFromObject, parseFilters } from '@berth/common/filters';
 import type { PluginDescription } from '@berth/common/service';
 import type { Plugin } from '@berth/proto/containerd/services/introspection/v1/introspection';
 import { status as grpcStatus } from '@grpc/grpc-js';

@@ -4,11 +4,13 @@ import { join } from 'node:path';
 import { type Db, openDb } from '@berth/common/db';
 import { codeOf } from '@berth/common/errors';
 import { createInProcessBus } from '@berth/common/event-bus';
+import { withTempMount } from '@berth/common/mount';
+import { MediaType } from '@berth/common/oci';
+import { type ContentClient, remoteContent } from '@berth/content/client';
 import { createSnapshotsModule, type SnapshotsModule, type Snapshotter } from '@berth/snapshots';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ContentStore, contentClient } from '../content/content-client.js';
-import { withTempMount } from '../mount/mount.js';
+import { type Applier, createApplier } from '../src/apply/applier.js';
 import {
   buildTar,
   ctxIn,
@@ -20,9 +22,7 @@ import {
   startContentServer,
   treeOf,
   zstd,
-} from '../test-support/fixtures.js';
-import { type Applier, createApplier } from './applier.js';
-import { MediaType } from './media-types.js';
+} from '../src/test-support/fixtures.js';
 
 const busybox = randomBytes(200_000);
 const short = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex').slice(0, 16);
@@ -150,7 +150,7 @@ describe('Diff.Apply onto snapshots', () => {
   let db: Db;
   let snaps: SnapshotsModule;
   let server: Awaited<ReturnType<typeof startContentServer>>;
-  let content: ContentStore;
+  let content: ContentClient;
   let applier: Applier;
   let tar1: Buffer;
   let tar2: Buffer;
@@ -166,7 +166,7 @@ describe('Diff.Apply onto snapshots', () => {
       node: 'n1',
     });
     server = await startContentServer(tmp.path);
-    content = contentClient(server.address);
+    content = remoteContent(server.address);
     applier = createApplier({ content, tmpRoot: join(tmp.path, 'mnt') });
     tar1 = await buildTar(layer1);
     tar2 = await buildTar(layer2);
@@ -199,7 +199,7 @@ describe('Diff.Apply onto snapshots', () => {
       const key = `extract-${i}`;
       const mounts = await s.prepare(ctx, key, parent, {});
       const d = await applier.apply(ctx, { mediaType: l.mediaType, digest, size }, mounts);
-      expect(d).toEqual({ mediaType: MediaType.layer, digest: sha256(l.tar), size: l.tar.length });
+      expect(d).toEqual({ mediaType: MediaType.ociLayer, digest: sha256(l.tar), size: l.tar.length });
       applied.push(d);
       await s.commit(ctx, `layer-${i}`, key, {});
       parent = `layer-${i}`;
@@ -209,8 +209,8 @@ describe('Diff.Apply onto snapshots', () => {
 
   it('overlayfs: gzip base + zstd layer with whiteouts, opaque dirs, links and devices give the exact tree', async () => {
     const { s, ctx } = await unpack('overlayfs', 'ov', [
-      { blob: gzip(tar1), mediaType: MediaType.layerGzip, tar: tar1 },
-      { blob: zstd(tar2), mediaType: MediaType.layerZstd, tar: tar2 },
+      { blob: gzip(tar1), mediaType: MediaType.ociLayerGzip, tar: tar1 },
+      { blob: zstd(tar2), mediaType: MediaType.ociLayerZstd, tar: tar2 },
     ]);
     expect(await mountedTree(await s.view(ctx, 'v1', 'layer-0', {}))).toEqual(expected1);
     expect(await mountedTree(await s.view(ctx, 'v2', 'layer-1', {}))).toEqual(expected2);
@@ -233,7 +233,7 @@ describe('Diff.Apply onto snapshots', () => {
   });
 
   it('keeps xattrs (never trusted.*) and file times', async () => {
-    const { s, ctx } = await unpack('overlayfs', 'xa', [{ blob: tar1, mediaType: MediaType.layer, tar: tar1 }]);
+    const { s, ctx } = await unpack('overlayfs', 'xa', [{ blob: tar1, mediaType: MediaType.ociLayer, tar: tar1 }]);
     const [m] = await s.view(ctx, 'v', 'layer-0', {});
     const dir = m?.source ?? '';
     expect(getXattr(join(dir, 'etc/note'), 'user.note')).toBe('hello');
@@ -246,7 +246,7 @@ describe('Diff.Apply onto snapshots', () => {
   it('native: the same layers give the same tree, whiteouts applied as deletions', async () => {
     const { s, ctx } = await unpack('native', 'nat', [
       { blob: gzip(tar1), mediaType: MediaType.dockerLayerGzip, tar: tar1 },
-      { blob: tar2, mediaType: MediaType.layer, tar: tar2 },
+      { blob: tar2, mediaType: MediaType.ociLayer, tar: tar2 },
     ]);
     const [m] = await s.view(ctx, 'v', 'layer-1', {});
     expect(await treeOf(m?.source ?? '')).toEqual(expected2);
@@ -264,15 +264,17 @@ describe('Diff.Apply onto snapshots', () => {
       'failed to get stream processor for application/x-unknown: no processor for media-type: not implemented',
     );
     const missing = await applier
-      .apply(ctx, { mediaType: MediaType.layer, digest: sha256(Buffer.from('nope')), size: 4 }, mounts)
+      .apply(ctx, { mediaType: MediaType.ociLayer, digest: sha256(Buffer.from('nope')), size: 4 }, mounts)
       .catch((e: unknown) => e);
     expect(codeOf(missing)).toBe('not_found');
     const notGzip = await applier
-      .apply(ctx, { mediaType: MediaType.layerGzip, digest, size }, mounts)
+      .apply(ctx, { mediaType: MediaType.ociLayerGzip, digest, size }, mounts)
       .catch((e: unknown) => e);
     expect((notGzip as Error).message).toMatch(/^failed to decompress layer \(gzip\): /);
     const liar = server.put(tar1, sha256(Buffer.from('other bytes')));
-    const mismatch = await applier.apply(ctx, { mediaType: MediaType.layer, ...liar }, mounts).catch((e: unknown) => e);
+    const mismatch = await applier
+      .apply(ctx, { mediaType: MediaType.ociLayer, ...liar }, mounts)
+      .catch((e: unknown) => e);
     expect(codeOf(mismatch)).toBe('data_loss');
   });
 
@@ -280,7 +282,7 @@ describe('Diff.Apply onto snapshots', () => {
     const layers = [];
     for (let i = 0; i < 120; i++) {
       const t = await buildTar([{ name: `f${String(i).padStart(3, '0')}`, mode: 0o644, body: `layer ${i}` }]);
-      layers.push({ blob: t, mediaType: MediaType.layer, tar: t });
+      layers.push({ blob: t, mediaType: MediaType.ociLayer, tar: t });
     }
     const { s, ctx } = await unpack('overlayfs', 'long', layers);
     const mounts = await s.view(ctx, 'top', 'layer-119', {});

@@ -2,16 +2,10 @@ import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rmdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { promisify } from 'node:util';
-import { hasErrno, invalidArgument } from '@berth/common/errors';
+import { hasErrno, invalidArgument } from '../errors.js';
+import type { Mount } from './types.js';
 
 const run = promisify(execFile);
-
-/** A mount as containerd's API carries it. */
-export interface Mount {
-  readonly type: string;
-  readonly source: string;
-  readonly options: readonly string[];
-}
 
 /** mount(2) takes the option string in one page; containerd leaves 512 bytes of slack too. */
 const pageSize = 4096;

@@ -7,16 +7,19 @@
  */
 import { once } from 'node:events';
 import { ErrorCode, isAlreadyExists, isUnavailable, ServiceError } from '@berth/common/errors';
-import { outgoingMetadata } from '@berth/common/grpc-client';
-import { fromGrpcError } from '@berth/common/grpc-status';
+import type { Descriptor } from '@berth/common/oci';
 import {
+  type ContentClient as ContentGrpcClient,
   WriteAction,
   type WriteContentRequest,
   type WriteContentResponse,
 } from '@berth/proto/containerd/services/content/v1/content';
-import type * as grpc from '@grpc/grpc-js';
-import type { CallContext, NodeClient } from './node-client.js';
-import type { Descriptor } from './oci.js';
+import { type CallContext, openWriteCall } from './write-call.js';
+
+/** Where Content is reached: a node connection (`@berth/client`'s NodeClient) or anything holding its client. */
+export interface ContentNode {
+  readonly content: ContentGrpcClient;
+}
 
 /** Where the bytes come from: opened at an offset; `start` 0 means it could not seek (the ingest restarts). */
 export interface IngestSource {
@@ -47,7 +50,7 @@ const chunkBytes = 1024 * 1024;
 const lockedRetries = 16;
 
 export async function ingest(
-  node: NodeClient,
+  node: ContentNode,
   ctx: CallContext,
   source: IngestSource,
   opts: IngestOptions,
@@ -68,28 +71,16 @@ export async function ingest(
 }
 
 async function ingestOnce(
-  node: NodeClient,
+  node: ContentNode,
   ctx: CallContext,
   source: IngestSource,
   opts: IngestOptions,
 ): Promise<IngestResult> {
   const { desc } = opts;
-  const call: grpc.ClientDuplexStream<WriteContentRequest, WriteContentResponse> = node.content.write(
-    outgoingMetadata(ctx),
-  );
-  const cancel = (): void => call.cancel();
-  ctx.signal.addEventListener('abort', cancel, { once: true });
-  const responses = call[Symbol.asyncIterator]() as AsyncIterator<WriteContentResponse>;
-  const next = async (): Promise<WriteContentResponse> => {
-    let r: IteratorResult<WriteContentResponse>;
-    try {
-      r = await responses.next();
-    } catch (e) {
-      throw fromGrpcError(e);
-    }
-    if (r.done) throw new ServiceError(ErrorCode.Unknown, `write ${opts.ref}: stream closed by the server`);
-    return r.value;
-  };
+  const w = openWriteCall(node.content, ctx);
+  const { call, responses } = w;
+  const next = (): Promise<WriteContentResponse> =>
+    w.next(() => new ServiceError(ErrorCode.Unknown, `write ${opts.ref}: stream closed by the server`));
   const base = { ref: '', total: 0, expected: '', offset: 0, data: Buffer.alloc(0), labels: {} };
   try {
     call.write({ ...base, action: WriteAction.STAT, ref: opts.ref, total: desc.size, expected: desc.digest });
@@ -194,7 +185,7 @@ async function ingestOnce(
     call.cancel();
     throw e;
   } finally {
-    ctx.signal.removeEventListener('abort', cancel);
+    w.release();
   }
 }
 

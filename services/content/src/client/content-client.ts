@@ -4,14 +4,11 @@ import { outgoingMetadata } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import { fromGrpcError } from '@berth/common/grpc-status';
 import { channelCredentialsFor } from '@berth/common/tls/credentials';
-import {
-  ContentClient,
-  WriteAction,
-  type WriteContentResponse,
-} from '@berth/proto/containerd/services/content/v1/content';
+import { ContentClient as ContentGrpcClient, WriteAction } from '@berth/proto/containerd/services/content/v1/content';
+import { openWriteCall } from './write-call.js';
 
-/** The slice of the content service the differ uses. */
-export interface ContentStore {
+/** Reading and writing whole blobs, what a service that streams layers (diff) asks of content. */
+export interface ContentClient {
   /** The blob's bytes in order; not_found when it is not in the namespace. */
   read(ctx: RequestContext, digest: string): AsyncIterable<Buffer>;
   /**
@@ -30,9 +27,13 @@ export interface ContentStore {
   close(): void;
 }
 
-/** Talks to `containerd.services.content.v1.Content` at `address`. */
-export function contentClient(address: string): ContentStore {
-  const client = new ContentClient(dialTarget(address), channelCredentialsFor(address), channelOptions);
+/** `containerd.services.content.v1.Content` at `address` (mTLS when configured). */
+export function remoteContent(address: string): ContentClient {
+  return contentOver(new ContentGrpcClient(dialTarget(address), channelCredentialsFor(address), channelOptions));
+}
+
+/** A ContentClient over an existing gRPC client; `close` closes it. */
+export function contentOver(client: ContentGrpcClient): ContentClient {
   return {
     async *read(ctx, digest) {
       const call = client.read({ digest, offset: 0, size: 0 }, outgoingMetadata(ctx));
@@ -49,41 +50,27 @@ export function contentClient(address: string): ContentStore {
       }
     },
 
-    async write(ctx, ref, data, commit, wait = (p) => p) {
-      const call = client.write(outgoingMetadata(ctx));
-      // Failures are read from the response stream; an 'error' emitted before it is first read (the call
-      // cancelled while the first piece is still being made) must not go unheard, which would end the process.
-      call.on('error', () => undefined);
-      const cancel = (): void => call.cancel();
-      ctx.signal.addEventListener('abort', cancel, { once: true });
-      const responses = (call as AsyncIterable<WriteContentResponse>)[Symbol.asyncIterator]();
-      const next = async (): Promise<WriteContentResponse> => {
-        try {
-          const r = await wait(responses.next(), 'content write');
-          if (r.done) throw new Error('content write stream ended early');
-          return r.value;
-        } catch (e) {
-          throw fromGrpcError(e);
-        }
-      };
+    async write(ctx, ref, data, commit, wait) {
+      const w = openWriteCall(client, ctx);
+      const ended = (): unknown => fromGrpcError(new Error('content write stream ended early'));
       const base = { ref, total: 0, expected: '', labels: {}, data: Buffer.alloc(0), offset: 0 };
       let offset = 0;
       try {
         for await (const piece of data) {
           if (piece.length === 0) continue;
-          call.write({ ...base, action: WriteAction.WRITE, offset, data: piece });
-          await next();
+          w.call.write({ ...base, action: WriteAction.WRITE, offset, data: piece });
+          await w.next(ended, wait);
           offset += piece.length;
         }
         const { expected, labels } = commit();
-        call.write({ ...base, action: WriteAction.COMMIT, offset, total: offset, expected, labels: { ...labels } });
-        await next();
+        w.call.write({ ...base, action: WriteAction.COMMIT, offset, total: offset, expected, labels: { ...labels } });
+        await w.next(ended, wait);
       } catch (e) {
         if (!isAlreadyExists(e)) throw e;
       } finally {
-        ctx.signal.removeEventListener('abort', cancel);
-        call.end();
-        call.cancel();
+        w.release();
+        w.call.end();
+        w.call.cancel();
       }
     },
 

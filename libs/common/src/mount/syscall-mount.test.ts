@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { mountAll, unmountAll } from './mount.js';
+import { mountAll, unmountAll } from './syscall-mount.js';
 
 const dirs: string[] = [];
 afterEach(async () => {

@@ -11,8 +11,8 @@ import { SnapshotCommit, SnapshotPrepare, SnapshotRemove } from '@berth/proto/co
 import { type TestPostgres, usePostgres } from '@berth/testing/postgres';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSnapshotsModule, type SnapshotsModule } from '../index.js';
-import type { Mount, Snapshotter } from './types.js';
+import { createSnapshotsModule, type SnapshotsModule } from '../src/index.js';
+import type { Mount, Snapshotter } from '../src/snapshots/types.js';
 
 const ctxIn = (namespace: string, lease?: string): RequestContext => ({
   ...backgroundContext(nopLogger, namespace),

@@ -8,21 +8,25 @@ import { createInProcessBus } from '@berth/common/event-bus';
 import { invoke } from '@berth/common/grpc-client';
 import { type BoundServer, createServer, listen } from '@berth/common/grpc-server';
 import { createLogger, type Logger, nopLogger } from '@berth/common/log';
-import { createMetadataPeer, type MetadataPeer } from '@berth/common/metadata-peer';
 import { registerAll } from '@berth/common/service';
 import { createMetadataModule, type MetadataModule } from '@berth/metadata';
+import {
+  type ContainerRecords,
+  inProcessMetadata,
+  type MetadataClient,
+  remoteContainers,
+  remoteMetadata,
+} from '@berth/metadata/client';
 import { ContainersClient } from '@berth/proto/containerd/services/containers/v1/containers';
 import { ContentClient, WriteAction } from '@berth/proto/containerd/services/content/v1/content';
 import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
 import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import { SnapshotsClient } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { TasksClient } from '@berth/proto/containerd/services/tasks/v1/tasks';
-import { type ContainersPeer, containersPeer } from '@berth/tasks';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningNode, startNode } from './compose.js';
 import { loadConfig } from './config.js';
-import { localMetadata } from './local-metadata.js';
 
 /** The outcome of `p` as comparable data: its value, or its error's code and message. */
 async function outcome(p: Promise<unknown>): Promise<unknown> {
@@ -40,12 +44,12 @@ const ctxIn = (namespace: string | undefined, lease?: string): RequestContext =>
 
 const spec = { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Spec', value: Buffer.from('{"a":1}') };
 
-describe('in-process metadata peers answer as the gRPC ones do', () => {
+describe('in-process metadata clients answer as the gRPC ones do', () => {
   let dir: string;
   let module: MetadataModule;
   let bound: BoundServer;
-  let remote: { containers: ContainersPeer; metadata: MetadataPeer };
-  let local: { containers: ContainersPeer; metadata: MetadataPeer };
+  let remote: { containers: ContainerRecords; metadata: MetadataClient };
+  let local: { containers: ContainerRecords; metadata: MetadataClient };
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'berth-local-metadata-'));
@@ -57,10 +61,10 @@ describe('in-process metadata peers answer as the gRPC ones do', () => {
     const server = createServer();
     registerAll(server, [module]);
     bound = await listen(server, join(dir, 'm.sock'));
-    remote = { containers: containersPeer(bound.address), metadata: createMetadataPeer(bound.address, nopLogger) };
-    const inProcess = localMetadata();
+    remote = { containers: remoteContainers(bound.address), metadata: remoteMetadata(bound.address, nopLogger) };
+    const inProcess = inProcessMetadata();
     inProcess.bind(module.stores);
-    local = { containers: inProcess.containers, metadata: inProcess.peer(nopLogger) };
+    local = { containers: inProcess.containers, metadata: inProcess.client(nopLogger) };
     await module.stores.containers.create(ctxIn('p'), {
       id: 'c1',
       labels: {},
@@ -141,7 +145,7 @@ describe('in-process metadata peers answer as the gRPC ones do', () => {
   });
 
   it('fails unavailable until metadata is bound, as a socket not yet listening would', async () => {
-    const unbound = localMetadata();
+    const unbound = inProcessMetadata();
     expect((await outcome(unbound.containers.get(ctxIn('p'), 'c1'))) as { code: string }).toMatchObject({
       code: 'unavailable',
     });

@@ -3,7 +3,7 @@ import { createNatsBus } from '@berth/common/nats-event-bus';
 import { TaskStart } from '@berth/proto/containerd/events/task';
 import { startNatsServer } from '@berth/testing/nats';
 import { expect, it } from 'vitest';
-import { taskEvents } from './events.js';
+import { taskEvents } from '../src/events.js';
 
 it('task events held back by a NATS outage are published as soon as the bus is back, not when the backoff ends', async () => {
   const nats = await startNatsServer();

@@ -8,6 +8,8 @@ import { createInProcessBus } from '@berth/common/event-bus';
 import { invoke } from '@berth/common/grpc-client';
 import { type BoundServer, channelOptions, createServer, dialTarget, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
+import { type Mount as DifferMount, withTempMount } from '@berth/common/mount';
+import { MediaType } from '@berth/common/oci';
 import type { ServiceModule } from '@berth/common/service';
 import { type ApplyResponse, DiffClient, type DiffResponse } from '@berth/proto/containerd/services/diff/v1/diff';
 import type { Mount } from '@berth/proto/containerd/types/mount';
@@ -17,11 +19,9 @@ import * as grpc from '@grpc/grpc-js';
 import { getAttributeSync, setAttributeSync } from '@napi-rs/xattr';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MediaType } from '../apply/media-types.js';
-import { createDiffModule } from '../index.js';
-import { type Mount as DifferMount, withTempMount } from '../mount/mount.js';
-import { ctxIn, mountedTree, sha256, startContentServer, treeOf } from '../test-support/fixtures.js';
-import { uncompressedLabel } from './differ.js';
+import { uncompressedLabel } from '../src/compare/differ.js';
+import { createDiffModule } from '../src/index.js';
+import { ctxIn, mountedTree, sha256, startContentServer, treeOf } from '../src/test-support/fixtures.js';
 
 type AnyMount = DifferMount;
 const bind = (source: string, ...options: string[]): AnyMount => ({ type: 'bind', source, options });
@@ -150,7 +150,7 @@ describe('Diff.Diff through the gRPC server', () => {
     const res = await diff([bind(lower, 'rbind')], [bind(upper, 'rbind')], '', { 'x.test/who': 'me' });
     const d = res.diff;
     if (!d) throw new Error('no descriptor');
-    expect(d.mediaType).toBe(MediaType.layerGzip);
+    expect(d.mediaType).toBe(MediaType.ociLayerGzip);
     const stored = content.get(d.digest);
     if (!stored) throw new Error(`${d.digest} not in content`);
     expect(stored.blob.length).toBe(d.size);
@@ -179,7 +179,7 @@ describe('Diff.Diff through the gRPC server', () => {
     const target = join(tmp.path, 'applied');
     execFileSync('cp', ['-a', lower, target]);
     const applied = await apply(d, [bind(target, 'rbind', 'rw')]);
-    expect(applied.applied).toMatchObject({ mediaType: MediaType.layer, digest: sha256(layer), size: layer.length });
+    expect(applied.applied).toMatchObject({ mediaType: MediaType.ociLayer, digest: sha256(layer), size: layer.length });
     const want = await treeOf(upper);
     expect(want['new/g']).toBe(`${want['new/f']} link=new/f`);
     expect(await treeOf(target)).toEqual(want);
@@ -194,19 +194,19 @@ describe('Diff.Diff through the gRPC server', () => {
   });
 
   it('writes an uncompressed layer when asked, and nothing for equal trees', async () => {
-    const res = await diff([bind(lower)], [bind(lower)], MediaType.layer);
+    const res = await diff([bind(lower)], [bind(lower)], MediaType.ociLayer);
     const d = res.diff;
     if (!d) throw new Error('no descriptor');
     const stored = content.get(d.digest);
     expect(stored?.blob).toEqual(Buffer.alloc(1024));
-    expect(d).toMatchObject({ mediaType: MediaType.layer, digest: sha256(Buffer.alloc(1024)), size: 1024 });
+    expect(d).toMatchObject({ mediaType: MediaType.ociLayer, digest: sha256(Buffer.alloc(1024)), size: 1024 });
     expect(stored?.labels[uncompressedLabel]).toBe(d.digest);
   });
 
   it('refuses other media types (not_implemented) and empty mounts (invalid_argument), leaving no mounts', async () => {
-    const zstd = await diff([bind(lower)], [bind(upper)], MediaType.layerZstd).catch((e: unknown) => e);
+    const zstd = await diff([bind(lower)], [bind(upper)], MediaType.ociLayerZstd).catch((e: unknown) => e);
     expect(codeOf(zstd)).toBe('not_implemented');
-    expect((zstd as Error).message).toBe(`unsupported diff media type: ${MediaType.layerZstd}: not implemented`);
+    expect((zstd as Error).message).toBe(`unsupported diff media type: ${MediaType.ociLayerZstd}: not implemented`);
     const empty = await diff([], [bind(upper)]).catch((e: unknown) => e);
     expect(codeOf(empty)).toBe('invalid_argument');
     const missing = await diff([bind(lower)], [bind(join(tmp.path, 'nope'))]).catch((e: unknown) => e);
@@ -231,7 +231,7 @@ describe('Diff.Diff through the gRPC server', () => {
     // Only the capability changes: same size, mode, owner and mtime (setting an xattr moves only ctime).
     setAttributeSync(join(up, 'bin/ping'), 'security.capability', capB);
     setAttributeSync(join(up, 'bin/plain'), 'security.capability', capA);
-    const d = (await diff([bind(lo)], [bind(up)], MediaType.layer)).diff;
+    const d = (await diff([bind(lo)], [bind(up)], MediaType.ociLayer)).diff;
     if (!d) throw new Error('no descriptor');
     const layer = content.get(d.digest)?.blob ?? Buffer.alloc(0);
     expect(await members(layer)).toEqual(['directory bin/', 'file bin/ping', 'file bin/plain']);

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * go-digest's `Digest.Validate` (opencontainers/go-digest): `<algorithm>:<encoded>` with an algorithm
  * containerd has linked (sha256, sha384, sha512) and lowercase hex of its length.
@@ -25,4 +27,19 @@ export function digestProblem(d: string): string | undefined {
   if (length === undefined) return anyDigest.test(d) ? DigestError.unsupported : DigestError.format;
   if (encoded.length !== length) return DigestError.length;
   return /^[a-f0-9]+$/.test(encoded) ? undefined : DigestError.format;
+}
+
+/** The sha256 digest (`sha256:<hex>`) of `data`. */
+export function sha256(data: Buffer | string): string {
+  return `sha256:${createHash('sha256').update(data).digest('hex')}`;
+}
+
+/** chain IDs per the OCI image spec: C0 = D0, Cn = sha256(Cn-1 + " " + Dn). */
+export function chainIds(diffIds: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : sha256(`${prev} ${d}`));
+  }
+  return out;
 }

@@ -121,7 +121,9 @@ const during = writerLoop(() => done);
 for (let i = 0; i < Number(values.collections); i++) {
   const s = await collector.collect();
   pauses.push(s.pauseMs);
-  console.log(`collection ${i + 1}: pause ${s.pauseMs.toFixed(1)} ms (mark ${s.phases.markMs.toFixed(1)}, record sweep ${s.phases.sweepMs.toFixed(1)}), total ${s.elapsedMs.toFixed(1)} ms`);
+  console.log(
+    `collection ${i + 1}: pause ${s.pauseMs.toFixed(1)} ms (mark ${s.phases.markMs.toFixed(1)}, record sweep ${s.phases.sweepMs.toFixed(1)}), total ${s.elapsedMs.toFixed(1)} ms`,
+  );
   totals.push(s.elapsedMs);
   if (i === 0) console.log(`first collection: marked ${s.marked}, removed ${JSON.stringify(s.removed)}`);
 }

@@ -1,6 +1,6 @@
-import { usePostgres } from '@berth/testing/postgres';
+import { pgliteTestDb, postgresTestDb } from '@berth/testing/test-db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Db, openDb } from './db.js';
+import type { Db } from './db.js';
 import { ErrorCode, ServiceError } from './errors.js';
 
 /** Found by the wire fuzzer (fuzz/wire.fuzz.test.ts): a NUL in an id reached Postgres and came back UNKNOWN. */
@@ -34,19 +34,6 @@ function inputSuite(name: string, open: () => Promise<{ db: Db; drop(): Promise<
   });
 }
 
-inputSuite('pglite', async () => {
-  const db = await openDb('pglite://memory');
-  return { db, drop: () => db.close() };
-});
+inputSuite('pglite', pgliteTestDb);
 
-inputSuite('postgres', async () => {
-  const pg = await usePostgres();
-  const db = await openDb(pg.url);
-  return {
-    db,
-    drop: async () => {
-      await db.close();
-      await pg.drop();
-    },
-  };
-});
+inputSuite('postgres', postgresTestDb);

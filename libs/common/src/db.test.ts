@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { usePostgres } from '@berth/testing/postgres';
+import { pgliteTestDb, postgresTestDb } from '@berth/testing/test-db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Db, openDb, PGLITE_SHARED_BUFFERS } from './db.js';
 
@@ -88,22 +89,9 @@ function listenSuite(name: string, open: () => Promise<{ db: Db; drop(): Promise
   });
 }
 
-listenSuite('PGlite', async () => {
-  const db = await openDb('pglite://memory');
-  return { db, drop: () => db.close() };
-});
+listenSuite('PGlite', pgliteTestDb);
 
-listenSuite('PostgreSQL server', async () => {
-  const pg = await usePostgres();
-  const db = await openDb(pg.url);
-  return {
-    db,
-    drop: async () => {
-      await db.close();
-      await pg.drop();
-    },
-  };
-});
+listenSuite('PostgreSQL server', postgresTestDb);
 
 describe('Db.listen on a PostgreSQL server whose listen connection drops', () => {
   it('listens again by itself and resets, since notifications in between are lost', async () => {

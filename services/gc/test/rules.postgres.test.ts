@@ -1,15 +1,4 @@
-import { openDb } from '@berth/common/db';
-import { usePostgres } from '@berth/testing/postgres';
+import { postgresTestDb } from '@berth/testing/test-db';
 import { rulesSuite } from './rules.suite.js';
 
-rulesSuite('PostgreSQL', async () => {
-  const pg = await usePostgres();
-  const db = await openDb(pg.url);
-  return {
-    db,
-    drop: async () => {
-      await db.close();
-      await pg.drop();
-    },
-  };
-});
+rulesSuite('PostgreSQL', postgresTestDb);

@@ -1,10 +1,10 @@
-import { type Db, openDb } from '@berth/common/db';
+import type { Db } from '@berth/common/db';
 import type { EventBus, StoredEvent } from '@berth/common/event-bus';
 import { nopLogger } from '@berth/common/log';
 import { createNatsBus } from '@berth/common/nats-event-bus';
 import { ImageCreate, ImageUpdate } from '@berth/proto/containerd/events/image';
 import { type NatsProcess, startNatsServer } from '@berth/testing/nats';
-import { type TestPostgres, usePostgres } from '@berth/testing/postgres';
+import { pgliteTestDb, postgresTestDb } from '@berth/testing/test-db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness } from './harness.js';
 
@@ -36,27 +36,8 @@ async function readAll(bus: EventBus, n: number, quietMs: number): Promise<Store
 }
 
 const backends: Array<[string, () => Promise<{ db: Db; drop(): Promise<void> }>]> = [
-  [
-    'PGlite',
-    async () => {
-      const db = await openDb('pglite://memory');
-      return { db, drop: () => db.close() };
-    },
-  ],
-  [
-    'PostgreSQL',
-    async () => {
-      const pg: TestPostgres = await usePostgres();
-      const db = await openDb(pg.url);
-      return {
-        db,
-        drop: async () => {
-          await db.close();
-          await pg.drop();
-        },
-      };
-    },
-  ],
+  ['PGlite', pgliteTestDb],
+  ['PostgreSQL', postgresTestDb],
 ];
 
 describe.each(backends)('events survive a NATS outage (%s)', (_name, open) => {

@@ -1,3 +1,4 @@
+import { filterFuzzPieces } from '@berth/testing/filter-fuzz-pieces';
 import { mulberry32 as rng } from '@berth/testing/prng';
 import { describe, expect, it } from 'vitest';
 import { adaptorFromObject } from './adaptor-from-object.js';
@@ -5,61 +6,7 @@ import { FilterSyntaxError } from './filter-syntax-error.js';
 import { compileGoRegexp, GoRegexpError } from './go-regexp.js';
 import { parseFilter, parseFilters, parseSelectors } from './parser.js';
 
-const pieces = [
-  'name',
-  'labels',
-  'a',
-  'x_1',
-  '9',
-  '.',
-  ',',
-  '==',
-  '!=',
-  '~=',
-  '=',
-  '!',
-  '~',
-  '"',
-  '/',
-  '|',
-  '\\',
-  '\\n',
-  '\\x4',
-  '\\u00e9',
-  '\\U0001F600',
-  '\\101',
-  ' ',
-  '\t',
-  '\n',
-  '\x00',
-  '\uD800',
-  '\uFFFD',
-  '牛',
-  '😀',
-  '[',
-  ']',
-  '(',
-  ')',
-  '{',
-  '}',
-  '*',
-  '+',
-  '?',
-  '^',
-  '$',
-  '-',
-  ':',
-  '(?i)',
-  '(?P<n>',
-  '\\Q',
-  '\\E',
-  '\\p{Greek}',
-  '[[:alpha:]]',
-  "'",
-  '`',
-  '#',
-  '\u00a0',
-];
+const pieces = filterFuzzPieces;
 
 function randomString(next: () => number, maxPieces: number): string {
   const n = Math.floor(next() * maxPieces);

@@ -5,7 +5,7 @@
 
 import { type Descriptor, isIndex, isManifest } from '@berth/common/oci';
 import type { GetImageResponse, Image, ListImagesResponse } from '@berth/proto/containerd/services/images/v1/images';
-import { type Info, Kind } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
+import type { SnapshotInfo } from '@berth/snapshots/client';
 import { type CallContext, collect, invoke, type NodeClient, outgoingMetadata } from './node-client.js';
 import { parseConfig, parseIndex, parseManifest, verify } from './oci.js';
 import { formatPlatform, hostPlatform, normalizePlatform, type Platform, platformRank } from './platform.js';
@@ -110,10 +110,11 @@ export interface SnapshotSummary {
   readonly labels: Readonly<Record<string, string>>;
 }
 
-const kindNames: Partial<Record<Kind, SnapshotSummary['kind']>> = {
-  [Kind.VIEW]: 'View',
-  [Kind.ACTIVE]: 'Active',
-  [Kind.COMMITTED]: 'Committed',
+const kindNames: Record<SnapshotInfo['kind'], SnapshotSummary['kind']> = {
+  view: 'View',
+  active: 'Active',
+  committed: 'Committed',
+  unknown: 'Unknown',
 };
 
 /** Snapshots.List (server stream) of one snapshotter, with containerd filters. */
@@ -123,13 +124,8 @@ export async function listSnapshots(
   snapshotter: string,
   filters: readonly string[] = [],
 ): Promise<SnapshotSummary[]> {
-  const pages = await collect(
-    node.snapshots.list({ snapshotter, filters: [...filters] }, outgoingMetadata(ctx)),
-    ctx.signal,
-  );
-  return pages
-    .flatMap((p) => p.info)
-    .map((i: Info) => ({ key: i.name, parent: i.parent, kind: kindNames[i.kind] ?? 'Unknown', labels: i.labels }));
+  const infos = await node.snapshots.list(ctx, snapshotter, filters);
+  return infos.map((i) => ({ key: i.name, parent: i.parent, kind: kindNames[i.kind], labels: i.labels }));
 }
 
 /** Bytes in ctr's style (`progress.Bytes`): 1024-based units with one decimal, e.g. `1.0 MiB`. */

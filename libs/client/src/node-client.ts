@@ -5,15 +5,16 @@
  */
 
 import type { RequestContext } from '@berth/common/context';
-import { invoke, outgoingMetadata } from '@berth/common/grpc-client';
+import { collect, invoke, outgoingMetadata } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
-import { fromGrpcError } from '@berth/common/grpc-status';
+import { type DiffClient, diffOver } from '@berth/diff/client';
 import { ContentClient } from '@berth/proto/containerd/services/content/v1/content';
-import { DiffClient } from '@berth/proto/containerd/services/diff/v1/diff';
+import { DiffClient as DiffGrpcClient } from '@berth/proto/containerd/services/diff/v1/diff';
 import { ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
 import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
 import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
-import { SnapshotsClient } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
+import { SnapshotsClient as SnapshotsGrpcClient } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
+import { type SnapshotsClient, snapshotsOver } from '@berth/snapshots/client';
 import * as grpc from '@grpc/grpc-js';
 
 /** What every call carries: the namespace, the lease (if any) and a signal that cancels the call. */
@@ -23,7 +24,9 @@ export interface NodeClient {
   readonly content: ContentClient;
   readonly images: ImagesClient;
   readonly leases: LeasesClient;
+  /** `@berth/snapshots/client` over this connection. */
   readonly snapshots: SnapshotsClient;
+  /** `@berth/diff/client` over this connection. */
   readonly diff: DiffClient;
   readonly namespaces: NamespacesClient;
   /** Closes the channel; calls in flight fail. */
@@ -42,8 +45,8 @@ export function connectNode(address: string): NodeClient {
   const shared = { ...channelOptions, channelOverride: content.getChannel() };
   const images = new ImagesClient(target, credentials, shared);
   const leases = new LeasesClient(target, credentials, shared);
-  const snapshots = new SnapshotsClient(target, credentials, shared);
-  const diff = new DiffClient(target, credentials, shared);
+  const snapshots = snapshotsOver(new SnapshotsGrpcClient(target, credentials, shared));
+  const diff = diffOver(new DiffGrpcClient(target, credentials, shared));
   const namespaces = new NamespacesClient(target, credentials, shared);
   return {
     content,
@@ -58,22 +61,4 @@ export function connectNode(address: string): NodeClient {
   };
 }
 
-export { invoke, outgoingMetadata };
-
-/** Collects a server stream into an array, mapping its failure to a ServiceError. */
-export function collect<T>(stream: grpc.ClientReadableStream<T>, signal: AbortSignal): Promise<T[]> {
-  return new Promise((resolve, reject) => {
-    const items: T[] = [];
-    const cancel = (): void => stream.cancel();
-    signal.addEventListener('abort', cancel, { once: true });
-    stream.on('data', (item: T) => items.push(item));
-    stream.on('error', (e: unknown) => {
-      signal.removeEventListener('abort', cancel);
-      reject(fromGrpcError(e));
-    });
-    stream.on('end', () => {
-      signal.removeEventListener('abort', cancel);
-      resolve(items);
-    });
-  });
-}
+export { collect, invoke, outgoingMetadata };

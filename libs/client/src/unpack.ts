@@ -6,11 +6,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ErrorCode, isAlreadyExists, isNotFound, ServiceError, wrap } from '@berth/common/errors';
-import { type Descriptor, descriptorToProto } from '@berth/common/oci';
-import type { ApplyResponse } from '@berth/proto/containerd/services/diff/v1/diff';
-import type { PrepareSnapshotResponse } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
-import type { Mount } from '@berth/proto/containerd/types/mount';
-import { type CallContext, invoke, type NodeClient } from './node-client.js';
+import type { Mount } from '@berth/common/mount';
+import type { Descriptor } from '@berth/common/oci';
+import type { CallContext, NodeClient } from './node-client.js';
 
 export interface UnpackLayer {
   readonly desc: Descriptor;
@@ -29,7 +27,7 @@ export async function snapshotExists(
   key: string,
 ): Promise<boolean> {
   try {
-    await invoke((md, o, cb) => node.snapshots.stat({ snapshotter, key }, md, o, cb), ctx);
+    await node.snapshots.stat(ctx, snapshotter, key);
     return true;
   } catch (e) {
     if (isNotFound(e)) return false;
@@ -56,11 +54,7 @@ export async function unpackLayer(
   for (let attempt = 0; ; attempt++) {
     key = extractKey(layer.chainId);
     try {
-      const res = await invoke<PrepareSnapshotResponse>(
-        (md, o, cb) => node.snapshots.prepare({ snapshotter, key, parent: layer.parent, labels: {} }, md, o, cb),
-        ctx,
-      );
-      mounts = res.mounts;
+      mounts = await node.snapshots.prepare(ctx, snapshotter, key, layer.parent);
       break;
     } catch (e) {
       // Only the random part can collide; try another.
@@ -69,11 +63,7 @@ export async function unpackLayer(
     }
   }
   try {
-    const res = await invoke<ApplyResponse>(
-      (md, o, cb) => node.diff.apply({ diff: descriptorToProto(layer.desc), mounts, payloads: {} }, md, o, cb),
-      ctx,
-    );
-    const applied = res.applied?.digest ?? '';
+    const applied = (await node.diff.apply(ctx, layer.desc, mounts))?.digest ?? '';
     if (applied !== layer.diffId) {
       throw new ServiceError(
         ErrorCode.Unknown,
@@ -85,10 +75,7 @@ export async function unpackLayer(
     throw wrap(e, `failed to extract layer ${layer.diffId}`);
   }
   try {
-    await invoke(
-      (md, o, cb) => node.snapshots.commit({ snapshotter, name: layer.chainId, key, labels: {} }, md, o, cb),
-      ctx,
-    );
+    await node.snapshots.commit(ctx, snapshotter, layer.chainId, key);
     return 'applied';
   } catch (e) {
     await removeQuietly(node, ctx, snapshotter, key);
@@ -99,10 +86,7 @@ export async function unpackLayer(
 
 async function removeQuietly(node: NodeClient, ctx: CallContext, snapshotter: string, key: string): Promise<void> {
   try {
-    await invoke((md, o, cb) => node.snapshots.remove({ snapshotter, key }, md, o, cb), {
-      ...ctx,
-      signal: AbortSignal.timeout(30_000),
-    });
+    await node.snapshots.remove({ ...ctx, signal: AbortSignal.timeout(30_000) }, snapshotter, key);
   } catch {
     // Best effort, as containerd: the active snapshot is unreferenced and gc collects it with the lease.
   }

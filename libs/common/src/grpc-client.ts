@@ -90,3 +90,43 @@ export const balancedServiceConfig = JSON.stringify({
     },
   ],
 });
+
+/**
+ * A server stream's messages, in order, as they arrive. Aborting `signal` cancels the call; its failure is
+ * a ServiceError (`fromGrpcError`); leaving the loop early cancels it too.
+ */
+export function streamOf<T>(call: grpc.ClientReadableStream<T>, signal: AbortSignal): AsyncIterable<T> {
+  // Listened to at once: a call that fails before the loop starts must not throw an unhandled 'error' event
+  // (the loop still sees the failure).
+  call.on('error', () => undefined);
+  return (async function* () {
+    const cancel = (): void => call.cancel();
+    signal.addEventListener('abort', cancel, { once: true });
+    try {
+      for await (const msg of call as AsyncIterable<T>) yield msg;
+    } catch (e) {
+      throw fromGrpcError(e);
+    } finally {
+      signal.removeEventListener('abort', cancel);
+      call.cancel();
+    }
+  })();
+}
+
+/** Collects a server stream into an array, mapping its failure to a ServiceError; aborting `signal` cancels it. */
+export function collect<T>(stream: grpc.ClientReadableStream<T>, signal: AbortSignal): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const items: T[] = [];
+    const cancel = (): void => stream.cancel();
+    signal.addEventListener('abort', cancel, { once: true });
+    stream.on('data', (item: T) => items.push(item));
+    stream.on('error', (e: unknown) => {
+      signal.removeEventListener('abort', cancel);
+      reject(fromGrpcError(e));
+    });
+    stream.on('end', () => {
+      signal.removeEventListener('abort', cancel);
+      resolve(items);
+    });
+  });
+}

@@ -1,10 +1,8 @@
 import { parseArgs } from 'node:util';
+import { ServiceError } from '@berth/common/errors';
+import { type EventEnvelope, remoteEvents } from '@berth/events/client';
 import { ctrEventLine } from '@berth/events/payloads';
-import { EventsReplayClient } from '@berth/proto/berth/internal/v1/events';
-import { type Envelope, EventsClient } from '@berth/proto/containerd/services/events/v1/events';
-import type * as grpc from '@grpc/grpc-js';
 import { type Command, type GlobalOptions, type Output, UsageError } from '../command.js';
-import { callMetadata, dial } from '../connection.js';
 
 const usage = `usage: berth events [--since TIME|DURATION] [--from-seq N] [--seq] [--node] [FILTER…]
 
@@ -53,9 +51,9 @@ export const eventsCommand: Command = {
 
 /** containerd's Events.Subscribe, as `ctr events` calls it. */
 function live(global: GlobalOptions, io: Output, signal: AbortSignal, filters: string[]): Promise<number> {
-  const client = dial(EventsClient, global);
-  const stream = client.subscribe({ filters }, callMetadata(global));
-  return drain(stream, client, io, signal, (e: Envelope) => print(io, e));
+  const client = remoteEvents(global.address);
+  const events = client.subscribe(callContext(global, signal), filters);
+  return drain(events, client, io, signal, (e) => print(io, e));
 }
 
 /** Berth's EventsReplay.Subscribe: the same stream, from a point, with sequence numbers. */
@@ -65,20 +63,28 @@ function replay(
   signal: AbortSignal,
   req: { filters: string[]; fromSeq: number; since: Date | undefined; withSeq: boolean; withNode: boolean },
 ): Promise<number> {
-  const client = dial(EventsReplayClient, global);
+  const client = remoteEvents(global.address);
   // --seq alone still needs a starting point the server understands: "new" is from_seq 0 with no since.
-  const stream = client.subscribe(
-    { filters: req.filters, fromSeq: req.fromSeq, since: req.since },
-    callMetadata(global),
-  );
-  return drain(stream, client, io, signal, (m: { seq: number; envelope?: Envelope | undefined; node: string }) => {
+  const events = client.replay(callContext(global, signal), {
+    filters: req.filters,
+    fromSeq: req.fromSeq,
+    since: req.since,
+  });
+  return drain(events, client, io, signal, (m) => {
     if (!m.envelope) return;
     const prefix = [...(req.withSeq ? [String(m.seq)] : []), ...(req.withNode ? [m.node || '-'] : [])];
     print(io, m.envelope, prefix);
   });
 }
 
-function print(io: Output, e: Envelope, prefix: readonly string[] = []): void {
+/** The namespace header on every call, as ctr sends it; no lease. */
+const callContext = (global: GlobalOptions, signal: AbortSignal) => ({
+  namespace: global.namespace,
+  lease: undefined,
+  signal,
+});
+
+function print(io: Output, e: EventEnvelope, prefix: readonly string[] = []): void {
   const line = ctrEventLine({
     timestamp: e.timestamp ?? new Date(0),
     namespace: e.namespace,
@@ -92,31 +98,30 @@ function print(io: Output, e: Envelope, prefix: readonly string[] = []): void {
 }
 
 /** Reads the stream until it ends, fails, or the user interrupts. */
-function drain<T>(
-  stream: grpc.ClientReadableStream<T>,
-  client: grpc.Client,
+async function drain<T>(
+  events: AsyncIterable<T>,
+  client: { close(): void },
   io: Output,
   signal: AbortSignal,
   onItem: (item: T) => void,
 ): Promise<number> {
-  return new Promise((resolve) => {
-    const cancel = (): void => stream.cancel();
-    signal.addEventListener('abort', cancel, { once: true });
-    stream.on('data', onItem);
-    stream.on('error', (err: grpc.ServiceError) => {
-      if (!signal.aborted) io.err(`berth: ${err.details || err.message}`);
-      finish(signal.aborted ? 0 : 1);
-    });
-    stream.on('end', () => finish(0));
-    let done = false;
-    const finish = (code: number): void => {
-      if (done) return;
-      done = true;
-      signal.removeEventListener('abort', cancel);
-      client.close();
-      resolve(code);
-    };
-  });
+  try {
+    for await (const item of events) onItem(item);
+    return 0;
+  } catch (e) {
+    if (signal.aborted) return 0;
+    io.err(`berth: ${failure(e)}`);
+    return 1;
+  } finally {
+    client.close();
+  }
+}
+
+/** The server's message (a gRPC status's details), else the error's own text. */
+function failure(e: unknown): string {
+  if (e instanceof ServiceError && e.message) return e.message;
+  const cause = e instanceof Error ? e.cause : undefined;
+  return cause instanceof Error ? cause.message : e instanceof Error ? e.message : String(e);
 }
 
 /** An RFC 3339 time, or a duration before `now` in Go's notation (`90s`, `10m`, `1h30m`, `1.5h`). */

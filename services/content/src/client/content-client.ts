@@ -1,6 +1,6 @@
 import type { RequestContext } from '@berth/common/context';
 import { isAlreadyExists } from '@berth/common/errors';
-import { outgoingMetadata } from '@berth/common/grpc-client';
+import { outgoingMetadata, streamOf } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import { fromGrpcError } from '@berth/common/grpc-status';
 import { channelCredentialsFor } from '@berth/common/tls/credentials';
@@ -37,17 +37,7 @@ export function contentOver(client: ContentGrpcClient): ContentClient {
   return {
     async *read(ctx, digest) {
       const call = client.read({ digest, offset: 0, size: 0 }, outgoingMetadata(ctx));
-      call.on('error', () => undefined);
-      const cancel = (): void => call.cancel();
-      ctx.signal.addEventListener('abort', cancel, { once: true });
-      try {
-        for await (const msg of call as AsyncIterable<{ data: Buffer }>) yield msg.data;
-      } catch (e) {
-        throw fromGrpcError(e);
-      } finally {
-        ctx.signal.removeEventListener('abort', cancel);
-        call.cancel();
-      }
+      for await (const msg of streamOf(call, ctx.signal)) yield msg.data;
     },
 
     async write(ctx, ref, data, commit, wait) {

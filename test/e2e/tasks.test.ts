@@ -618,10 +618,19 @@ describe('tasks agent', () => {
       md.set('containerd-namespace', ns);
       const filter = topic.endsWith('/') ? `topic~="^${topic}"` : `topic=="${topic}"`;
       const call = replay.subscribe({ filters: [`${filter},namespace=="${ns}"`], fromSeq: 0, since }, md);
-      call.on('data', (e: SequencedEnvelope) => got.push(e));
-      call.on('error', (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve(got) : reject(e)));
-      // A replay stream stays open for new events: stop once the backlog has had time to arrive.
-      setTimeout(() => call.cancel(), waitMs);
+      // A replay stream stays open for new events: stop once the backlog has arrived, that is once the stream
+      // has been quiet for `waitMs` (on a loaded machine a long backlog arrives in bursts, not at once).
+      let quiet = setTimeout(() => call.cancel(), Math.max(waitMs, 2_000));
+      call.on('data', (e: SequencedEnvelope) => {
+        got.push(e);
+        clearTimeout(quiet);
+        quiet = setTimeout(() => call.cancel(), waitMs);
+      });
+      call.on('error', (e: grpc.ServiceError) => {
+        clearTimeout(quiet);
+        if (e.code === grpc.status.CANCELLED) resolve(got);
+        else reject(e);
+      });
     });
 
   /** No bundle, runc state or cgroup of the task remains. */

@@ -11,6 +11,9 @@ import { validateInfoLabels } from './info-labels.js';
 import { type IngestState, lockMs, type Suspended } from './ingest-state.js';
 import type { IngestStatus, Writer } from './types.js';
 
+/** Bytes a writer may have accepted ahead of the backend (a few of ctr's chunks, at most 16 of 1 MiB). */
+const maxPendingBytes = 16 * 1024 * 1024;
+
 /** What a writer works with: the store's repository, blob backend, metadata link and ingest state. */
 export interface IngestEnv {
   readonly repo: ContentRepo;
@@ -33,6 +36,11 @@ export class IngestWriter implements Writer {
   private done = false;
   private broken = false;
   private readonly renew: NodeJS.Timeout;
+  /** Backend writes still under way: a WRITE is answered once hashed, its bytes follow in order. */
+  private pending: Promise<void> = Promise.resolve();
+  private pendingBytes = 0;
+  /** The first failed backend write, reported by the next call. */
+  private failure: unknown;
 
   constructor(
     private readonly env: IngestEnv,
@@ -97,21 +105,41 @@ export class IngestWriter implements Writer {
 
   async write(data: Buffer): Promise<void> {
     this.assertOpen();
+    if (this.failure !== undefined) throw this.failure;
     const ingest = this.ingest ?? (await this.materialize(true));
     this.hash.update(data);
-    try {
-      await ingest.write(data);
-    } catch (e) {
-      // The hash has seen bytes the backend may not hold: never keep this state for a resume.
-      this.broken = true;
-      throw e;
-    }
     this.offset += data.length;
     this.updatedAt = new Date();
+    // Each chunk's write goes through libuv's thread pool; awaiting it before answering would add that round
+    // trip to every chunk of the client's lock-step stream. Up to maxPendingBytes run behind the answers.
+    this.pendingBytes += data.length;
+    this.pending = this.pending.then(
+      () =>
+        ingest.write(data).then(
+          () => {
+            this.pendingBytes -= data.length;
+          },
+          (e: unknown) => {
+            // The hash has seen bytes the backend may not hold: never keep this state for a resume.
+            this.broken = true;
+            this.failure ??= e;
+          },
+        ),
+      () => undefined,
+    );
+    if (this.pendingBytes > maxPendingBytes) await this.settle();
+  }
+
+  /** Waits for the backend writes under way; throws the first that failed. */
+  private async settle(): Promise<void> {
+    await this.pending;
+    if (this.failure !== undefined) throw this.failure;
   }
 
   async truncate(): Promise<void> {
     this.assertOpen();
+    await this.pending;
+    this.failure = undefined;
     const ingest = this.ingest ?? (await this.materialize(false));
     await ingest.truncate();
     this.hash = createHash('sha256');
@@ -141,6 +169,7 @@ export class IngestWriter implements Writer {
           throw failedPrecondition(`content ${actual} is no longer stored, write it again`);
       } else {
         if (!this.ingest) await this.materialize(false);
+        await this.pending;
         if (this.broken)
           throw new ServiceError(ErrorCode.DataLoss, `ingest ${this.ref} lost bytes after a failed write`);
         if (size !== 0 && size !== this.offset) {
@@ -185,6 +214,7 @@ export class IngestWriter implements Writer {
     if (this.done) return;
     this.finish();
     try {
+      await this.pending;
       if (this.ingest) {
         await this.ingest.suspend();
         if (!this.broken) this.env.state.keep(this.bref, { hash: this.hash, offset: this.offset });

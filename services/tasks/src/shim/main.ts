@@ -384,6 +384,9 @@ class SupervisedTask {
         );
         return {};
       }
+      case 'kill':
+        await runc(this, ['kill', ...(req.all ? ['--all'] : []), this.id, String(req.signal)]);
+        return {};
       case 'delete':
         await runc(this, ['delete', '--force', this.id]);
         return {};

@@ -65,6 +65,8 @@ export type Request =
   | { readonly method: 'resize'; readonly execId: string; readonly width: number; readonly height: number }
   | { readonly method: 'closeIO'; readonly execId: string }
   | { readonly method: 'deleteExec'; readonly execId: string }
+  /** `runc kill [--all] <id> <signal>` of the task's init process (the agent's Kill). */
+  | { readonly method: 'kill'; readonly signal: number; readonly all: boolean }
   /** `runc delete --force` of the task (the agent's Delete, before `shutdown`). */
   | { readonly method: 'delete' }
   /** The supervisor lets go of the task and closes its connections (the task's processes are gone). */

@@ -1,6 +1,13 @@
 import type { Queryable } from '@berth/common/db';
 import { enqueueMany } from '@berth/common/outbox';
-import { jsonColumn } from '../db/columns.js';
+import {
+  allContainerSnapshots,
+  allImageTargets,
+  allLeaseResources,
+  allLeases,
+  deleteImages,
+  deleteLeases,
+} from '../db/collectable-repo.js';
 import type { ImageEvents } from '../images/types.js';
 
 /**
@@ -39,20 +46,16 @@ export interface MetadataRemoval {
 export function createCollectableMetadata(deps: { readonly events: ImageEvents }): CollectableMetadata {
   return {
     async read(q) {
-      const leases = await q.query<{ namespace: string; id: string; labels: Record<string, string> | string }>(
-        'SELECT namespace, id, labels FROM metadata.leases ORDER BY namespace, id',
-      );
-      const resources = await q.query<{
-        namespace: string;
-        lease: string;
-        kind: 'content' | 'ingests' | 'snapshots';
-        snapshotter: string;
-        id: string;
-      }>('SELECT namespace, lease, kind, snapshotter, id FROM metadata.lease_resources');
+      const leases = await allLeases(q);
+      const resources = await allLeaseResources(q);
       const byLease = new Map<string, MetadataReferences['leases'][number]>();
-      const out: MetadataReferences = { leases: [], images: [], containers: [] };
+      const out: MetadataReferences = {
+        leases: [],
+        images: await allImageTargets(q),
+        containers: await allContainerSnapshots(q),
+      };
       for (const l of leases) {
-        const lease = { namespace: l.namespace, id: l.id, labels: jsonColumn(l.labels), resources: [] };
+        const lease = { namespace: l.namespace, id: l.id, labels: l.labels, resources: [] };
         byLease.set(`${l.namespace}\u0000${l.id}`, lease);
         out.leases.push(lease);
       }
@@ -61,54 +64,14 @@ export function createCollectableMetadata(deps: { readonly events: ImageEvents }
           .get(`${r.namespace}\u0000${r.lease}`)
           ?.resources.push({ kind: r.kind, snapshotter: r.snapshotter, id: r.id });
       }
-      for (const i of await q.query<{
-        namespace: string;
-        name: string;
-        target_digest: string;
-        labels: Record<string, string> | string;
-      }>('SELECT namespace, name, target_digest, labels FROM metadata.images')) {
-        out.images.push({
-          namespace: i.namespace,
-          name: i.name,
-          target: i.target_digest,
-          labels: jsonColumn(i.labels),
-        });
-      }
-      for (const c of await q.query<{
-        namespace: string;
-        id: string;
-        snapshotter: string;
-        snapshot_key: string;
-        labels: Record<string, string> | string;
-      }>('SELECT namespace, id, snapshotter, snapshot_key, labels FROM metadata.containers')) {
-        out.containers.push({
-          namespace: c.namespace,
-          id: c.id,
-          snapshotter: c.snapshotter,
-          snapshotKey: c.snapshot_key,
-          labels: jsonColumn(c.labels),
-        });
-      }
       return out;
     },
 
     async remove(q, plan) {
-      let leases = 0;
-      if (plan.leases.length > 0) {
-        const gone = await q.query(
-          `DELETE FROM metadata.leases l USING unnest($1::text[], $2::text[]) AS d(namespace, id)
-           WHERE l.namespace = d.namespace AND l.id = d.id RETURNING l.id`,
-          [plan.leases.map((l) => l.namespace), plan.leases.map((l) => l.id)],
-        );
-        leases = gone.length;
-      }
+      const leases = plan.leases.length > 0 ? await deleteLeases(q, plan.leases) : 0;
       let images = 0;
       if (plan.images.length > 0) {
-        const gone = await q.query<{ namespace: string; name: string }>(
-          `DELETE FROM metadata.images i USING unnest($1::text[], $2::text[]) AS d(namespace, name)
-           WHERE i.namespace = d.namespace AND i.name = d.name RETURNING i.namespace, i.name`,
-          [plan.images.map((i) => i.namespace), plan.images.map((i) => i.name)],
-        );
+        const gone = await deleteImages(q, plan.images);
         // containerd publishes /images/delete for images its collector removes (metadata/db.go).
         await enqueueMany(
           q,

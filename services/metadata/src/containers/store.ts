@@ -6,10 +6,16 @@ import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { validateIdentifier } from '@berth/common/identifiers';
 import { withoutEmpty } from '@berth/common/labels';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
-import { bytesColumn, jsonColumn } from '../db/columns.js';
+import {
+  anyContainerIn,
+  deleteContainer,
+  insertContainer,
+  listContainers,
+  selectContainer,
+  updateContainer,
+} from '../db/containers-repo.js';
 import { compileFilters } from '../filters.js';
 import { sortedMap, validateLabelMap } from '../label-maps.js';
-import { ensuringNamespace } from '../namespaces/store.js';
 import { enqueueEvent } from '../outbox.js';
 import type { AnyValue, Container, ContainerEvents, ContainerInput, ContainerStore } from './types.js';
 
@@ -20,61 +26,6 @@ export interface ContainerStoreDeps {
   readonly onCommit: () => void;
   /** Container rows by `namespace/id`, kept coherent by the caller (listenRowCache); writes here forget theirs. */
   readonly rows: RowCache<Container>;
-}
-
-type StoredExtensions = Record<string, { type_url: string; value: string }>;
-
-interface ContainerRow {
-  [column: string]: unknown;
-  id: string;
-  labels: Record<string, string> | string;
-  image: string;
-  runtime_name: string;
-  runtime_options_type: string | null;
-  runtime_options: Uint8Array | null;
-  spec_type: string;
-  spec: Uint8Array;
-  snapshotter: string;
-  snapshot_key: string;
-  extensions: StoredExtensions | string;
-  created_at: Date;
-  updated_at: Date;
-}
-
-const columns =
-  'id, labels, image, runtime_name, runtime_options_type, runtime_options, spec_type, spec, snapshotter, snapshot_key, extensions, created_at, updated_at';
-
-function fromRow(r: ContainerRow): Container {
-  const extensions: Record<string, AnyValue> = {};
-  for (const [k, v] of Object.entries(jsonColumn(r.extensions))) {
-    extensions[k] = { typeUrl: v.type_url, value: Buffer.from(v.value, 'base64') };
-  }
-  return {
-    id: r.id,
-    labels: jsonColumn(r.labels),
-    image: r.image,
-    runtime: {
-      name: r.runtime_name,
-      options:
-        r.runtime_options_type === null
-          ? undefined
-          : { typeUrl: r.runtime_options_type, value: bytesColumn(r.runtime_options ?? new Uint8Array()) },
-    },
-    spec: { typeUrl: r.spec_type, value: bytesColumn(r.spec) },
-    snapshotter: r.snapshotter,
-    snapshotKey: r.snapshot_key,
-    extensions,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
-
-function storedExtensions(ext: Readonly<Record<string, AnyValue>>): StoredExtensions {
-  const out: StoredExtensions = {};
-  for (const [k, v] of Object.entries(sortedMap(ext))) {
-    out[k] = { type_url: v.typeUrl, value: Buffer.from(v.value).toString('base64') };
-  }
-  return out;
 }
 
 /** The fields containerd's container filters see (`metadata/adaptors.go` adaptContainer). */
@@ -148,36 +99,9 @@ function applyMask(current: Container, req: ContainerInput, mask: readonly strin
   return { ...current, labels, extensions, spec, image, snapshotKey };
 }
 
-function params(ns: string, c: ContainerInput, createdAt: Date, updatedAt: Date): unknown[] {
-  const spec = c.spec ?? { typeUrl: '', value: new Uint8Array() };
-  return [
-    ns,
-    c.id,
-    JSON.stringify(sortedMap(withoutEmpty(c.labels))),
-    c.image,
-    c.runtime.name,
-    c.runtime.options?.typeUrl ?? null,
-    c.runtime.options ? Buffer.from(c.runtime.options.value) : null,
-    spec.typeUrl,
-    Buffer.from(spec.value),
-    c.snapshotter,
-    c.snapshotKey,
-    JSON.stringify(storedExtensions(c.extensions)),
-    createdAt,
-    updatedAt,
-  ];
-}
-
 export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
   const { db, rows } = deps;
 
-  const selectOne = async (q: Queryable, ns: string, id: string, lock: boolean): Promise<Container | undefined> => {
-    const [row] = await q.query<ContainerRow>(
-      `SELECT ${columns} FROM metadata.containers WHERE namespace = $1 AND id = $2${lock ? ' FOR UPDATE' : ''}`,
-      [ns, id],
-    );
-    return row ? fromRow(row) : undefined;
-  };
   /** A transaction that writes the container `id`: its cached row is forgotten around it. */
   const writeRow = <T>(ns: string, id: string, fn: (tx: Queryable) => Promise<T>): Promise<T> =>
     rows.writing(rowKey(ns, id), () =>
@@ -187,10 +111,6 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
         return fn(tx);
       }),
     );
-
-  /** containerd words a miss differently when the namespace never held a container (no bucket). */
-  const anyIn = async (q: Queryable, ns: string): Promise<boolean> =>
-    (await q.query('SELECT 1 FROM metadata.containers WHERE namespace = $1 LIMIT 1', [ns])).length > 0;
 
   const stored = (c: ContainerInput, createdAt: Date, updatedAt: Date): Container => ({
     ...c,
@@ -203,7 +123,7 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
   return {
     async get(ctx, id) {
       const ns = requireNamespace(ctx);
-      const c = await rows.read(rowKey(ns, id), () => selectOne(db, ns, id, false));
+      const c = await rows.read(rowKey(ns, id), () => selectContainer(db, ns, id));
       if (!c) throw notFound(`container ${JSON.stringify(id)} in namespace ${JSON.stringify(ns)}`);
       return c;
     },
@@ -211,11 +131,7 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
     async list(ctx, filters) {
       const ns = requireNamespace(ctx);
       const filter = compileFilters(filters);
-      const rows = await db.query<ContainerRow>(
-        `SELECT ${columns} FROM metadata.containers WHERE namespace = $1 ORDER BY id`,
-        [ns],
-      );
-      return rows.map(fromRow).filter((c) => filter.match(containerAdaptor(c)));
+      return (await listContainers(db, ns)).filter((c) => filter.match(containerAdaptor(c)));
     },
 
     async create(ctx, input) {
@@ -229,11 +145,7 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
       const created = stored(input, now, now);
       try {
         await writeRow(ns, input.id, async (tx) => {
-          await tx.query(
-            `${ensuringNamespace} INSERT INTO metadata.containers (namespace, ${columns})
-             VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13, $14)`,
-            params(ns, created, now, now),
-          );
+          await insertContainer(tx, ns, created, now, now);
           await enqueueEvent(tx, ns, deps.events.created(created));
         });
       } catch (e) {
@@ -248,9 +160,9 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
       const ns = requireNamespace(ctx);
       if (input.id === '') throw invalidArgument('must specify a container id');
       const result = await writeRow(ns, input.id, async (tx) => {
-        const current = await selectOne(tx, ns, input.id, true);
+        const current = await selectContainer(tx, ns, input.id, true);
         if (!current) {
-          if (!(await anyIn(tx, ns))) {
+          if (!(await anyContainerIn(tx, ns))) {
             throw notFound(`cannot update container ${JSON.stringify(input.id)} in namespace ${JSON.stringify(ns)}`);
           }
           throw notFound(`container ${JSON.stringify(input.id)}`);
@@ -262,13 +174,7 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
           throw wrap(e, 'update failed validation');
         }
         const updated = stored(next, current.createdAt, new Date());
-        await tx.query(
-          `UPDATE metadata.containers SET labels = $3::text::jsonb, image = $4, runtime_name = $5, runtime_options_type = $6,
-             runtime_options = $7, spec_type = $8, spec = $9, snapshotter = $10, snapshot_key = $11,
-             extensions = $12::text::jsonb, created_at = $13, updated_at = $14
-           WHERE namespace = $1 AND id = $2`,
-          params(ns, updated, updated.createdAt, updated.updatedAt),
-        );
+        await updateContainer(tx, ns, updated, updated.createdAt, updated.updatedAt);
         await enqueueEvent(tx, ns, deps.events.updated(updated));
         return updated;
       });
@@ -279,12 +185,8 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
     async delete(ctx, id) {
       const ns = requireNamespace(ctx);
       await writeRow(ns, id, async (tx) => {
-        const deleted = await tx.query(
-          'DELETE FROM metadata.containers WHERE namespace = $1 AND id = $2 RETURNING id',
-          [ns, id],
-        );
-        if (deleted.length === 0) {
-          if (!(await anyIn(tx, ns))) {
+        if (!(await deleteContainer(tx, ns, id))) {
+          if (!(await anyContainerIn(tx, ns))) {
             throw notFound(`cannot delete container ${JSON.stringify(id)} in namespace ${JSON.stringify(ns)}`);
           }
           throw notFound(`container ${id}`);

@@ -6,10 +6,16 @@ import { holdCollectionLockShared } from '@berth/common/gc-lock';
 import { withoutEmpty } from '@berth/common/labels';
 import { digestProblem } from '@berth/common/oci';
 import { type RowCache, rowKey } from '@berth/common/row-cache';
-import { jsonColumn, numberColumn } from '../db/columns.js';
-import { compileFilters, type FilterColumn, narrowingSql } from '../filters.js';
+import {
+  deleteImage,
+  insertImage,
+  listImages,
+  listImagesNarrowedBy,
+  selectImage,
+  updateImage,
+} from '../db/images-repo.js';
+import { compileFilters } from '../filters.js';
 import { sortedMap, validateLabelMap } from '../label-maps.js';
-import { ensuringNamespace } from '../namespaces/store.js';
 import { enqueueEvent } from '../outbox.js';
 import type { Descriptor, Image, ImageEvents, ImageInput, ImageStore } from './types.js';
 
@@ -26,49 +32,6 @@ export interface ImageStoreDeps {
 
 /** A namespace with more images than this is listed from the database every time, to bound the memory held. */
 const maxCachedList = 50_000;
-
-interface ImageRow {
-  [column: string]: unknown;
-  name: string;
-  labels: Record<string, string> | string;
-  target_media_type: string;
-  target_digest: string;
-  target_size: number | string;
-  target_annotations: Record<string, string> | string;
-  created_at: Date;
-  updated_at: Date;
-}
-
-const columns =
-  'name, labels, target_media_type, target_digest, target_size, target_annotations, created_at, updated_at';
-
-function fromRow(r: ImageRow): Image {
-  return {
-    name: r.name,
-    labels: jsonColumn(r.labels),
-    target: {
-      mediaType: r.target_media_type,
-      digest: r.target_digest,
-      size: numberColumn(r.target_size),
-      annotations: jsonColumn(r.target_annotations),
-    },
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-}
-
-/** An image as `json_build_array(<columns>)` renders it. */
-type ImageJson = [string, Record<string, string>, string, string, number, Record<string, string>, string, string];
-
-function fromJson([name, labels, mediaType, digest, size, annotations, createdAt, updatedAt]: ImageJson): Image {
-  return {
-    name,
-    labels,
-    target: { mediaType, digest, size, annotations },
-    createdAt: new Date(createdAt),
-    updatedAt: new Date(updatedAt),
-  };
-}
 
 /** The fields containerd's image filters see (`metadata/adaptors.go` adaptImage), without allocating per field. */
 export function imageAdaptor(image: Image): FieldAdaptor {
@@ -96,19 +59,6 @@ export function imageAdaptor(image: Image): FieldAdaptor {
 function mapField(m: Readonly<Record<string, string>>, path: readonly string[]): string | undefined {
   const key = path.slice(1).join('.');
   return Object.hasOwn(m, key) ? m[key] : undefined;
-}
-
-/** Which column answers which filter field, for narrowing a List in SQL. */
-function imageColumn(path: readonly string[]): FilterColumn | undefined {
-  const [first, second, ...rest] = path;
-  if (first === 'name' && second === undefined) return { kind: 'text', sql: 'name' };
-  if (first === 'target' && rest.length === 0) {
-    if (second === 'digest') return { kind: 'text', sql: 'target_digest' };
-    if (second === 'mediatype') return { kind: 'text', sql: 'target_media_type' };
-  }
-  if (first === 'labels' && second === undefined) return { kind: 'map', sql: 'labels' };
-  if (first === 'annotations' && second === undefined) return { kind: 'map', sql: 'target_annotations' };
-  return undefined;
 }
 
 /** containerd's `validateImage`: only the fields that are stored are checked. */
@@ -169,13 +119,6 @@ function applyMask(current: Image, req: ImageInput, paths: readonly string[]): I
 export function createImageStore(deps: ImageStoreDeps): ImageStore {
   const { db, rows, lists } = deps;
 
-  const selectOne = async (q: Queryable, ns: string, name: string, lock: boolean): Promise<Image | undefined> => {
-    const [row] = await q.query<ImageRow>(
-      `SELECT ${columns} FROM metadata.images WHERE namespace = $1 AND name = $2${lock ? ' FOR UPDATE' : ''}`,
-      [ns, name],
-    );
-    return row ? fromRow(row) : undefined;
-  };
   /** A transaction that writes the image `name`: its cached row and its namespace's list are forgotten around it. */
   const writeRow = <T>(ns: string, name: string, fn: (tx: Queryable) => Promise<T>): Promise<T> =>
     rows.writing(rowKey(ns, name), () =>
@@ -188,21 +131,10 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
       ),
     );
 
-  /** The images of the namespace `params[0]` matching the SQL condition `narrowed` (none: all of them), by name. */
-  const select = async (narrowed: string | undefined, params: unknown[]): Promise<Image[]> => {
-    // One JSON document instead of a row per image: decoding rows dominates a large list, on PGlite most.
-    const [row] = await db.query<{ list: string }>(
-      `SELECT coalesce(json_agg(json_build_array(${columns}) ORDER BY name), '[]')::text AS list
-       FROM metadata.images WHERE namespace = $1${narrowed ? ` AND ${narrowed}` : ''}`,
-      params,
-    );
-    return (JSON.parse(row?.list ?? '[]') as ImageJson[]).map(fromJson);
-  };
-
   /** Every image of `ns`, from the database, kept in memory for the next List. */
   const loadAll = async (ns: string): Promise<readonly Image[]> => {
     const epoch = lists.epoch();
-    const images = await select(undefined, [ns]);
+    const images = await listImages(db, ns);
     if (images.length <= maxCachedList) lists.set(ns, images, epoch);
     return images;
   };
@@ -210,7 +142,7 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
   return {
     async get(ctx, name) {
       const ns = requireNamespace(ctx);
-      const image = await rows.read(rowKey(ns, name), () => selectOne(db, ns, name, false));
+      const image = await rows.read(rowKey(ns, name), () => selectImage(db, ns, name));
       if (!image) throw notFound(`image ${JSON.stringify(name)}`);
       return image;
     },
@@ -218,10 +150,8 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
     async list(ctx, filters) {
       const ns = requireNamespace(ctx);
       const filter = compileFilters(filters);
-      const params: unknown[] = [ns];
-      const narrowed = narrowingSql(filter, imageColumn, params);
       // A filter an index answers reads only its images, unless the whole namespace is in memory already.
-      const candidates = lists.get(ns) ?? (narrowed ? await select(narrowed, params) : await loadAll(ns));
+      const candidates = lists.get(ns) ?? (await listImagesNarrowedBy(db, ns, filter)) ?? (await loadAll(ns));
       return filter === ALWAYS ? [...candidates] : candidates.filter((image) => filter.match(imageAdaptor(image)));
     },
 
@@ -233,11 +163,7 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
       const created: Image = { ...image, createdAt: now, updatedAt: now };
       try {
         await writeRow(ns, image.name, async (tx) => {
-          await tx.query(
-            `${ensuringNamespace} INSERT INTO metadata.images (namespace, ${columns})
-             VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7::text::jsonb, $8, $8)`,
-            rowParams(ns, image, now),
-          );
+          await insertImage(tx, ns, image, now);
           await enqueueEvent(tx, ns, deps.events.created(created));
         });
       } catch (e) {
@@ -252,18 +178,13 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
       const ns = requireNamespace(ctx);
       if (input.name === '') throw invalidArgument('image name is required for update');
       const updated = await writeRow(ns, input.name, async (tx) => {
-        const current = await selectOne(tx, ns, input.name, true);
+        const current = await selectImage(tx, ns, input.name, true);
         if (!current) throw notFound(`image ${JSON.stringify(input.name)}`);
         const next = applyMask(current, input, paths);
         validateImage(next);
         const image = normalized(next);
         const result: Image = { ...image, createdAt: current.createdAt, updatedAt: new Date() };
-        await tx.query(
-          `UPDATE metadata.images SET labels = $3::text::jsonb, target_media_type = $4, target_digest = $5,
-             target_size = $6, target_annotations = $7::text::jsonb, updated_at = $8
-           WHERE namespace = $1 AND name = $2`,
-          rowParams(ns, image, result.updatedAt),
-        );
+        await updateImage(tx, ns, image, result.updatedAt);
         await enqueueEvent(tx, ns, deps.events.updated(result));
         return result;
       });
@@ -274,28 +195,10 @@ export function createImageStore(deps: ImageStoreDeps): ImageStore {
     async delete(ctx, name) {
       const ns = requireNamespace(ctx);
       await writeRow(ns, name, async (tx) => {
-        const deleted = await tx.query(
-          'DELETE FROM metadata.images WHERE namespace = $1 AND name = $2 RETURNING name',
-          [ns, name],
-        );
-        if (deleted.length === 0) throw notFound(`image ${JSON.stringify(name)}`);
+        if (!(await deleteImage(tx, ns, name))) throw notFound(`image ${JSON.stringify(name)}`);
         await enqueueEvent(tx, ns, deps.events.deleted(name));
       });
       deps.onCommit();
     },
   };
-}
-
-/** Parameters $1..$8 of the insert and the update of an image row: namespace, columns, then the time. */
-function rowParams(ns: string, image: Omit<Image, 'createdAt' | 'updatedAt'>, at: Date): unknown[] {
-  return [
-    ns,
-    image.name,
-    JSON.stringify(image.labels),
-    image.target.mediaType,
-    image.target.digest,
-    image.target.size,
-    JSON.stringify(image.target.annotations),
-    at,
-  ];
 }

@@ -4,6 +4,15 @@ import { validateIdentifier } from '@berth/common/identifiers';
 import { validateLabels, withoutEmpty } from '@berth/common/labels';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
 import type { RowCache } from '@berth/common/row-cache';
+import {
+  deleteNamespace,
+  insertNamespace,
+  listNamespaces,
+  lockNamespace,
+  namespaceHolds,
+  namespaceLabels,
+  putNamespaceLabels,
+} from '../db/namespaces-repo.js';
 import { enqueueEvent } from '../outbox.js';
 import type { Namespace, NamespaceEvents, NamespaceStore } from './types.js';
 
@@ -21,11 +30,6 @@ export interface NamespaceStoreDeps {
   readonly rows: RowCache<Namespace>;
 }
 
-type LabelRow = { labels: Record<string, string> | string };
-
-const parseLabels = (v: Record<string, string> | string): Record<string, string> =>
-  typeof v === 'string' ? (JSON.parse(v) as Record<string, string>) : v;
-
 export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
   const { db, rows } = deps;
   /** A transaction that writes the namespace `name`: its cached answer is forgotten around it. */
@@ -36,17 +40,13 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
     async get(_ctx, name) {
       validateIdentifier(name);
       const ns = await rows.read(name, async () => {
-        const [row] = await db.query<LabelRow>('SELECT labels FROM metadata.namespaces WHERE name = $1', [name]);
-        return { name, labels: row ? parseLabels(row.labels) : {} };
+        return { name, labels: (await namespaceLabels(db, name)) ?? {} };
       });
       return ns ?? { name, labels: {} };
     },
 
     async list() {
-      const rows = await db.query<LabelRow & { name: string }>(
-        'SELECT name, labels FROM metadata.namespaces ORDER BY name',
-      );
-      return rows.map((r) => ({ name: r.name, labels: parseLabels(r.labels) }));
+      return listNamespaces(db);
     },
 
     async create(_ctx, ns) {
@@ -55,10 +55,7 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
       const labels = withoutEmpty(ns.labels);
       try {
         await writeRow(ns.name, async (tx) => {
-          await tx.query('INSERT INTO metadata.namespaces (name, labels) VALUES ($1, $2::text::jsonb)', [
-            ns.name,
-            JSON.stringify(labels),
-          ]);
+          await insertNamespace(tx, ns.name, labels);
           await enqueueEvent(tx, ns.name, deps.events.created({ name: ns.name, labels }));
         });
       } catch (e) {
@@ -76,12 +73,10 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
       }
       validateNamespaceLabels(ns.labels);
       const result = await writeRow(ns.name, async (tx) => {
-        const [row] = await tx.query<LabelRow>('SELECT labels FROM metadata.namespaces WHERE name = $1 FOR UPDATE', [
-          ns.name,
-        ]);
+        const current = await namespaceLabels(tx, ns.name, true);
         let labels: Record<string, string>;
         if (paths.length > 0) {
-          labels = { ...(row ? parseLabels(row.labels) : {}) };
+          labels = { ...(current ?? {}) };
           for (const p of paths) {
             const key = p.slice('labels.'.length);
             const value = ns.labels[key];
@@ -91,11 +86,7 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
         } else {
           labels = withoutEmpty(ns.labels);
         }
-        await tx.query(
-          `INSERT INTO metadata.namespaces (name, labels) VALUES ($1, $2::text::jsonb)
-           ON CONFLICT (name) DO UPDATE SET labels = EXCLUDED.labels, updated_at = now()`,
-          [ns.name, JSON.stringify(labels)],
-        );
+        await putNamespaceLabels(tx, ns.name, labels);
         const updated = { name: ns.name, labels };
         await enqueueEvent(tx, ns.name, deps.events.updated(updated));
         return updated;
@@ -109,15 +100,15 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
       const elsewhere = (await Promise.all(deps.usage.map((u) => u.resourcesIn(ctx, name)))).flat();
       await writeRow(name, async (tx) => {
         // The row lock keeps images and containers from being created in it until this commits.
-        const [row] = await tx.query('SELECT name FROM metadata.namespaces WHERE name = $1 FOR UPDATE', [name]);
+        const exists = await lockNamespace(tx, name);
         const held = [...(await ownResources(tx, name)), ...elsewhere].sort((a, b) => rank(a) - rank(b));
         if (held.length > 0) {
           throw failedPrecondition(
             `namespace ${JSON.stringify(name)} must be empty, but it still has ${held.join(', ')}`,
           );
         }
-        if (!row) throw notFound(`namespace ${JSON.stringify(name)}`);
-        await tx.query('DELETE FROM metadata.namespaces WHERE name = $1', [name]);
+        if (!exists) throw notFound(`namespace ${JSON.stringify(name)}`);
+        await deleteNamespace(tx, name);
         await enqueueEvent(tx, name, deps.events.deleted(name));
       });
       deps.onCommit();
@@ -127,12 +118,8 @@ export function createNamespaceStore(deps: NamespaceStoreDeps): NamespaceStore {
 
 /** What this service's own tables still hold in a namespace, worded as containerd's listNs does. */
 async function ownResources(tx: Queryable, name: string): Promise<string[]> {
-  const [row] = await tx.query<{ images: boolean; containers: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM metadata.images WHERE namespace = $1) AS images,
-            EXISTS (SELECT 1 FROM metadata.containers WHERE namespace = $1) AS containers`,
-    [name],
-  );
-  return [...(row?.images ? ['images'] : []), ...(row?.containers ? ['containers'] : [])];
+  const holds = await namespaceHolds(tx, name);
+  return [...(holds.images ? ['images'] : []), ...(holds.containers ? ['containers'] : [])];
 }
 
 /** containerd lists what a namespace holds in this order: images, blobs, containers, snapshots. */
@@ -150,10 +137,3 @@ function validateNamespaceLabels(labels: Readonly<Record<string, string>>): void
     throw invalidArgument(`namespace.Labels: ${(e as Error).message.replace(/: invalid argument$/, '')}`, e);
   }
 }
-
-/**
- * Prefix for the statement that creates a resource in namespace `$1`: brings the namespace into being in the
- * same statement (one round trip fewer; the foreign key sees the row at the end of the statement).
- */
-export const ensuringNamespace =
-  'WITH ensured_namespace AS (INSERT INTO metadata.namespaces (name) VALUES ($1) ON CONFLICT (name) DO NOTHING)';

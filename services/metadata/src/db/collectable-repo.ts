@@ -1,0 +1,111 @@
+import type { Queryable } from '@berth/common/db';
+import type { ParsedResource } from '../leases/resource.js';
+import { jsonColumn } from './columns.js';
+
+/** The SQL of the garbage collector's reads and removals in metadata (collectable/store.ts); see schema.md. */
+
+type Labels = Record<string, string>;
+
+export interface LeaseRecord {
+  readonly namespace: string;
+  readonly id: string;
+  readonly labels: Labels;
+}
+
+export interface LeaseResourceRecord extends ParsedResource {
+  readonly namespace: string;
+  readonly lease: string;
+}
+
+export interface ImageTargetRecord {
+  readonly namespace: string;
+  readonly name: string;
+  readonly target: string;
+  readonly labels: Labels;
+}
+
+export interface ContainerSnapshotRecord {
+  readonly namespace: string;
+  readonly id: string;
+  readonly snapshotter: string;
+  readonly snapshotKey: string;
+  readonly labels: Labels;
+}
+
+/** Every lease of every namespace, by namespace and id. */
+export async function allLeases(q: Queryable): Promise<LeaseRecord[]> {
+  const rows = await q.query<{ namespace: string; id: string; labels: Labels | string }>(
+    'SELECT namespace, id, labels FROM metadata.leases ORDER BY namespace, id',
+  );
+  return rows.map((l) => ({ namespace: l.namespace, id: l.id, labels: jsonColumn(l.labels) }));
+}
+
+/** Every resource every lease holds. */
+export function allLeaseResources(q: Queryable): Promise<LeaseResourceRecord[]> {
+  return q.query<{
+    namespace: string;
+    lease: string;
+    kind: ParsedResource['kind'];
+    snapshotter: string;
+    id: string;
+  }>('SELECT namespace, lease, kind, snapshotter, id FROM metadata.lease_resources');
+}
+
+/** Every image of every namespace, with the digest of its target. */
+export async function allImageTargets(q: Queryable): Promise<ImageTargetRecord[]> {
+  const rows = await q.query<{
+    namespace: string;
+    name: string;
+    target_digest: string;
+    labels: Labels | string;
+  }>('SELECT namespace, name, target_digest, labels FROM metadata.images');
+  return rows.map((i) => ({
+    namespace: i.namespace,
+    name: i.name,
+    target: i.target_digest,
+    labels: jsonColumn(i.labels),
+  }));
+}
+
+/** Every container of every namespace, with the snapshot it names. */
+export async function allContainerSnapshots(q: Queryable): Promise<ContainerSnapshotRecord[]> {
+  const rows = await q.query<{
+    namespace: string;
+    id: string;
+    snapshotter: string;
+    snapshot_key: string;
+    labels: Labels | string;
+  }>('SELECT namespace, id, snapshotter, snapshot_key, labels FROM metadata.containers');
+  return rows.map((c) => ({
+    namespace: c.namespace,
+    id: c.id,
+    snapshotter: c.snapshotter,
+    snapshotKey: c.snapshot_key,
+    labels: jsonColumn(c.labels),
+  }));
+}
+
+/** Deletes these leases (their resources cascade); returns how many there were. */
+export async function deleteLeases(
+  q: Queryable,
+  leases: ReadonlyArray<{ readonly namespace: string; readonly id: string }>,
+): Promise<number> {
+  const gone = await q.query(
+    `DELETE FROM metadata.leases l USING unnest($1::text[], $2::text[]) AS d(namespace, id)
+     WHERE l.namespace = d.namespace AND l.id = d.id RETURNING l.id`,
+    [leases.map((l) => l.namespace), leases.map((l) => l.id)],
+  );
+  return gone.length;
+}
+
+/** Deletes these images; returns the ones there were. */
+export function deleteImages(
+  q: Queryable,
+  images: ReadonlyArray<{ readonly namespace: string; readonly name: string }>,
+): Promise<Array<{ namespace: string; name: string }>> {
+  return q.query<{ namespace: string; name: string }>(
+    `DELETE FROM metadata.images i USING unnest($1::text[], $2::text[]) AS d(namespace, name)
+     WHERE i.namespace = d.namespace AND i.name = d.name RETURNING i.namespace, i.name`,
+    [images.map((i) => i.namespace), images.map((i) => i.name)],
+  );
+}

@@ -1,5 +1,6 @@
 import type { Queryable } from '@berth/common/db';
 import { enqueueMany } from '@berth/common/outbox';
+import { allSnapshotReferences, deleteSnapshotRecords, notifyNode } from '../db/collectable-repo.js';
 import type { SnapshotEvents } from '../events.js';
 
 /** Sent when a collection removed records of a node; the payload is the node, which then reconciles. */
@@ -44,49 +45,21 @@ export function createCollectableSnapshots(deps: {
       return { nodesSwept: [deps.node] };
     },
     async read(q) {
-      const rows = await q.query<{
-        namespace: string;
-        snapshotter: string;
-        key: string;
-        parent: string;
-        labels: Record<string, string> | string;
-      }>(
-        `SELECT s.namespace, s.snapshotter, s.key, coalesce(p.key, '') AS parent, s.labels
-         FROM snapshots.snapshots s LEFT JOIN snapshots.snapshots p ON p.id = s.parent_id`,
-      );
-      return {
-        snapshots: rows.map((r) => ({
-          namespace: r.namespace,
-          snapshotter: r.snapshotter,
-          key: r.key,
-          parent: r.parent,
-          labels: typeof r.labels === 'string' ? (JSON.parse(r.labels) as Record<string, string>) : r.labels,
-        })),
-      };
+      return { snapshots: await allSnapshotReferences(q) };
     },
 
     async remove(q, plan) {
       if (plan.snapshots.length === 0) return { records: 0, snapshots: 0, nodes: [] };
-      // One statement: the foreign key from child to parent is checked at its end, and every unmarked
-      // snapshot's children are unmarked too (a child references its parent), so they all go together.
-      const gone = await q.query<{ node: string; namespace: string; key: string }>(
-        `DELETE FROM snapshots.snapshots s
-         USING unnest($1::text[], $2::text[], $3::text[]) AS d(namespace, snapshotter, key)
-         WHERE s.namespace = d.namespace AND s.snapshotter = d.snapshotter AND s.key = d.key
-         RETURNING s.node, s.namespace, s.key`,
-        [
-          plan.snapshots.map((s) => s.namespace),
-          plan.snapshots.map((s) => s.snapshotter),
-          plan.snapshots.map((s) => s.key),
-        ],
-      );
+      // Every unmarked snapshot's children are unmarked too (a child references its parent): one delete
+      // takes them all, and its foreign key check at the end of the statement finds no child left behind.
+      const gone = await deleteSnapshotRecords(q, plan.snapshots);
       const nodes = [...new Set(gone.map((g) => g.node))].sort();
       await enqueueMany(
         q,
         'snapshots',
         gone.map((g) => ({ namespace: g.namespace, ...deps.events.removed(g.key) })),
       );
-      for (const n of nodes) await q.query('SELECT pg_notify($1, $2)', [removedChannel, n]);
+      for (const n of nodes) await notifyNode(q, removedChannel, n);
       return { records: gone.length, snapshots: gone.length, nodes };
     },
   };

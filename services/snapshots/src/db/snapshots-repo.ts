@@ -1,7 +1,7 @@
 import type { Queryable } from '@berth/common/db';
 import type { Kind } from '../snapshots/types.js';
 
-/** All SQL of the snapshots service's records (the collector's is in collectable/store.ts); see schema.md. */
+/** All SQL of the snapshots service's records (the collector's is in collectable-repo.ts); see schema.md. */
 
 /** One snapshot record of this node, as the index holds it. */
 export interface SnapshotRecord {

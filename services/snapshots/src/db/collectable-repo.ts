@@ -1,0 +1,55 @@
+import type { Queryable } from '@berth/common/db';
+
+/** The SQL of the garbage collector's read and removal in snapshots (collectable/store.ts); see schema.md. */
+
+export interface SnapshotReferenceRow {
+  readonly namespace: string;
+  readonly snapshotter: string;
+  readonly key: string;
+  /** The parent's key, '' for none. */
+  readonly parent: string;
+  readonly labels: Record<string, string>;
+}
+
+/** Every node's records, a parent named by its key. */
+export async function allSnapshotReferences(q: Queryable): Promise<SnapshotReferenceRow[]> {
+  const rows = await q.query<{
+    namespace: string;
+    snapshotter: string;
+    key: string;
+    parent: string;
+    labels: Record<string, string> | string;
+  }>(
+    `SELECT s.namespace, s.snapshotter, s.key, coalesce(p.key, '') AS parent, s.labels
+     FROM snapshots.snapshots s LEFT JOIN snapshots.snapshots p ON p.id = s.parent_id`,
+  );
+  return rows.map((r) => ({
+    namespace: r.namespace,
+    snapshotter: r.snapshotter,
+    key: r.key,
+    parent: r.parent,
+    labels: typeof r.labels === 'string' ? (JSON.parse(r.labels) as Record<string, string>) : r.labels,
+  }));
+}
+
+/**
+ * Deletes every node's records of these keys; returns the records that went. One statement: the foreign key
+ * from child to parent is checked at its end, so a parent goes with its children when they are all named.
+ */
+export function deleteSnapshotRecords(
+  q: Queryable,
+  snapshots: ReadonlyArray<{ readonly namespace: string; readonly snapshotter: string; readonly key: string }>,
+): Promise<Array<{ node: string; namespace: string; key: string }>> {
+  return q.query<{ node: string; namespace: string; key: string }>(
+    `DELETE FROM snapshots.snapshots s
+     USING unnest($1::text[], $2::text[], $3::text[]) AS d(namespace, snapshotter, key)
+     WHERE s.namespace = d.namespace AND s.snapshotter = d.snapshotter AND s.key = d.key
+     RETURNING s.node, s.namespace, s.key`,
+    [snapshots.map((s) => s.namespace), snapshots.map((s) => s.snapshotter), snapshots.map((s) => s.key)],
+  );
+}
+
+/** Sends `node` on `channel` when the transaction commits. */
+export async function notifyNode(q: Queryable, channel: string, node: string): Promise<void> {
+  await q.query('SELECT pg_notify($1, $2)', [channel, node]);
+}

@@ -162,6 +162,7 @@ export function createContainerStore(deps: ContainerStoreDeps): ContainerStore {
       const result = await writeRow(ns, input.id, async (tx) => {
         const current = await selectContainer(tx, ns, input.id, true);
         if (!current) {
+          // containerd words a miss differently when the namespace never held a container (no bucket).
           if (!(await anyContainerIn(tx, ns))) {
             throw notFound(`cannot update container ${JSON.stringify(input.id)} in namespace ${JSON.stringify(ns)}`);
           }

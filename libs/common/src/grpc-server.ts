@@ -1,4 +1,5 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
+import type { Http2Server, Http2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { hasErrno } from './errors.js';
 import { balancedServiceConfig, clientTarget } from './grpc-client.js';
@@ -7,9 +8,19 @@ import { type ClusterTls, logRefusedConnections, serverTlsFor } from './tls/cred
 /** ctr sends messages of up to 16 MiB (Content.Write chunks, large container specs); accept a little more. */
 export const maxMessageBytes = 32 * 1024 * 1024;
 
+/**
+ * HTTP/2 receive windows. Node's default (64 KiB per stream and per connection) makes a peer sending a 1 MiB
+ * message (ctr's Content.Write chunks, a Content.Read chunk) stop 16 times for a WINDOW_UPDATE, each one waiting
+ * for this event loop; Go's gRPC grows its windows to 16 MiB for the same reason (BDP estimation).
+ */
+export const streamWindowBytes = 4 * 1024 * 1024;
+export const connectionWindowBytes = 16 * 1024 * 1024;
+
 export const channelOptions: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': maxMessageBytes,
   'grpc.max_send_message_length': maxMessageBytes,
+  // Clients only: the stream and connection receive window of the channel's connections.
+  'grpc-node.flow_control_window': connectionWindowBytes,
   // Clients only (servers ignore it): round_robin over replicas, see balancedServiceConfig.
   'grpc.service_config': balancedServiceConfig,
 };
@@ -68,6 +79,7 @@ export async function listen(
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(addr.grpc, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
+  widenReceiveWindows(server);
   if (addr.socketPath) await chmod(addr.socketPath, 0o660);
   if (tls && !addr.socketPath) logRefusedConnections(server, tls.log);
   const dial = addr.socketPath ? addr.grpc : `${addr.grpc.replace(/:\d+$/, '')}:${port}`;
@@ -78,6 +90,29 @@ export async function listen(
     close: (graceMs = 5_000) => (closed ??= shutdown(server, graceMs, addr.socketPath)),
   };
 }
+
+/**
+ * grpc-js has no server option for the receive windows: they are set on its HTTP/2 servers (the stream window
+ * in the SETTINGS every new connection gets) and on each connection as it opens. Reaches into grpc-js's map of
+ * its HTTP/2 servers; should that change shape, the windows stay Node's defaults (slower, still correct).
+ */
+function widenReceiveWindows(server: grpc.Server): void {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map)) return;
+  for (const h of servers.keys() as IterableIterator<Partial<Http2Server>>) {
+    if (typeof h.updateSettings !== 'function' || typeof h.on !== 'function' || widened.has(h)) continue;
+    widened.add(h);
+    h.updateSettings({ initialWindowSize: streamWindowBytes });
+    h.on('session', (session: Http2Session) => {
+      try {
+        session.setLocalWindowSize(connectionWindowBytes);
+      } catch {
+        // A connection that closed at once: nothing to widen.
+      }
+    });
+  }
+}
+const widened = new WeakSet<object>();
 
 async function shutdown(server: grpc.Server, graceMs: number, socketPath: string | undefined): Promise<void> {
   await new Promise<void>((resolve) => {

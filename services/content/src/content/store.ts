@@ -172,10 +172,13 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
       await deps.metadata.ensureNamespace(ctx, ns);
       let shared: { digest: Digest; size: number } | undefined;
       if (opts.expected !== undefined) {
-        // Held by the lease first, then looked up: a blob found is then one a collection keeps.
-        if (ctx.lease && (await repo.blob(repo.db, ns, opts.expected)))
+        // Held by the lease first, then looked up again: a blob found is then one a collection keeps. Most
+        // writes are of blobs not stored yet, and those need only the one lookup.
+        if (await repo.blob(repo.db, ns, opts.expected)) {
+          if (!ctx.lease) throw alreadyExists(`content ${opts.expected}`);
           await deps.metadata.addLeaseResource(ctx, 'content', opts.expected);
-        if (await repo.blob(repo.db, ns, opts.expected)) throw alreadyExists(`content ${opts.expected}`);
+          if (await repo.blob(repo.db, ns, opts.expected)) throw alreadyExists(`content ${opts.expected}`);
+        }
         // Bytes are shared by namespaces: a blob another namespace committed needs no upload here.
         const size = await repo.sizeAnywhere(opts.expected);
         if (

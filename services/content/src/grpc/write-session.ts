@@ -50,13 +50,17 @@ async function* session(
   let expected = expectedDigest(req.expected);
 
   const writer = await store.writer(ctx, { ref, total, expected });
+  // Opening the writer just looked the first message's expected digest up (already_exists when stored).
+  let checked = expected;
   try {
     for (;;) {
       const ws = writer.status();
       const res: WriteContentResponse = { action: req.action, offset: ws.offset, total: 0, digest: '' };
       if (req.expected !== '') {
         expected = expectedDigest(req.expected);
-        if (expected !== undefined && (await exists(store, ctx, expected))) {
+        const fresh = expected !== checked;
+        checked = undefined;
+        if (expected !== undefined && fresh && (await exists(store, ctx, expected))) {
           await writer.close();
           await store.abort(ctx, ref).catch(() => undefined);
           throw new ServiceError(ErrorCode.AlreadyExists, `blob with expected digest ${expected} exists`);

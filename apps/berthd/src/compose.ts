@@ -103,7 +103,7 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
     // Metadata goes last: before deleting a namespace it asks the owners of the other namespaced resources.
     for (const name of [...local].sort((a, b) => Number(a === 'metadata') - Number(b === 'metadata'))) {
       const usage = name === 'metadata' ? namespaceUsageOf(cfg, modules, local, closers) : [];
-      const m = await buildModule(name, lazy, usage);
+      const m = await buildModule(name, lazy, usage, modules);
       modules.push(m);
       closers.push({ name, close: () => m.close() });
     }
@@ -299,6 +299,7 @@ async function buildModule(
   name: Implemented,
   deps: LazyDeps,
   usage: readonly NamespaceUsage[],
+  built: readonly ServiceModule[],
 ): Promise<ServiceModule> {
   switch (name) {
     case 'metadata': {
@@ -328,14 +329,18 @@ async function buildModule(
           ? { metadata: deps.metadata.client(deps.log.child({ service: 'snapshots' })) }
           : { metadataAddress: deps.cfg.services.metadata.address ?? deps.cfg.address }),
       });
-    case 'diff':
+    case 'diff': {
+      // Content built in this process (before diff: see the order in startNode) serves layer reads directly.
+      const content = built.find((m): m is ContentModule => m.name === 'content');
       return createDiffModule({
         log: deps.log,
+        ...(content ? { localRead: content.read } : {}),
         // Layers stream from content: its own address when served apart, else this node's socket.
         contentAddress: deps.cfg.services.content.address ?? deps.cfg.address,
         tmpRoot: join(deps.cfg.state, 'diff'),
         stallMs: deps.cfg.stallTimeoutMs,
       });
+    }
     case 'tasks':
       return createTasksModule({
         bus: await deps.bus(),

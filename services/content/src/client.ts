@@ -6,4 +6,5 @@
  */
 export { type ContentClient, contentOver, remoteContent } from './client/content-client.js';
 export { type ContentNode, type IngestOptions, type IngestResult, type IngestSource, ingest } from './client/ingest.js';
+export { type LocalRead, withLocalReads } from './client/local-reads.js';
 export type { CallContext } from './client/write-call.js';

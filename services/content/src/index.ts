@@ -7,7 +7,9 @@ import { listenRowCache, RowCache, rowKey } from '@berth/common/row-cache';
 import type { ServiceModule } from '@berth/common/service';
 import { type MetadataClient, noMetadata, remoteMetadata } from '@berth/metadata/client';
 import { ContentService } from '@berth/proto/containerd/services/content/v1/content';
+import type { LocalRead } from './client/local-reads.js';
 import { type CollectableContent, createCollectableContent } from './collectable/store.js';
+import { parseDigest } from './content/digest.js';
 import { createContentStore } from './content/store.js';
 import type { Info } from './content/types.js';
 import { createContentRepo } from './db/content-repo.js';
@@ -51,6 +53,8 @@ export interface ContentModule extends ServiceModule {
   readonly collectable: CollectableContent;
   /** Resolves once every committed event has reached the bus. */
   flushEvents(): Promise<void>;
+  /** Content.Read in this process (whole blob), for a differ beside it (see withLocalReads). */
+  readonly read: LocalRead;
 }
 
 /** Builds the content service: migrations, Info cache and its listen, blob backend, outbox relay, gRPC service. */
@@ -104,6 +108,13 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     },
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
+    read: (ctx, digest) =>
+      store.read(
+        ctx,
+        parseDigest(digest, (problem) => `${digest}: ${problem}`),
+        0,
+        0,
+      ),
     async close() {
       dialed?.close();
       await relay.close();

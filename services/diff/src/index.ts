@@ -1,7 +1,7 @@
 import type { Logger } from '@berth/common/log';
 import { removeStaleMounts } from '@berth/common/mount';
 import type { ServiceModule } from '@berth/common/service';
-import { remoteContent } from '@berth/content/client';
+import { type LocalRead, remoteContent, withLocalReads } from '@berth/content/client';
 import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
 import { createApplier } from './apply/applier.js';
 import { createDiffer } from './compare/differ.js';
@@ -13,6 +13,8 @@ export interface DiffDeps {
   readonly log: Logger;
   /** The content service (`Content.Read`/`Write`): the node socket in all-in-one, its own address when apart. */
   readonly contentAddress: string;
+  /** Content in this process (all-in-one): layers are read from it directly; writes still use the address. */
+  readonly localRead?: LocalRead;
   /** Where temporary mount points are created (runtime state). */
   readonly tmpRoot: string;
   /** How long a stage of Apply or Diff may make no progress before the call fails; 0 = the default, 60 s. */
@@ -24,7 +26,8 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
   const log = deps.log.child({ service: 'diff' });
   const stale = await removeStaleMounts(deps.tmpRoot);
   if (stale.length > 0) log.warn('removed temporary mounts left by an earlier process', { mounts: stale });
-  const content = remoteContent(deps.contentAddress);
+  const remote = remoteContent(deps.contentAddress);
+  const content = deps.localRead ? withLocalReads(deps.localRead, remote) : remote;
   const stallMs = deps.stallMs ?? 0;
   const applier = createApplier({ content, tmpRoot: deps.tmpRoot, stallMs });
   const differ = createDiffer({ content, tmpRoot: deps.tmpRoot, stallMs });

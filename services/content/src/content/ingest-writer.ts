@@ -185,6 +185,9 @@ export class IngestWriter implements Writer {
       await this.env.metadata.addLeaseResource(this.ctx, 'content', actual);
       const at = new Date();
       const ingest = this.ingest;
+      // The data's fsync outside the transaction: held inside, it kept the database (one connection when
+      // embedded) from every other call of the pull for as long as the disk took.
+      if (ingest?.flush) await ingest.flush();
       const created = await this.env.repo.db.transaction(async (tx) => {
         // containerd holds the content lock across backend commit and record, so the backend sweep never
         // sees committed bytes without their record; the collection lock keeps the new record's labels out

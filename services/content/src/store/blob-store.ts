@@ -49,6 +49,11 @@ export interface Ingest {
   /** Drops every byte (containerd's truncate to 0 for a write at offset 0). */
   truncate(): Promise<void>;
   /**
+   * Makes the bytes written so far durable where they are, without placing them: the slow part of a commit,
+   * which the caller does before taking the locks `commit` runs under. Optional; `commit` alone suffices.
+   */
+  flush?(): Promise<void>;
+  /**
    * Makes the bytes durable and places them at `digest`'s address, then removes the ingest. Resolves
    * 'existed' when a blob was already there (the ingest is discarded, the existing blob kept).
    */

@@ -176,7 +176,11 @@ function fsIngest(
       await fh.truncate(0);
       position = 0;
     },
+    async flush() {
+      await fh.sync();
+    },
     async commit(digest) {
+      // Cheap after flush (no dirty pages left); still here for a caller that did not flush.
       await fh.sync();
       await closeOnce();
       const target = blobPath(digest);

@@ -3,7 +3,7 @@ import { connect } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BoundServer, connectionWindowBytes, createServer, listen, streamWindowBytes } from './grpc-server.js';
+import { type BoundServer, createServer, listen, serverWindowBytes } from './grpc-server.js';
 
 describe('a listening server', () => {
   let dir: string;
@@ -25,11 +25,11 @@ describe('a listening server', () => {
         session.once('remoteSettings', () => resolve());
         session.once('error', reject);
       });
-      expect(session.remoteSettings.initialWindowSize).toBe(streamWindowBytes);
+      expect(session.remoteSettings.initialWindowSize).toBe(serverWindowBytes);
       // The connection window arrives as a WINDOW_UPDATE right after the SETTINGS.
-      for (let i = 0; i < 100 && (session.state.remoteWindowSize ?? 0) < connectionWindowBytes; i++)
+      for (let i = 0; i < 100 && (session.state.remoteWindowSize ?? 0) < serverWindowBytes; i++)
         await new Promise((r) => setTimeout(r, 10));
-      expect(session.state.remoteWindowSize).toBe(connectionWindowBytes);
+      expect(session.state.remoteWindowSize).toBe(serverWindowBytes);
     } finally {
       session.destroy();
     }

@@ -1,5 +1,4 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
-import type { Http2Server, Http2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { hasErrno } from './errors.js';
 import { balancedServiceConfig, clientTarget } from './grpc-client.js';
@@ -9,18 +8,21 @@ import { type ClusterTls, logRefusedConnections, serverTlsFor } from './tls/cred
 export const maxMessageBytes = 32 * 1024 * 1024;
 
 /**
- * HTTP/2 receive windows. Node's default (64 KiB per stream and per connection) makes a peer sending a 1 MiB
- * message (ctr's Content.Write chunks, a Content.Read chunk) stop 16 times for a WINDOW_UPDATE, each one waiting
- * for this event loop; Go's gRPC grows its windows to 16 MiB for the same reason (BDP estimation).
+ * HTTP/2 receive windows (`grpc-node.flow_control_window`: a stream's initial window and the connection's). Node's
+ * default (64 KiB) makes a peer sending a 1 MiB message (ctr's Content.Write chunks, a Content.Read chunk) stop
+ * 16 times for a WINDOW_UPDATE, each one waiting for this event loop; Go's gRPC grows its windows to 16 MiB for
+ * the same reason (BDP estimation). grpc-js reads the option only on clients; our patch of it
+ * (patches/@grpc__grpc-js@1.14.7.patch) applies it on servers too. A server's is smaller: what a peer may
+ * have in flight per stream is memory this process holds, times the streams a connection may open.
  */
-export const streamWindowBytes = 4 * 1024 * 1024;
-export const connectionWindowBytes = 16 * 1024 * 1024;
+export const serverWindowBytes = 4 * 1024 * 1024;
+export const clientWindowBytes = 16 * 1024 * 1024;
 
 export const channelOptions: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': maxMessageBytes,
   'grpc.max_send_message_length': maxMessageBytes,
-  // Clients only: the stream and connection receive window of the channel's connections.
-  'grpc-node.flow_control_window': connectionWindowBytes,
+  // The stream and connection receive window of the channel's connections.
+  'grpc-node.flow_control_window': clientWindowBytes,
   // Clients only (servers ignore it): round_robin over replicas, see balancedServiceConfig.
   'grpc.service_config': balancedServiceConfig,
 };
@@ -55,6 +57,7 @@ export const maxConcurrentStreams = 1024;
 /** Server options: the message limits (larger messages end the call with RESOURCE_EXHAUSTED) and the stream cap. */
 export const serverOptions: grpc.ServerOptions = {
   ...channelOptions,
+  'grpc-node.flow_control_window': serverWindowBytes,
   'grpc.max_concurrent_streams': maxConcurrentStreams,
 };
 
@@ -79,7 +82,6 @@ export async function listen(
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(addr.grpc, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
-  widenReceiveWindows(server);
   if (addr.socketPath) await chmod(addr.socketPath, 0o660);
   if (tls && !addr.socketPath) logRefusedConnections(server, tls.log);
   const dial = addr.socketPath ? addr.grpc : `${addr.grpc.replace(/:\d+$/, '')}:${port}`;
@@ -90,29 +92,6 @@ export async function listen(
     close: (graceMs = 5_000) => (closed ??= shutdown(server, graceMs, addr.socketPath)),
   };
 }
-
-/**
- * grpc-js has no server option for the receive windows: they are set on its HTTP/2 servers (the stream window
- * in the SETTINGS every new connection gets) and on each connection as it opens. Reaches into grpc-js's map of
- * its HTTP/2 servers; should that change shape, the windows stay Node's defaults (slower, still correct).
- */
-function widenReceiveWindows(server: grpc.Server): void {
-  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(servers instanceof Map)) return;
-  for (const h of servers.keys() as IterableIterator<Partial<Http2Server>>) {
-    if (typeof h.updateSettings !== 'function' || typeof h.on !== 'function' || widened.has(h)) continue;
-    widened.add(h);
-    h.updateSettings({ initialWindowSize: streamWindowBytes });
-    h.on('session', (session: Http2Session) => {
-      try {
-        session.setLocalWindowSize(connectionWindowBytes);
-      } catch {
-        // A connection that closed at once: nothing to widen.
-      }
-    });
-  }
-}
-const widened = new WeakSet<object>();
 
 async function shutdown(server: grpc.Server, graceMs: number, socketPath: string | undefined): Promise<void> {
   await new Promise<void>((resolve) => {

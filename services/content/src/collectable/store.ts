@@ -1,6 +1,14 @@
 import type { Db, Queryable } from '@berth/common/db';
 import { holdContentLockExclusive } from '@berth/common/gc-lock';
 import type { Logger } from '@berth/common/log';
+import {
+  allBlobReferences,
+  allIngestReferences,
+  deleteBlobRecords,
+  deleteIngestRecords,
+  ingestBackendKeys,
+  namedDigests,
+} from '../db/collectable-repo.js';
 import type { BlobStore } from '../store/blob-store.js';
 
 /**
@@ -47,8 +55,6 @@ export interface BackendSweepResult {
   readonly failures: number;
 }
 
-const jsonColumn = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
-
 export function createCollectableContent(deps: {
   readonly db: Db;
   readonly blobs: BlobStore;
@@ -79,43 +85,17 @@ export function createCollectableContent(deps: {
   const collectable: CollectableContent = {
     sweepBackend: (opts) => collectable.cleanupBackend(opts),
     async read(q) {
-      const blobRows = await q.query<{ namespace: string; digest: string; labels: Record<string, string> | string }>(
-        'SELECT namespace, digest, labels FROM content.blobs',
-      );
-      const ingestRows = await q.query<{ namespace: string; ref: string; expected: string; expires_at: Date | null }>(
-        'SELECT namespace, ref, expected, expires_at FROM content.ingests',
-      );
-      return {
-        blobs: blobRows.map((b) => ({ namespace: b.namespace, digest: b.digest, labels: jsonColumn(b.labels) })),
-        ingests: ingestRows.map((i) => ({
-          namespace: i.namespace,
-          ref: i.ref,
-          expected: i.expected,
-          expiresAt: i.expires_at === null ? null : new Date(i.expires_at),
-        })),
-      };
+      return { blobs: await allBlobReferences(q), ingests: await allIngestReferences(q) };
     },
 
     async remove(q, plan) {
       let removedBlobs = 0;
       if (plan.blobs.length > 0) {
-        const gone = await q.query<{ namespace: string; digest: string }>(
-          `DELETE FROM content.blobs b USING unnest($1::text[], $2::text[]) AS d(namespace, digest)
-           WHERE b.namespace = d.namespace AND b.digest = d.digest RETURNING b.namespace, b.digest`,
-          [plan.blobs.map((b) => b.namespace), plan.blobs.map((b) => b.digest)],
-        );
+        const gone = await deleteBlobRecords(q, plan.blobs);
         for (const g of gone) deps.forget(g.namespace, g.digest);
         removedBlobs = gone.length;
       }
-      let removedIngests = 0;
-      if (plan.ingests.length > 0) {
-        const gone = await q.query(
-          `DELETE FROM content.ingests i USING unnest($1::text[], $2::text[]) AS d(namespace, ref)
-           WHERE i.namespace = d.namespace AND i.ref = d.ref RETURNING i.bref`,
-          [plan.ingests.map((i) => i.namespace), plan.ingests.map((i) => i.ref)],
-        );
-        removedIngests = gone.length;
-      }
+      const removedIngests = plan.ingests.length > 0 ? await deleteIngestRecords(q, plan.ingests) : 0;
       return { blobs: removedBlobs, ingests: removedIngests };
     },
 
@@ -129,16 +109,8 @@ export function createCollectableContent(deps: {
       // Exclusive content lock: no commit places bytes and records them while we decide what is unnamed.
       await db.transaction(async (tx) => {
         await holdContentLockExclusive(tx);
-        const named = new Set(
-          (
-            await tx.query<{ digest: string }>(
-              "SELECT DISTINCT digest FROM content.blobs UNION SELECT expected FROM content.ingests WHERE expected <> ''",
-            )
-          ).map((r) => r.digest),
-        );
-        const brefs = new Set(
-          (await tx.query<{ bref: string }>('SELECT bref FROM content.ingests')).map((r) => r.bref),
-        );
+        const named = await namedDigests(tx);
+        const brefs = await ingestBackendKeys(tx);
         for await (const b of blobs.listBlobs()) {
           if (named.has(b.key) || !old(b.modifiedAt)) continue;
           const size = (await blobs.stat(b.key).catch(() => undefined)) ?? 0;

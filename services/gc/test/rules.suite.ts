@@ -152,6 +152,9 @@ export function rulesSuite(name: string, open: () => Promise<{ db: Db; drop(): P
       // And what a collection of this state removes, derived by hand from containerd's rules.
       const marked = tricolor(graph.roots, (n) => graph.refs(n), normalizeNode);
       const plan = planSweep(resources, marked);
+      // The collector marks over the interned graph (graph.mark): the same nodes, the same plan.
+      expect(sorted([...graph.mark().names()])).toEqual(sorted([...marked]));
+      expect(planSweep(resources, graph.mark())).toEqual(plan);
       expect(sorted(plan.blobs.map((b) => `${b.namespace} ${b.digest}`))).toEqual(
         sorted([`ns1 ${dgst(3)}`, `ns2 ${dgst(1)}`, `ns2 ${dgst(9)}`]),
       );

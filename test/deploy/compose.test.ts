@@ -104,7 +104,9 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
     t0 = Date.now();
     volumesBefore = await p.volumes();
     // docker-compose 1.29's `up -d` itself waits for each depends_on condition before starting a dependent.
-    await p.compose(['up', '-d'], 400_000);
+    await p.compose(['up', '-d'], 400_000).catch(async (e: Error) => {
+      throw new Error(`${e.message}\n${await p.diagnose()}`);
+    });
     const healthy = await p.waitHealthy(expected, 300_000);
     timings.push(
       `up -d to all healthy: ${((Date.now() - t0) / 1000).toFixed(1)} s (health polled ${healthy.toFixed(1)} s)`,

@@ -116,6 +116,18 @@ export class ComposeProject {
     throw new Error(`not all healthy after ${(Date.now() - t0) / 1000} s:\n${logs.join('\n')}`);
   }
 
+  /** Every container's state, and the last logs of those not healthy: why an `up` failed. */
+  async diagnose(): Promise<string> {
+    const states = await this.containers().catch(() => []);
+    const lines = await Promise.all(
+      states.map(async (s) => {
+        const head = `--- ${s.name} (${s.status}, exit ${s.exitCode}, ${s.health ?? 'no health'})`;
+        return s.health === 'healthy' || (s.status === 'exited' && s.exitCode === 0) ? head : `${head}:\n${await this.logs(s.id)}`;
+      }),
+    );
+    return lines.join('\n');
+  }
+
   async logs(container: string): Promise<string> {
     const out = await this.docker(['logs', '--tail', '30', container]).catch((e: Error) => ({
       stdout: e.message,

@@ -47,7 +47,7 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
   });
   const bucket = opts.bucket;
   const partSize = Math.max(minPart, opts.partSize);
-  if (!(await client.bucketExists(bucket))) await client.makeBucket(bucket, opts.region);
+  await ensureBucket(client, bucket, opts.region);
 
   const blobKey = (digest: string): string => `${opts.prefix}blobs/${digest.replace(':', '/')}`;
   const stagePrefix = (key: string): string => `${opts.prefix}ingests/${key}/`;
@@ -253,4 +253,17 @@ function codeOf(e: unknown): unknown {
 function isMissing(e: unknown): boolean {
   const code = codeOf(e);
   return code === 'NoSuchKey' || code === 'NotFound' || code === 'NoSuchObject';
+}
+
+/**
+ * Creates the bucket unless it exists. Replicas starting together race here: the loser of a concurrent
+ * create gets BucketAlreadyOwnedByYou (or BucketAlreadyExists from some servers) and finds the bucket there.
+ */
+async function ensureBucket(client: Client, bucket: string, region: string | undefined): Promise<void> {
+  if (await client.bucketExists(bucket)) return;
+  try {
+    await client.makeBucket(bucket, region);
+  } catch (e) {
+    if (!(await client.bucketExists(bucket))) throw e;
+  }
 }

@@ -122,7 +122,9 @@ export class ComposeProject {
     const lines = await Promise.all(
       states.map(async (s) => {
         const head = `--- ${s.name} (${s.status}, exit ${s.exitCode}, ${s.health ?? 'no health'})`;
-        return s.health === 'healthy' || (s.status === 'exited' && s.exitCode === 0) ? head : `${head}:\n${await this.logs(s.id)}`;
+        return s.health === 'healthy' || (s.status === 'exited' && s.exitCode === 0)
+          ? head
+          : `${head}:\n${await this.logs(s.id)}`;
       }),
     );
     return lines.join('\n');

@@ -61,7 +61,8 @@ export interface BackendSweep {
 
 /** An owner's part: what it reads and removes (its own kinds only), and its backend sweep. */
 export interface CollectablePart {
-  read(q: Queryable): Promise<Partial<CollectableRecords>>;
+  /** Every record, or with `since` (a change point, gc-lock.ts) only those written since. */
+  read(q: Queryable, since?: string): Promise<Partial<CollectableRecords>>;
   remove(q: Queryable, plan: CollectableRemoval): Promise<Partial<CollectableCounts>>;
   sweepBackend?(opts: { graceMs: number; deleteTimeoutMs: number; nodes: string[] }): Promise<Partial<BackendSweep>>;
 }
@@ -163,7 +164,7 @@ export function sweepFromPb(p: SweepBackendResponse): BackendSweep {
 export function collectableRegistration(db: Db, part: CollectablePart, log: Logger): GrpcRegistration {
   const h = handlers(log);
   const implementation: CollectableServer = {
-    read: h.unary(async () => recordsToPb(await part.read(db))),
+    read: h.unary(async (req) => recordsToPb(await part.read(db, req.changedSince || undefined))),
     remove: h.unary(async (req): Promise<RemoveCollectableResponse> => {
       const c = await db.transaction(async (tx) => {
         await fenceCollector(tx, req.fencePid);

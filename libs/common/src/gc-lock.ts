@@ -66,3 +66,29 @@ export async function holdContentLockShared(tx: Queryable): Promise<void> {
 export async function holdContentLockExclusive(tx: Queryable): Promise<void> {
   await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [contentLockName]);
 }
+
+/**
+ * Under the collection lock held exclusively: the point after every writer that finished, as a full
+ * transaction id (text). A collection marks records read after this point without holding writers out; a
+ * record written by a transaction that started after it (`writtenSince`) is read again under the lock.
+ */
+export async function changePoint(tx: Queryable): Promise<string> {
+  const [row] = await tx.query<{ x: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS x');
+  if (!row) throw new Error('pg_current_snapshot() returned no row');
+  return String(row.x);
+}
+
+/**
+ * A condition on `alias`'s row: written (inserted or updated: its `xmin`) by a transaction whose id is at or
+ * after the change point passed as parameter `$param` (see `changeParam`). Transaction ids in rows are 32-bit
+ * and wrap around: "at or after" is the forward distance modulo 2^32 being under 2^31, as Postgres compares
+ * them. An old row's frozen id may read as changed; that only reads it again.
+ */
+export function writtenSince(alias: string, param: number): string {
+  return `((${alias}.xmin::text::bigint - $${param}::bigint + 4294967296) % 4294967296) < 2147483648`;
+}
+
+/** The parameter `writtenSince` compares with: the change point's low 32 bits. */
+export function changeParam(point: string): string {
+  return (BigInt(point) % 4294967296n).toString();
+}

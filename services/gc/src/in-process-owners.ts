@@ -1,5 +1,5 @@
 import type { Db, Queryable } from '@berth/common/db';
-import { holdCollectionLockExclusive } from '@berth/common/gc-lock';
+import { changePoint, holdCollectionLockExclusive } from '@berth/common/gc-lock';
 import type { Logger } from '@berth/common/log';
 import type { ContentSweep, Owners, SnapshotSweep } from './owners.js';
 import type { SweepPlan } from './rules/plan.js';
@@ -8,16 +8,16 @@ import type { ContentResources, MetadataResources, SnapshotResources } from './r
 /** The owners' collectable parts as they export them (structurally; the gc imports no service). */
 export interface LocalOwnerParts {
   readonly metadata: {
-    read(q: Queryable): Promise<MetadataResources>;
+    read(q: Queryable, since?: string): Promise<MetadataResources>;
     remove(q: Queryable, plan: Pick<SweepPlan, 'leases' | 'images'>): Promise<{ leases: number; images: number }>;
   };
   readonly content: {
-    read(q: Queryable): Promise<ContentResources>;
+    read(q: Queryable, since?: string): Promise<ContentResources>;
     remove(q: Queryable, plan: Pick<SweepPlan, 'blobs' | 'ingests'>): Promise<{ blobs: number; ingests: number }>;
     cleanupBackend(opts: { graceMs: number; deleteTimeoutMs: number }): Promise<ContentSweep>;
   };
   readonly snapshots: {
-    read(q: Queryable): Promise<SnapshotResources>;
+    read(q: Queryable, since?: string): Promise<SnapshotResources>;
     remove(q: Queryable, plan: Pick<SweepPlan, 'snapshots'>): Promise<{ records: number; nodes: string[] }>;
   };
   /** This process's node and how it frees its directories; other nodes reconcile on their notification. */
@@ -32,19 +32,29 @@ export interface BackendOptions {
 }
 
 /**
- * All-in-one: the owners share this process and its database, so one transaction holds the collection lock
- * exclusively, reads every owner's records and removes the unmarked ones, exactly as containerd's single
- * bolt transaction does.
+ * All-in-one: the owners share this process and its database. The full read runs while writers go on; one
+ * transaction then holds the collection lock exclusively, reads what changed since the change point and
+ * removes the unmarked records, as containerd's single bolt transaction does.
  */
 export function inProcessOwners(db: Db, parts: LocalOwnerParts, backend: BackendOptions, log: Logger): Owners {
+  const read = async (q: Queryable, since?: string) => ({
+    ...(await parts.metadata.read(q, since)),
+    ...(await parts.content.read(q, since)),
+    ...(await parts.snapshots.read(q, since)),
+  });
   return {
+    changePoint: () =>
+      db.transaction(async (tx) => {
+        await holdCollectionLockExclusive(tx);
+        return changePoint(tx);
+      }),
+    readAll: () => read(db),
     exclusive: (fn) =>
       db.transaction(async (tx) => {
         await holdCollectionLockExclusive(tx);
         return fn({
-          readMetadata: () => parts.metadata.read(tx),
-          readContent: () => parts.content.read(tx),
-          readSnapshots: () => parts.snapshots.read(tx),
+          readChanged: (since) => read(tx, since),
+          changePoint: () => changePoint(tx),
           removeMetadata: (plan) => parts.metadata.remove(tx, plan),
           removeContent: (plan) => parts.content.remove(tx, plan),
           removeSnapshots: (plan) => parts.snapshots.remove(tx, plan),

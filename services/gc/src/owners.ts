@@ -1,5 +1,5 @@
 import type { SweepPlan } from './rules/plan.js';
-import type { ContentResources, MetadataResources, SnapshotResources } from './rules/resources.js';
+import type { Resources } from './rules/resources.js';
 
 /**
  * The collector's view of the resource owners (metadata, content, snapshots). It reads references and drives
@@ -7,9 +7,10 @@ import type { ContentResources, MetadataResources, SnapshotResources } from './r
  * its own process reaches them over berth.internal.v1.
  */
 export interface CollectionSession {
-  readMetadata(): Promise<MetadataResources>;
-  readContent(): Promise<ContentResources>;
-  readSnapshots(): Promise<SnapshotResources>;
+  /** The records written since `since` (a change point from `Owners.changePoint` or this method). */
+  readChanged(since: string): Promise<Resources>;
+  /** The point after this session's writes: no writer is in flight while the session holds the lock. */
+  changePoint(): Promise<string>;
   removeMetadata(plan: Pick<SweepPlan, 'leases' | 'images'>): Promise<{ leases: number; images: number }>;
   removeContent(plan: Pick<SweepPlan, 'blobs' | 'ingests'>): Promise<{ blobs: number; ingests: number }>;
   removeSnapshots(plan: Pick<SweepPlan, 'snapshots'>): Promise<{ records: number; nodes: string[] }>;
@@ -31,6 +32,13 @@ export interface SnapshotSweep {
 }
 
 export interface Owners {
+  /**
+   * Waits for the writers in flight (holding the collection lock exclusively for that instant only) and
+   * names the point after them: a record written by any later transaction is "changed since" it.
+   */
+  changePoint(): Promise<string>;
+  /** Every owner's records, read while writers go on (after a change point: what changes is read again). */
+  readAll(): Promise<Resources>;
   /**
    * Runs `fn` while every writer is held out (containerd's exclusive wlock) and only while this process may
    * collect (fenced: a deposed leader's sweep cannot commit). The record removals commit when `fn` resolves.

@@ -6,7 +6,7 @@ import {
   removalToPb,
   sweepFromPb,
 } from '@berth/common/collectable';
-import { holdCollectionLockExclusive } from '@berth/common/gc-lock';
+import { changePoint, holdCollectionLockExclusive } from '@berth/common/gc-lock';
 import { invoke } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import type { Logger } from '@berth/common/log';
@@ -21,6 +21,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { BackendOptions } from './in-process-owners.js';
 import type { Election } from './leader/election.js';
 import type { Owners } from './owners.js';
+import type { Resources } from './rules/resources.js';
 
 /** Where the owners serve `berth.internal.v1.Collectable`. */
 export interface OwnerAddresses {
@@ -55,11 +56,34 @@ export function remoteOwners(
   };
   const ctx = () => ({ namespace: undefined, lease: undefined, signal: AbortSignal.timeout(callMs) });
   const opts = (o: Partial<grpc.CallOptions>): Partial<grpc.CallOptions> => ({ ...o, deadline: Date.now() + callMs });
-  const read = async (c: CollectableClient): Promise<CollectableRecords> =>
-    recordsFromPb(await invoke<ReadCollectableResponse>((md, o, cb) => c.read({}, md, opts(o), cb), ctx()));
+  const read = async (c: CollectableClient, since = ''): Promise<CollectableRecords> =>
+    recordsFromPb(
+      await invoke<ReadCollectableResponse>((md, o, cb) => c.read({ changedSince: since }, md, opts(o), cb), ctx()),
+    );
+  const readAll = async (since?: string): Promise<Resources> => {
+    const [m, c, s] = await Promise.all([
+      read(clients.metadata, since),
+      read(clients.content, since),
+      read(clients.snapshots, since),
+    ]);
+    return {
+      leases: m.leases,
+      images: m.images,
+      containers: m.containers,
+      blobs: c.blobs,
+      ingests: c.ingests,
+      snapshots: s.snapshots,
+    };
+  };
   const none: CollectableRemoval = { leases: [], images: [], blobs: [], ingests: [], snapshots: [] };
 
   return {
+    changePoint: () =>
+      election.transaction(async (q) => {
+        await holdCollectionLockExclusive(q);
+        return changePoint(q);
+      }),
+    readAll: () => readAll(),
     exclusive: (fn) =>
       election.transaction(async (q, pid) => {
         await holdCollectionLockExclusive(q);
@@ -71,15 +95,8 @@ export function remoteOwners(
             ),
           );
         return fn({
-          readMetadata: async () => {
-            const r = await read(clients.metadata);
-            return { leases: r.leases, images: r.images, containers: r.containers };
-          },
-          readContent: async () => {
-            const r = await read(clients.content);
-            return { blobs: r.blobs, ingests: r.ingests };
-          },
-          readSnapshots: async () => ({ snapshots: (await read(clients.snapshots)).snapshots }),
+          readChanged: (since) => readAll(since),
+          changePoint: () => changePoint(q),
           removeMetadata: async (plan) => {
             const c = await remove(clients.metadata, { leases: [...plan.leases], images: [...plan.images] });
             return { leases: c.leases, images: c.images };

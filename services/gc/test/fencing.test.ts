@@ -102,8 +102,9 @@ describe('gc leader election and fencing (PostgreSQL)', () => {
     await alters(db).addContent('fenced', dgst(3));
     const remote = remoteOwners(leader, addresses, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger);
     let removal: Promise<unknown> | undefined;
+    const all = await remote.readAll();
     const attempt = remote.exclusive(async (s) => {
-      const unmarked = (await s.readContent()).blobs.filter((b) => b.namespace === 'fenced' && b.digest === dgst(3));
+      const unmarked = all.blobs.filter((b) => b.namespace === 'fenced' && b.digest === dgst(3));
       expect(unmarked.map((b) => b.digest)).toEqual([dgst(3)]);
       // Deposed between its mark and its sweep: its session, and the collection lock, are gone.
       const pid = leader.session() ?? 0;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Collector, createCollector } from '../src/collector.js';
 import { inProcessOwners } from '../src/index.js';
 import { gcLabels } from '../src/rules/labels.js';
-import { startOwners } from './owners-harness.js';
+import { alters, dgst, startOwners } from './owners-harness.js';
 
 const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -120,6 +120,108 @@ export function racesSuite(name: string, open: () => Promise<{ db: Db; drop(): P
       expect(stats.removed.snapshots).toBe(3); // base, child, loose-child
       expect((await ss.list(bg, [])).map((i) => i.name)).toEqual(['loose']);
       await ss.remove(bg, 'loose');
+      expect(await ss.list(bg, [])).toEqual([]);
+    });
+
+    it('records written while the collector marks (outside the lock) keep what they reference', async () => {
+      const ns = 'race-window';
+      const bg = backgroundContext(nopLogger, ns);
+      const ss = owners.snapshots.snapshotters.get('native');
+      if (!ss) throw new Error('native snapshotter missing');
+      const put = alters(db);
+      // Unreferenced when the collector reads: each is referenced by a write made during its mark.
+      await owners.metadata.stores.leases.create(bg, 'window', {});
+      await owners.metadata.stores.leases.create(bg, 'holder', {});
+      for (const i of [1, 2, 3, 4, 5]) await put.addContent(ns, dgst(1000 + i));
+      await owners.metadata.stores.leases.addResource(bg, 'holder', { id: dgst(1003), type: 'content' });
+      await ss.prepare(bg, 'parent-active', '', {});
+      await ss.commit(bg, 'parent', 'parent-active', {});
+      await ss.prepare(bg, 'lone-active', '', {});
+      await ss.commit(bg, 'lone', 'lone-active', {});
+
+      const base = inProcessOwners(db, owners.parts, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger);
+      let wrote = false;
+      const windowed = createCollector({
+        owners: {
+          ...base,
+          async readAll() {
+            const read = await base.readAll();
+            // The mark runs on `read`; these writers go on meanwhile, as they do not wait for a mark.
+            await owners.metadata.stores.leases.addResource(bg, 'window', { id: dgst(1001), type: 'content' });
+            await owners.metadata.stores.images.create(bg, {
+              name: 'window/image:latest',
+              labels: {},
+              target: {
+                mediaType: 'application/vnd.oci.image.manifest.v1+json',
+                digest: dgst(1002),
+                size: 1,
+                annotations: {},
+              },
+            });
+            // A leased blob labelled to reference another (the content-then-label pull step, #8570).
+            await db.query(
+              `UPDATE content.blobs SET labels = labels || $3::text::jsonb WHERE namespace = $1 AND digest = $2`,
+              [ns, dgst(1003), JSON.stringify({ 'containerd.io/gc.ref.content.l.0': dgst(1004) })],
+            );
+            await ss.prepare(viewOf(bg, ns, 'window'), 'child-active', 'parent', {});
+            wrote = true;
+            return read;
+          },
+        },
+        log: nopLogger,
+      });
+      const stats = await windowed.collect();
+      expect(wrote).toBe(true);
+      expect(stats.changed).toBeGreaterThanOrEqual(4); // the lease (with its new resource), the image, the blob, the snapshot
+      // Only what nothing references went: the fifth blob and the lone snapshot.
+      expect((await blobs(ns)).sort()).toEqual([dgst(1001), dgst(1002), dgst(1003), dgst(1004)].sort());
+      expect((await ss.list(bg, [])).map((i) => i.name).sort()).toEqual(['child-active', 'parent']);
+      expect(stats.removed.blobs).toBeGreaterThanOrEqual(1);
+
+      await owners.metadata.stores.images.delete(bg, 'window/image:latest');
+      for (const l of ['window', 'holder']) await owners.metadata.stores.leases.delete(bg, l);
+      await collector.collect();
+      expect(await blobs(ns)).toEqual([]);
+    });
+
+    it('a backlog swept in several short pauses keeps what a writer references between them', async () => {
+      const ns = 'race-batches';
+      const bg = backgroundContext(nopLogger, ns);
+      const ss = owners.snapshots.snapshotters.get('native');
+      if (!ss) throw new Error('native snapshotter missing');
+      const put = alters(db);
+      await owners.metadata.stores.leases.create(bg, 'late', {});
+      for (const i of [1, 2, 3, 4, 5]) await put.addContent(ns, dgst(2000 + i));
+      // An unreferenced chain s0 <- s1 <- … <- s9: children must go before their parents, batch by batch.
+      for (let i = 0; i < 10; i++) {
+        await ss.prepare(bg, `s${i}-active`, i === 0 ? '' : `s${i - 1}`, {});
+        await ss.commit(bg, `s${i}`, `s${i}-active`, {});
+      }
+      const base = inProcessOwners(db, owners.parts, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger);
+      let rounds = 0;
+      const batched = createCollector({
+        owners: {
+          ...base,
+          async exclusive(fn) {
+            const r = await base.exclusive(fn);
+            // Between two pauses, a writer takes a lease on a snapshot in the middle of the chain.
+            if (++rounds === 2)
+              await owners.metadata.stores.leases.addResource(bg, 'late', { id: 's2', type: 'snapshots/native' });
+            return r;
+          },
+        },
+        log: nopLogger,
+        removalsPerPause: 3,
+      });
+      const stats = await batched.collect();
+      expect(rounds).toBeGreaterThanOrEqual(4);
+      expect(await blobs(ns)).toEqual([]);
+      expect((await ss.list(bg, [])).map((i) => i.name).sort()).toEqual(['s0', 's1', 's2']);
+      expect(stats.removed.snapshots).toBe(7);
+      expect(stats.removed.blobs).toBe(5);
+
+      await owners.metadata.stores.leases.delete(bg, 'late');
+      await collector.collect();
       expect(await ss.list(bg, [])).toEqual([]);
     });
 

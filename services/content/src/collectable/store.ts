@@ -17,7 +17,8 @@ import type { BlobStore } from '../store/blob-store.js';
  * deletes the bytes no record and no ingest names any more (containerd's `cleanupContent`).
  */
 export interface CollectableContent {
-  read(q: Queryable): Promise<ContentReferences>;
+  /** Every record, or with `since` (a change point, libs/common gc-lock) only those written since. */
+  read(q: Queryable, since?: string): Promise<ContentReferences>;
   /** Deletes the records and ingest rows; the ingests' backend keys are returned for `cleanupBackend`. */
   remove(q: Queryable, plan: ContentRemoval): Promise<{ blobs: number; ingests: number }>;
   /** After the removal committed: deletes unnamed blobs and ingest bytes. Never throws for one object. */
@@ -84,8 +85,8 @@ export function createCollectableContent(deps: {
 
   const collectable: CollectableContent = {
     sweepBackend: (opts) => collectable.cleanupBackend(opts),
-    async read(q) {
-      return { blobs: await allBlobReferences(q), ingests: await allIngestReferences(q) };
+    async read(q, since) {
+      return { blobs: await allBlobReferences(q, since), ingests: await allIngestReferences(q, since) };
     },
 
     async remove(q, plan) {

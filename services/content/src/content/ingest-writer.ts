@@ -229,6 +229,21 @@ export class IngestWriter implements Writer {
     }
   }
 
+  async abort(): Promise<void> {
+    if (this.done) return;
+    try {
+      await this.pending.catch(() => undefined);
+      await this.env.repo.deleteIngestByBref(this.env.repo.db, this.bref);
+      this.env.state.suspended.delete(this.bref);
+      if (this.ingest) await this.ingest.suspend().catch(() => undefined);
+      this.ingest = undefined;
+      await this.env.blobs.removeIngest(this.bref);
+      await this.env.metadata.removeLeaseResource(this.ctx, 'ingests', this.ref);
+    } finally {
+      this.finish();
+    }
+  }
+
   private finish(): void {
     this.done = true;
     clearInterval(this.renew);

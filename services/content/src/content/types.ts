@@ -46,6 +46,11 @@ export interface Writer {
   commit(size: number, expected: Digest | undefined, labels: Readonly<Record<string, string>>): Promise<void>;
   /** Releases the lock and keeps the ingest for a later writer; a no-op after commit. Never rejects. */
   close(): Promise<void>;
+  /**
+   * Removes the ingest (its record, bytes and lease reference), then releases the lock: a writer waiting for
+   * the ref starts a new ingest, never one being removed. A no-op after commit or close.
+   */
+  abort(): Promise<void>;
 }
 
 /** containerd's namespaced content store (`metadata/content.go` over `content/local`). */

@@ -1,4 +1,5 @@
 import type { Queryable } from '@berth/common/db';
+import { changeParam, writtenSince } from '@berth/common/gc-lock';
 
 /** The SQL of the garbage collector's read, removal and backend sweep in content (collectable/store.ts). */
 
@@ -18,18 +19,24 @@ export interface IngestReferenceRow {
 
 const jsonColumn = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
 
-/** Every namespace's blob records. */
-export async function allBlobReferences(q: Queryable): Promise<BlobReferenceRow[]> {
+const since = (alias: string, point: string | undefined): string =>
+  point === undefined ? '' : ` WHERE ${writtenSince(alias, 1)}`;
+const sinceParams = (point: string | undefined): string[] => (point === undefined ? [] : [changeParam(point)]);
+
+/** Every namespace's blob records (or those written since the change point `point`). */
+export async function allBlobReferences(q: Queryable, point?: string): Promise<BlobReferenceRow[]> {
   const rows = await q.query<{ namespace: string; digest: string; labels: Record<string, string> | string }>(
-    'SELECT namespace, digest, labels FROM content.blobs',
+    `SELECT namespace, digest, labels FROM content.blobs b${since('b', point)}`,
+    sinceParams(point),
   );
   return rows.map((b) => ({ namespace: b.namespace, digest: b.digest, labels: jsonColumn(b.labels) }));
 }
 
-/** Every namespace's ingests. */
-export async function allIngestReferences(q: Queryable): Promise<IngestReferenceRow[]> {
+/** Every namespace's ingests (or those written since the change point `point`). */
+export async function allIngestReferences(q: Queryable, point?: string): Promise<IngestReferenceRow[]> {
   const rows = await q.query<{ namespace: string; ref: string; expected: string; expires_at: Date | null }>(
-    'SELECT namespace, ref, expected, expires_at FROM content.ingests',
+    `SELECT namespace, ref, expected, expires_at FROM content.ingests i${since('i', point)}`,
+    sinceParams(point),
   );
   return rows.map((i) => ({
     namespace: i.namespace,

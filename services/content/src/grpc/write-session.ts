@@ -61,8 +61,8 @@ async function* session(
         const fresh = expected !== checked;
         checked = undefined;
         if (expected !== undefined && fresh && (await exists(store, ctx, expected))) {
-          await writer.close();
-          await store.abort(ctx, ref).catch(() => undefined);
+          // Removed while the writer still holds the ref: a writer waiting for it must not get this ingest.
+          await writer.abort().catch(() => undefined);
           throw new ServiceError(ErrorCode.AlreadyExists, `blob with expected digest ${expected} exists`);
         }
       }

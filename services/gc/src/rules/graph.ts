@@ -49,8 +49,17 @@ export interface GcGraph {
   readonly roots: readonly string[];
   /** The nodes `n` references directly (its out-edges, back references included). */
   refs(n: string): string[];
-  /** The tricolor mark from the roots: every node reached, under its normalized identity. */
+  /**
+   * The tricolor mark from the roots: every node reached, under its normalized identity. After `add`, it
+   * continues the earlier mark from what was added; the answer is live (it reflects later marks).
+   */
   mark(): MarkedNodes & { readonly size: number; names(): Set<string> };
+  /**
+   * Adds records read later (those written since the graph's were read): their nodes, edges and roots join
+   * the graph, whose edges only grow. A record already in the graph keeps its old edges beside its new ones,
+   * so a mark of the result keeps at least what the newest records reach.
+   */
+  add(r: Resources): void;
 }
 
 /**
@@ -125,91 +134,137 @@ export interface MarkedNodes {
  */
 export function buildGraph(r: Resources, now: Date): GcGraph {
   const ix = new NodeIndex();
-  const labelEdges = (from: number, ns: string, labels: Labels): void => {
-    for (const t of labelRefs(labels)) (ix.edges[from] as number[]).push(ix.target(ns, t));
-  };
-
-  for (const b of r.blobs) labelEdges(ix.id(NodeType.content, b.namespace, b.digest), b.namespace, b.labels);
-  for (const s of r.snapshots) {
-    const self = ix.id(NodeType.snapshot, s.namespace, s.key, s.snapshotter);
-    const flat = ix.id(NodeType.snapshotFlat, s.namespace, s.key, s.snapshotter);
-    if (s.parent !== '') {
-      (ix.edges[self] as number[]).push(ix.id(NodeType.snapshot, s.namespace, s.parent, s.snapshotter));
-      (ix.edges[flat] as number[]).push(ix.id(NodeType.snapshotFlat, s.namespace, s.parent, s.snapshotter));
-    }
-    labelEdges(self, s.namespace, s.labels);
-  }
-  for (const i of r.ingests) {
-    const self = ix.id(NodeType.ingest, i.namespace, i.ref);
-    if (i.expected !== '') (ix.edges[self] as number[]).push(ix.id(NodeType.content, i.namespace, i.expected));
-  }
-  for (const i of r.images) {
-    const self = ix.id(NodeType.image, i.namespace, i.name);
-    (ix.edges[self] as number[]).push(ix.id(NodeType.content, i.namespace, i.target));
-    labelEdges(self, i.namespace, i.labels);
-  }
-  for (const c of r.containers) {
-    const self = ix.id(NodeType.container, c.namespace, c.id);
-    if (c.snapshotter !== '')
-      (ix.edges[self] as number[]).push(ix.id(NodeType.snapshot, c.namespace, c.snapshotKey, c.snapshotter));
-    labelEdges(self, c.namespace, c.labels);
-  }
-
-  // Back references: the labelled object hangs below the object its label names (a flat node or an empty
-  // key has none).
-  const backRefs = (owner: number, ns: string, labels: Labels): void => {
-    for (const t of labelBackRefs(labels))
-      if (t.kind === 'snapshot' ? t.name !== '' : t.key !== '') (ix.edges[ix.target(ns, t)] as number[]).push(owner);
-  };
-  for (const b of r.blobs) backRefs(ix.id(NodeType.content, b.namespace, b.digest), b.namespace, b.labels);
-  for (const s of r.snapshots)
-    backRefs(ix.id(NodeType.snapshot, s.namespace, s.key, s.snapshotter), s.namespace, s.labels);
-  for (const i of r.images) backRefs(ix.id(NodeType.image, i.namespace, i.name), i.namespace, i.labels);
-  for (const c of r.containers) backRefs(ix.id(NodeType.container, c.namespace, c.id), c.namespace, c.labels);
-
   const rootIds: number[] = [];
-  for (const l of r.leases) {
-    if (expired(l.labels, now)) continue;
-    rootIds.push(ix.id(NodeType.lease, l.namespace, l.id));
-    const flat = isFlat(l.labels);
-    for (const res of l.resources) {
-      if (res.kind === 'content')
-        rootIds.push(ix.id(flat ? NodeType.contentFlat : NodeType.content, l.namespace, res.id));
-      else if (res.kind === 'snapshots')
-        rootIds.push(ix.id(flat ? NodeType.snapshotFlat : NodeType.snapshot, l.namespace, res.id, res.snapshotter));
-      else rootIds.push(ix.id(NodeType.ingest, l.namespace, res.id));
+  const state = { seen: new Set<number>(), black: new Set<number>() };
+  let marking = false;
+  /** Since the last mark: new roots, and the targets of new edges (expanded now if their source was). */
+  let pending: number[] = [];
+  let pendingEdges: Array<[number, number]> = [];
+
+  const edge = (from: number, to: number): void => {
+    (ix.edges[from] as number[]).push(to);
+    if (marking) pendingEdges.push([from, to]);
+  };
+  const root = (i: number): void => {
+    rootIds.push(i);
+    pending.push(i);
+  };
+  const add = (r: Resources): void => {
+    const labelEdges = (from: number, ns: string, labels: Labels): void => {
+      for (const t of labelRefs(labels)) edge(from, ix.target(ns, t));
+    };
+    for (const b of r.blobs) labelEdges(ix.id(NodeType.content, b.namespace, b.digest), b.namespace, b.labels);
+    for (const s of r.snapshots) {
+      const self = ix.id(NodeType.snapshot, s.namespace, s.key, s.snapshotter);
+      const flat = ix.id(NodeType.snapshotFlat, s.namespace, s.key, s.snapshotter);
+      if (s.parent !== '') {
+        edge(self, ix.id(NodeType.snapshot, s.namespace, s.parent, s.snapshotter));
+        edge(flat, ix.id(NodeType.snapshotFlat, s.namespace, s.parent, s.snapshotter));
+      }
+      labelEdges(self, s.namespace, s.labels);
     }
-  }
-  for (const i of r.images) if (!expired(i.labels, now)) rootIds.push(ix.id(NodeType.image, i.namespace, i.name));
-  for (const i of r.ingests) {
-    if (i.expiresAt !== null && i.expiresAt.getTime() > now.getTime())
-      rootIds.push(ix.id(NodeType.ingest, i.namespace, i.ref));
-  }
-  for (const b of r.blobs) if (isRoot(b.labels)) rootIds.push(ix.id(NodeType.content, b.namespace, b.digest));
-  for (const c of r.containers) rootIds.push(ix.id(NodeType.container, c.namespace, c.id));
-  for (const s of r.snapshots)
-    if (isRoot(s.labels)) rootIds.push(ix.id(NodeType.snapshot, s.namespace, s.key, s.snapshotter));
+    for (const i of r.ingests) {
+      const self = ix.id(NodeType.ingest, i.namespace, i.ref);
+      if (i.expected !== '') edge(self, ix.id(NodeType.content, i.namespace, i.expected));
+    }
+    for (const i of r.images) {
+      const self = ix.id(NodeType.image, i.namespace, i.name);
+      edge(self, ix.id(NodeType.content, i.namespace, i.target));
+      labelEdges(self, i.namespace, i.labels);
+    }
+    for (const c of r.containers) {
+      const self = ix.id(NodeType.container, c.namespace, c.id);
+      if (c.snapshotter !== '') edge(self, ix.id(NodeType.snapshot, c.namespace, c.snapshotKey, c.snapshotter));
+      labelEdges(self, c.namespace, c.labels);
+    }
+
+    // Back references: the labelled object hangs below the object its label names (a flat node or an empty
+    // key has none).
+    const backRefs = (owner: number, ns: string, labels: Labels): void => {
+      for (const t of labelBackRefs(labels))
+        if (t.kind === 'snapshot' ? t.name !== '' : t.key !== '') edge(ix.target(ns, t), owner);
+    };
+    for (const b of r.blobs) backRefs(ix.id(NodeType.content, b.namespace, b.digest), b.namespace, b.labels);
+    for (const s of r.snapshots)
+      backRefs(ix.id(NodeType.snapshot, s.namespace, s.key, s.snapshotter), s.namespace, s.labels);
+    for (const i of r.images) backRefs(ix.id(NodeType.image, i.namespace, i.name), i.namespace, i.labels);
+    for (const c of r.containers) backRefs(ix.id(NodeType.container, c.namespace, c.id), c.namespace, c.labels);
+
+    for (const l of r.leases) {
+      if (expired(l.labels, now)) continue;
+      root(ix.id(NodeType.lease, l.namespace, l.id));
+      const flat = isFlat(l.labels);
+      for (const res of l.resources) {
+        if (res.kind === 'content') root(ix.id(flat ? NodeType.contentFlat : NodeType.content, l.namespace, res.id));
+        else if (res.kind === 'snapshots')
+          root(ix.id(flat ? NodeType.snapshotFlat : NodeType.snapshot, l.namespace, res.id, res.snapshotter));
+        else root(ix.id(NodeType.ingest, l.namespace, res.id));
+      }
+    }
+    for (const i of r.images) if (!expired(i.labels, now)) root(ix.id(NodeType.image, i.namespace, i.name));
+    for (const i of r.ingests) {
+      if (i.expiresAt !== null && i.expiresAt.getTime() > now.getTime())
+        root(ix.id(NodeType.ingest, i.namespace, i.ref));
+    }
+    for (const b of r.blobs) if (isRoot(b.labels)) root(ix.id(NodeType.content, b.namespace, b.digest));
+    for (const c of r.containers) root(ix.id(NodeType.container, c.namespace, c.id));
+    for (const s of r.snapshots)
+      if (isRoot(s.labels)) root(ix.id(NodeType.snapshot, s.namespace, s.key, s.snapshotter));
+  };
+  add(r);
+
+  const marked = {
+    has: (type: NodeType, ns: string, key: string, snapshotter = '') => {
+      const i = ix.find(type, ns, key, snapshotter);
+      return i !== undefined && state.black.has(i);
+    },
+    get size() {
+      return state.black.size;
+    },
+    names: () => new Set([...state.black].map((i) => ix.name(i))),
+  };
 
   return {
-    roots: rootIds.map((i) => ix.name(i)),
+    get roots() {
+      return rootIds.map((i) => ix.name(i));
+    },
     refs(n) {
       const i = ix.parse(n);
       return i === undefined ? [] : (ix.edges[i] as number[]).map((t) => ix.name(t));
     },
+    add,
     mark() {
-      const marked = tricolor(
-        rootIds,
+      const grey = pending;
+      for (const [from, to] of pendingEdges) if (state.seen.has(from)) grey.push(to);
+      pending = [];
+      pendingEdges = [];
+      marking = true;
+      tricolor(
+        grey,
         (i) => ix.edges[i] as number[],
         (i) => ix.normal[i] as number,
+        state,
       );
-      return {
-        has: (type, ns, key, snapshotter = '') => {
-          const i = ix.find(type, ns, key, snapshotter);
-          return i !== undefined && marked.has(i);
-        },
-        size: marked.size,
-        names: () => new Set([...marked].map((i) => ix.name(i))),
-      };
+      return marked;
     },
   };
+}
+
+const noResources: Resources = { leases: [], images: [], containers: [], blobs: [], ingests: [], snapshots: [] };
+
+/**
+ * `buildGraph`, a slice of `slice` records at a time with the event loop let go between slices: the
+ * collector's concurrent mark shares its process with writers (all-in-one), whose calls then wait for one
+ * slice (a few milliseconds), not for the whole graph. The same graph: every record adds its own edges.
+ */
+export async function buildGraphPaced(r: Resources, now: Date, slice = 2_000): Promise<GcGraph> {
+  const graph = buildGraph(noResources, now);
+  for (const kind of Object.keys(noResources) as Array<keyof Resources>) {
+    const records = r[kind] as readonly unknown[];
+    for (let i = 0; i < records.length; i += slice) {
+      graph.add({ ...noResources, [kind]: records.slice(i, i + slice) });
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+  return graph;
 }

@@ -12,11 +12,13 @@ import type { ImageEvents } from '../images/types.js';
 
 /**
  * What the garbage collector needs from metadata: every namespace's leases (with what they hold), images and
- * containers, and the removal of the leases and expired images a collection left unmarked. Both run inside
- * the caller's transaction, which holds the collection lock exclusively (libs/common gc-lock).
+ * containers, and the removal of the leases and expired images a collection left unmarked. The removal, and
+ * a read of what changed since a change point, run inside the caller's transaction, which holds the
+ * collection lock exclusively (libs/common gc-lock); a full read runs without it.
  */
 export interface CollectableMetadata {
-  read(q: Queryable): Promise<MetadataReferences>;
+  /** Every record, or with `since` (a change point) only those written since. */
+  read(q: Queryable, since?: string): Promise<MetadataReferences>;
   /** Deletes the leases (their resources go with them) and images; returns how many rows went. */
   remove(q: Queryable, plan: MetadataRemoval): Promise<{ leases: number; images: number }>;
 }
@@ -45,14 +47,14 @@ export interface MetadataRemoval {
 
 export function createCollectableMetadata(deps: { readonly events: ImageEvents }): CollectableMetadata {
   return {
-    async read(q) {
-      const leases = await allLeases(q);
-      const resources = await allLeaseResources(q);
+    async read(q, since) {
+      const leases = await allLeases(q, since);
+      const resources = await allLeaseResources(q, since);
       const byLease = new Map<string, MetadataReferences['leases'][number]>();
       const out: MetadataReferences = {
         leases: [],
-        images: await allImageTargets(q),
-        containers: await allContainerSnapshots(q),
+        images: await allImageTargets(q, since),
+        containers: await allContainerSnapshots(q, since),
       };
       for (const l of leases) {
         const lease = { namespace: l.namespace, id: l.id, labels: l.labels, resources: [] };

@@ -1,8 +1,12 @@
 import type { Queryable } from '@berth/common/db';
+import { changeParam, writtenSince } from '@berth/common/gc-lock';
 import type { ParsedResource } from '../leases/resource.js';
 import { jsonColumn } from './columns.js';
 
-/** The SQL of the garbage collector's reads and removals in metadata (collectable/store.ts); see schema.md. */
+/**
+ * The SQL of the garbage collector's reads and removals in metadata (collectable/store.ts); see schema.md.
+ * Each read takes an optional change point: then it returns only the records written since (gc-lock.ts).
+ */
 
 type Labels = Record<string, string>;
 
@@ -32,33 +36,53 @@ export interface ContainerSnapshotRecord {
   readonly labels: Labels;
 }
 
-/** Every lease of every namespace, by namespace and id. */
-export async function allLeases(q: Queryable): Promise<LeaseRecord[]> {
+/** The leases written since `since`, or whose resources were: the keys `leaseKeys` joins on. */
+const changedLeases = `
+  SELECT namespace, id FROM metadata.leases l WHERE ${writtenSince('l', 1)}
+  UNION SELECT namespace, lease FROM metadata.lease_resources r WHERE ${writtenSince('r', 1)}`;
+
+/** Every lease of every namespace (or those changed since `since`), by namespace and id. */
+export async function allLeases(q: Queryable, since?: string): Promise<LeaseRecord[]> {
   const rows = await q.query<{ namespace: string; id: string; labels: Labels | string }>(
-    'SELECT namespace, id, labels FROM metadata.leases ORDER BY namespace, id',
+    since === undefined
+      ? 'SELECT namespace, id, labels FROM metadata.leases ORDER BY namespace, id'
+      : `WITH changed AS (${changedLeases})
+         SELECT l.namespace, l.id, l.labels FROM metadata.leases l JOIN changed c USING (namespace, id)
+         ORDER BY l.namespace, l.id`,
+    since === undefined ? [] : [changeParam(since)],
   );
   return rows.map((l) => ({ namespace: l.namespace, id: l.id, labels: jsonColumn(l.labels) }));
 }
 
-/** Every resource every lease holds. */
-export function allLeaseResources(q: Queryable): Promise<LeaseResourceRecord[]> {
+/** Every resource every lease holds (every resource of the leases changed since `since`). */
+export function allLeaseResources(q: Queryable, since?: string): Promise<LeaseResourceRecord[]> {
   return q.query<{
     namespace: string;
     lease: string;
     kind: ParsedResource['kind'];
     snapshotter: string;
     id: string;
-  }>('SELECT namespace, lease, kind, snapshotter, id FROM metadata.lease_resources');
+  }>(
+    since === undefined
+      ? 'SELECT namespace, lease, kind, snapshotter, id FROM metadata.lease_resources'
+      : `WITH changed AS (${changedLeases})
+         SELECT r.namespace, r.lease, r.kind, r.snapshotter, r.id FROM metadata.lease_resources r
+         JOIN changed c ON c.namespace = r.namespace AND c.id = r.lease`,
+    since === undefined ? [] : [changeParam(since)],
+  );
 }
 
-/** Every image of every namespace, with the digest of its target. */
-export async function allImageTargets(q: Queryable): Promise<ImageTargetRecord[]> {
+/** Every image of every namespace (or those written since `since`), with the digest of its target. */
+export async function allImageTargets(q: Queryable, since?: string): Promise<ImageTargetRecord[]> {
   const rows = await q.query<{
     namespace: string;
     name: string;
     target_digest: string;
     labels: Labels | string;
-  }>('SELECT namespace, name, target_digest, labels FROM metadata.images');
+  }>(
+    `SELECT namespace, name, target_digest, labels FROM metadata.images i${since === undefined ? '' : ` WHERE ${writtenSince('i', 1)}`}`,
+    since === undefined ? [] : [changeParam(since)],
+  );
   return rows.map((i) => ({
     namespace: i.namespace,
     name: i.name,
@@ -67,15 +91,18 @@ export async function allImageTargets(q: Queryable): Promise<ImageTargetRecord[]
   }));
 }
 
-/** Every container of every namespace, with the snapshot it names. */
-export async function allContainerSnapshots(q: Queryable): Promise<ContainerSnapshotRecord[]> {
+/** Every container of every namespace (or those written since `since`), with the snapshot it names. */
+export async function allContainerSnapshots(q: Queryable, since?: string): Promise<ContainerSnapshotRecord[]> {
   const rows = await q.query<{
     namespace: string;
     id: string;
     snapshotter: string;
     snapshot_key: string;
     labels: Labels | string;
-  }>('SELECT namespace, id, snapshotter, snapshot_key, labels FROM metadata.containers');
+  }>(
+    `SELECT namespace, id, snapshotter, snapshot_key, labels FROM metadata.containers c${since === undefined ? '' : ` WHERE ${writtenSince('c', 1)}`}`,
+    since === undefined ? [] : [changeParam(since)],
+  );
   return rows.map((c) => ({
     namespace: c.namespace,
     id: c.id,

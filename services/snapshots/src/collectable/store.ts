@@ -12,7 +12,8 @@ export const removedChannel = 'berth_snapshots_removed';
  * went is told on `removedChannel` when the transaction commits, and frees its directories (reconcile).
  */
 export interface CollectableSnapshots {
-  read(q: Queryable): Promise<SnapshotReferences>;
+  /** Every record, or with `since` (a change point, libs/common gc-lock) only those written since. */
+  read(q: Queryable, since?: string): Promise<SnapshotReferences>;
   /** Deletes every node's records of these keys, publishes `/snapshot/remove`; returns the nodes touched. */
   remove(q: Queryable, plan: SnapshotRemoval): Promise<{ records: number; snapshots: number; nodes: string[] }>;
   /** For a collector in another process: this node frees its directories when it is one of `nodes`. */
@@ -44,8 +45,8 @@ export function createCollectableSnapshots(deps: {
       await deps.reconcile();
       return { nodesSwept: [deps.node] };
     },
-    async read(q) {
-      return { snapshots: await allSnapshotReferences(q) };
+    async read(q, since) {
+      return { snapshots: await allSnapshotReferences(q, since) };
     },
 
     async remove(q, plan) {

@@ -1,4 +1,5 @@
 import type { Queryable } from '@berth/common/db';
+import { changeParam, writtenSince } from '@berth/common/gc-lock';
 
 /** The SQL of the garbage collector's read and removal in snapshots (collectable/store.ts); see schema.md. */
 
@@ -11,8 +12,8 @@ export interface SnapshotReferenceRow {
   readonly labels: Record<string, string>;
 }
 
-/** Every node's records, a parent named by its key. */
-export async function allSnapshotReferences(q: Queryable): Promise<SnapshotReferenceRow[]> {
+/** Every node's records (or those written since the change point `point`), a parent named by its key. */
+export async function allSnapshotReferences(q: Queryable, point?: string): Promise<SnapshotReferenceRow[]> {
   const rows = await q.query<{
     namespace: string;
     snapshotter: string;
@@ -21,7 +22,10 @@ export async function allSnapshotReferences(q: Queryable): Promise<SnapshotRefer
     labels: Record<string, string> | string;
   }>(
     `SELECT s.namespace, s.snapshotter, s.key, coalesce(p.key, '') AS parent, s.labels
-     FROM snapshots.snapshots s LEFT JOIN snapshots.snapshots p ON p.id = s.parent_id`,
+     FROM snapshots.snapshots s LEFT JOIN snapshots.snapshots p ON p.id = s.parent_id${
+       point === undefined ? '' : ` WHERE ${writtenSince('s', 1)}`
+     }`,
+    point === undefined ? [] : [changeParam(point)],
   );
   return rows.map((r) => ({
     namespace: r.namespace,

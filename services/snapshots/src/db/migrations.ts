@@ -39,4 +39,14 @@ export const migrations: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'records by key across nodes',
+    sql: `
+      -- The collector removes a key's records on every node at once: (namespace, snapshotter, key) without the
+      -- node, which the unique index leads with. It also serves what the namespace index did.
+      CREATE INDEX snapshots_key_idx ON snapshots.snapshots (namespace, snapshotter, key);
+      DROP INDEX snapshots.snapshots_namespace_idx;
+    `,
+  },
 ];

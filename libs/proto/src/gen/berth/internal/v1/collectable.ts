@@ -24,6 +24,11 @@ export const protobufPackage = "berth.internal.v1";
 export const protobufFileName = "berth/internal/v1/collectable.proto";
 
 export interface ReadCollectableRequest {
+  /**
+   * Empty: every record. Else a change point (a full transaction id, in decimal) the collector took under the
+   * collection lock: only the records written by transactions at or after it (inserted or updated).
+   */
+  changedSince: string;
 }
 
 export interface LeaseResourceRef {
@@ -159,11 +164,14 @@ export interface SweepBackendResponse {
 }
 
 function createBaseReadCollectableRequest(): ReadCollectableRequest {
-  return {};
+  return { changedSince: "" };
 }
 
 export const ReadCollectableRequest: MessageFns<ReadCollectableRequest> = {
-  encode(_: ReadCollectableRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ReadCollectableRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.changedSince !== "") {
+      writer.uint32(10).string(message.changedSince);
+    }
     return writer;
   },
 
@@ -180,6 +188,14 @@ export const ReadCollectableRequest: MessageFns<ReadCollectableRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.changedSince = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -192,20 +208,30 @@ export const ReadCollectableRequest: MessageFns<ReadCollectableRequest> = {
     }
   },
 
-  fromJSON(_: any): ReadCollectableRequest {
-    return {};
+  fromJSON(object: any): ReadCollectableRequest {
+    return {
+      changedSince: isSet(object.changedSince)
+        ? globalThis.String(object.changedSince)
+        : isSet(object.changed_since)
+        ? globalThis.String(object.changed_since)
+        : "",
+    };
   },
 
-  toJSON(_: ReadCollectableRequest): unknown {
+  toJSON(message: ReadCollectableRequest): unknown {
     const obj: any = {};
+    if (message.changedSince !== "") {
+      obj.changedSince = message.changedSince;
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<ReadCollectableRequest>, I>>(base?: I): ReadCollectableRequest {
     return ReadCollectableRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<ReadCollectableRequest>, I>>(_: I): ReadCollectableRequest {
+  fromPartial<I extends Exact<DeepPartial<ReadCollectableRequest>, I>>(object: I): ReadCollectableRequest {
     const message = createBaseReadCollectableRequest();
+    message.changedSince = object.changedSince ?? "";
     return message;
   },
 };
@@ -2542,8 +2568,9 @@ export const SweepBackendResponse: MessageFns<SweepBackendResponse> = {
 export type CollectableService = typeof CollectableService;
 export const CollectableService = {
   /**
-   * Every namespace's records, as the collector marks them. Read while the collector holds the collection
-   * lock exclusively, so no writer changes them until its removal commits.
+   * Every namespace's records, as the collector marks them, read while writers go on; or, with
+   * `changed_since`, only the records written since that change point, read while the collector holds the
+   * collection lock exclusively, so no writer changes them until its removal commits.
    */
   read: {
     path: "/berth.internal.v1.Collectable/Read" as const,
@@ -2590,8 +2617,9 @@ export const CollectableService = {
 
 export interface CollectableServer extends UntypedServiceImplementation {
   /**
-   * Every namespace's records, as the collector marks them. Read while the collector holds the collection
-   * lock exclusively, so no writer changes them until its removal commits.
+   * Every namespace's records, as the collector marks them, read while writers go on; or, with
+   * `changed_since`, only the records written since that change point, read while the collector holds the
+   * collection lock exclusively, so no writer changes them until its removal commits.
    */
   read: handleUnaryCall<ReadCollectableRequest, ReadCollectableResponse>;
   /**
@@ -2609,8 +2637,9 @@ export interface CollectableServer extends UntypedServiceImplementation {
 
 export interface CollectableClient extends Client {
   /**
-   * Every namespace's records, as the collector marks them. Read while the collector holds the collection
-   * lock exclusively, so no writer changes them until its removal commits.
+   * Every namespace's records, as the collector marks them, read while writers go on; or, with
+   * `changed_since`, only the records written since that change point, read while the collector holds the
+   * collection lock exclusively, so no writer changes them until its removal commits.
    */
   read(
     request: ReadCollectableRequest,

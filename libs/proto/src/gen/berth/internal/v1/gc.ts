@@ -29,8 +29,12 @@ export interface CollectRequest {
 export interface CollectionStats {
   startedAtUnixMs: number;
   elapsedMs: number;
-  /** How long writers were held out (lock, read, mark, record sweep). */
+  /**
+   * How long writers were held out after the mark (lock, read of the records changed during the mark,
+   * continued mark, record sweep, commit).
+   */
   pauseMs: number;
+  /** The full read and mark, while writers go on. */
   markMs: number;
   sweepMs: number;
   contentMs: number;
@@ -48,6 +52,12 @@ export interface CollectionStats {
   backendFailures: number;
   snapshotNodes: string[];
   snapshotNodesSkipped: string[];
+  /** Taking the change point the mark starts from (the lock, while the writers in flight finish). */
+  changePointMs: number;
+  /** Under the lock: reading the records written during the mark, and marking from them. */
+  remarkMs: number;
+  /** How many records were written during the mark. */
+  changed: number;
 }
 
 export interface CollectResponse {
@@ -138,6 +148,9 @@ function createBaseCollectionStats(): CollectionStats {
     backendFailures: 0,
     snapshotNodes: [],
     snapshotNodesSkipped: [],
+    changePointMs: 0,
+    remarkMs: 0,
+    changed: 0,
   };
 }
 
@@ -202,6 +215,15 @@ export const CollectionStats: MessageFns<CollectionStats> = {
     }
     for (const v of message.snapshotNodesSkipped) {
       writer.uint32(162).string(v!);
+    }
+    if (message.changePointMs !== 0) {
+      writer.uint32(169).double(message.changePointMs);
+    }
+    if (message.remarkMs !== 0) {
+      writer.uint32(177).double(message.remarkMs);
+    }
+    if (message.changed !== 0) {
+      writer.uint32(184).int64(message.changed);
     }
     return writer;
   },
@@ -379,6 +401,30 @@ export const CollectionStats: MessageFns<CollectionStats> = {
             message.snapshotNodesSkipped.push(reader.string());
             continue;
           }
+          case 21: {
+            if (tag !== 169) {
+              break;
+            }
+
+            message.changePointMs = reader.double();
+            continue;
+          }
+          case 22: {
+            if (tag !== 177) {
+              break;
+            }
+
+            message.remarkMs = reader.double();
+            continue;
+          }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.changed = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -489,6 +535,17 @@ export const CollectionStats: MessageFns<CollectionStats> = {
         : globalThis.Array.isArray(object?.snapshot_nodes_skipped)
         ? object.snapshot_nodes_skipped.map((e: any) => globalThis.String(e))
         : [],
+      changePointMs: isSet(object.changePointMs)
+        ? globalThis.Number(object.changePointMs)
+        : isSet(object.change_point_ms)
+        ? globalThis.Number(object.change_point_ms)
+        : 0,
+      remarkMs: isSet(object.remarkMs)
+        ? globalThis.Number(object.remarkMs)
+        : isSet(object.remark_ms)
+        ? globalThis.Number(object.remark_ms)
+        : 0,
+      changed: isSet(object.changed) ? globalThis.Number(object.changed) : 0,
     };
   },
 
@@ -554,6 +611,15 @@ export const CollectionStats: MessageFns<CollectionStats> = {
     if (message.snapshotNodesSkipped?.length) {
       obj.snapshotNodesSkipped = message.snapshotNodesSkipped;
     }
+    if (message.changePointMs !== 0) {
+      obj.changePointMs = floatToJson(message.changePointMs);
+    }
+    if (message.remarkMs !== 0) {
+      obj.remarkMs = floatToJson(message.remarkMs);
+    }
+    if (message.changed !== 0) {
+      obj.changed = Math.round(message.changed);
+    }
     return obj;
   },
 
@@ -582,6 +648,9 @@ export const CollectionStats: MessageFns<CollectionStats> = {
     message.backendFailures = object.backendFailures ?? 0;
     message.snapshotNodes = object.snapshotNodes?.map((e) => e) || [];
     message.snapshotNodesSkipped = object.snapshotNodesSkipped?.map((e) => e) || [];
+    message.changePointMs = object.changePointMs ?? 0;
+    message.remarkMs = object.remarkMs ?? 0;
+    message.changed = object.changed ?? 0;
     return message;
   },
 };

@@ -251,3 +251,23 @@ export async function databaseNotReady(db: Queryable): Promise<string | undefine
     return `database: ${e instanceof Error ? e.message : String(e)}`;
   }
 }
+
+/**
+ * Reads a large result a page at a time (keyset pagination: `fetch` continues after the last row it was
+ * given), letting the event loop turn between pages: PGlite answers each query in one synchronous call, and
+ * tens of thousands of rows in one query would stall every request in the process for that long.
+ */
+export async function readPages<R>(
+  fetch: (after: R | undefined, limit: number) => Promise<R[]>,
+  pageSize = 5_000,
+): Promise<R[]> {
+  const out: R[] = [];
+  let after: R | undefined;
+  for (;;) {
+    const page = await fetch(after, pageSize);
+    for (const r of page) out.push(r);
+    if (page.length < pageSize) return out;
+    after = page[page.length - 1];
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}

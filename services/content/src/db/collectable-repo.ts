@@ -1,4 +1,4 @@
-import type { Queryable } from '@berth/common/db';
+import { type Queryable, readPages } from '@berth/common/db';
 import { changeParam, writtenSince } from '@berth/common/gc-lock';
 
 /** The SQL of the garbage collector's read, removal and backend sweep in content (collectable/store.ts). */
@@ -25,10 +25,20 @@ const sinceParams = (point: string | undefined): string[] => (point === undefine
 
 /** Every namespace's blob records (or those written since the change point `point`). */
 export async function allBlobReferences(q: Queryable, point?: string): Promise<BlobReferenceRow[]> {
-  const rows = await q.query<{ namespace: string; digest: string; labels: Record<string, string> | string }>(
-    `SELECT namespace, digest, labels FROM content.blobs b${since('b', point)}`,
-    sinceParams(point),
-  );
+  type Row = { namespace: string; digest: string; labels: Record<string, string> | string };
+  const rows =
+    point === undefined
+      ? await readPages<Row>((after, limit) =>
+          q.query<Row>(
+            `SELECT namespace, digest, labels FROM content.blobs WHERE (namespace, digest) > ($1, $2)
+             ORDER BY namespace, digest LIMIT $3`,
+            [after?.namespace ?? '', after?.digest ?? '', limit],
+          ),
+        )
+      : await q.query<Row>(
+          `SELECT namespace, digest, labels FROM content.blobs b${since('b', point)}`,
+          sinceParams(point),
+        );
   return rows.map((b) => ({ namespace: b.namespace, digest: b.digest, labels: jsonColumn(b.labels) }));
 }
 

@@ -1,4 +1,4 @@
-import type { Queryable } from '@berth/common/db';
+import { type Queryable, readPages } from '@berth/common/db';
 import { changeParam, writtenSince } from '@berth/common/gc-lock';
 import type { ParsedResource } from '../leases/resource.js';
 import { jsonColumn } from './columns.js';
@@ -74,15 +74,18 @@ export function allLeaseResources(q: Queryable, since?: string): Promise<LeaseRe
 
 /** Every image of every namespace (or those written since `since`), with the digest of its target. */
 export async function allImageTargets(q: Queryable, since?: string): Promise<ImageTargetRecord[]> {
-  const rows = await q.query<{
-    namespace: string;
-    name: string;
-    target_digest: string;
-    labels: Labels | string;
-  }>(
-    `SELECT namespace, name, target_digest, labels FROM metadata.images i${since === undefined ? '' : ` WHERE ${writtenSince('i', 1)}`}`,
-    since === undefined ? [] : [changeParam(since)],
-  );
+  type Row = { namespace: string; name: string; target_digest: string; labels: Labels | string };
+  const select = 'SELECT namespace, name, target_digest, labels FROM metadata.images i';
+  const rows =
+    since === undefined
+      ? await readPages<Row>((after, limit) =>
+          q.query<Row>(`${select} WHERE (namespace, name) > ($1, $2) ORDER BY namespace, name LIMIT $3`, [
+            after?.namespace ?? '',
+            after?.name ?? '',
+            limit,
+          ]),
+        )
+      : await q.query<Row>(`${select} WHERE ${writtenSince('i', 1)}`, [changeParam(since)]);
   return rows.map((i) => ({
     namespace: i.namespace,
     name: i.name,

@@ -1,4 +1,4 @@
-import type { Queryable } from '@berth/common/db';
+import { type Queryable, readPages } from '@berth/common/db';
 import { changeParam, writtenSince } from '@berth/common/gc-lock';
 
 /** The SQL of the garbage collector's read and removal in snapshots (collectable/store.ts); see schema.md. */
@@ -14,19 +14,22 @@ export interface SnapshotReferenceRow {
 
 /** Every node's records (or those written since the change point `point`), a parent named by its key. */
 export async function allSnapshotReferences(q: Queryable, point?: string): Promise<SnapshotReferenceRow[]> {
-  const rows = await q.query<{
+  type Row = {
+    id: string;
     namespace: string;
     snapshotter: string;
     key: string;
     parent: string;
     labels: Record<string, string> | string;
-  }>(
-    `SELECT s.namespace, s.snapshotter, s.key, coalesce(p.key, '') AS parent, s.labels
-     FROM snapshots.snapshots s LEFT JOIN snapshots.snapshots p ON p.id = s.parent_id${
-       point === undefined ? '' : ` WHERE ${writtenSince('s', 1)}`
-     }`,
-    point === undefined ? [] : [changeParam(point)],
-  );
+  };
+  const select = `SELECT s.id::text AS id, s.namespace, s.snapshotter, s.key, coalesce(p.key, '') AS parent, s.labels
+     FROM snapshots.snapshots s LEFT JOIN snapshots.snapshots p ON p.id = s.parent_id`;
+  const rows =
+    point === undefined
+      ? await readPages<Row>((after, limit) =>
+          q.query<Row>(`${select} WHERE s.id > $1::bigint ORDER BY s.id LIMIT $2`, [after?.id ?? '-1', limit]),
+        )
+      : await q.query<Row>(`${select} WHERE ${writtenSince('s', 1)}`, [changeParam(point)]);
   return rows.map((r) => ({
     namespace: r.namespace,
     snapshotter: r.snapshotter,

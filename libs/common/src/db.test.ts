@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { usePostgres } from '@berth/testing/postgres';
 import { pgliteTestDb, postgresTestDb } from '@berth/testing/test-db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Db, openDb, PGLITE_SHARED_BUFFERS } from './db.js';
+import { type Db, openDb, PGLITE_MAX_CONNECTIONS, PGLITE_SHARED_BUFFERS } from './db.js';
 
 async function until(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -122,7 +122,7 @@ describe('Db.listen on a PostgreSQL server whose listen connection drops', () =>
 });
 
 describe('PGlite in a directory', () => {
-  it('is created by a child process, keeps its rows across reopening, and runs with the small buffer pool', async () => {
+  it('is created by a child process, keeps its rows across reopening, and runs with a small shared memory', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'berth-pglite-'));
     try {
       const first = await openDb(`pglite://${dir}`);
@@ -132,6 +132,9 @@ describe('PGlite in a directory', () => {
       const again = await openDb(`pglite://${dir}`);
       expect(await again.query('SELECT v FROM kept')).toEqual([{ v: 'row' }]);
       expect(await again.query('SHOW shared_buffers')).toEqual([{ shared_buffers: PGLITE_SHARED_BUFFERS }]);
+      expect(await again.query('SHOW max_connections')).toEqual([{ max_connections: String(PGLITE_MAX_CONNECTIONS) }]);
+      // Postgres's whole shared memory, resident from the start in PGlite's wasm memory (145 MB at the defaults).
+      expect(await again.query('SHOW shared_memory_size')).toEqual([{ shared_memory_size: '6MB' }]);
       await again.close();
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -129,13 +129,25 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
 }
 
 /**
- * PGlite's start parameters with a smaller buffer pool. Postgres zeroes its whole pool at start, so the
- * default 128 MB of shared_buffers is resident from the first second; Berth's databases are a few MB, and a
- * miss costs a read from the page cache, not the disk. (wal_buffers follows: 1/32 of shared_buffers.)
+ * PGlite's start parameters, sized for Berth's databases (a few MB) rather than for a server. Postgres's shared
+ * memory is resident from the first second: PGlite's wasm memory never gives a page back, and Postgres
+ * initializes the whole segment at start. At the defaults it is 145 MB (128 MB of buffers; the rest scales with
+ * max_connections: lock tables, process slots, async I/O handles, predicate locks); with 2 MB of buffers and
+ * 2 connection slots it is 6 MB, which puts the whole wasm memory of an idle daemon at ~11 MB instead of ~29 MB
+ * at 16 MB / 100 connections. A buffer miss costs a read from the page cache, not the disk; PGlite is one
+ * session (single-user Postgres), so 2 slots are what it can use. wal_buffers follows: 1/32 of shared_buffers,
+ * at least 64 kB.
  */
-export const PGLITE_SHARED_BUFFERS = '16MB';
+export const PGLITE_SHARED_BUFFERS = '2MB';
+export const PGLITE_MAX_CONNECTIONS = 2;
 function pgliteStartParams(defaults: readonly string[]): string[] {
-  return [...defaults, '-c', `shared_buffers=${PGLITE_SHARED_BUFFERS}`];
+  return [
+    ...defaults,
+    '-c',
+    `shared_buffers=${PGLITE_SHARED_BUFFERS}`,
+    '-c',
+    `max_connections=${PGLITE_MAX_CONNECTIONS}`,
+  ];
 }
 
 /**

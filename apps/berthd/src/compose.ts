@@ -4,11 +4,9 @@ import { collectableRegistration } from '@berth/common/collectable';
 import { type Db, openDb } from '@berth/common/db';
 import { createInProcessBus, type EventBus } from '@berth/common/event-bus';
 import { createServer, listen } from '@berth/common/grpc-server';
-import { createOpsServer } from '@berth/common/http-server';
 import { type Closer, closeAll } from '@berth/common/lifecycle';
 import type { Logger } from '@berth/common/log';
 import { type NamespaceUsage, namespaceUsageClient, namespaceUsageRegistration } from '@berth/common/namespace-usage';
-import { createNatsBus } from '@berth/common/nats-event-bus';
 import { registerAll, type ServiceModule } from '@berth/common/service';
 import { type BlobBackendConfig, type ContentModule, createContentModule } from '@berth/content';
 import { createDiffModule } from '@berth/diff';
@@ -174,6 +172,9 @@ export async function startNode(cfg: BerthdConfig, role: Role, log: Logger): Pro
 
     let httpUrl: string | undefined;
     if (cfg.http) {
+      // Loaded only when asked for, as the NATS client below: fastify is 1.6 MB of heap an embedded daemon without
+      // --http never uses.
+      const { createOpsServer } = await import('@berth/common/http-server');
       const ops = createOpsServer({
         log,
         service: role.kind === 'serve' ? role.service : role.kind === 'node' ? 'node' : 'berthd',
@@ -268,7 +269,7 @@ function lazyDeps(
           ...(cfg.events.maxEvents > 0 ? { maxEvents: cfg.events.maxEvents } : {}),
         };
         const opened = cfg.nats
-          ? await createNatsBus({ url: cfg.nats, log, ...retention })
+          ? await (await import('@berth/common/nats-event-bus')).createNatsBus({ url: cfg.nats, log, ...retention })
           : createInProcessBus(retention);
         closers.push({ name: 'events', close: () => opened.close() });
         return opened;

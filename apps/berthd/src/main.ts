@@ -6,7 +6,6 @@ import { createLogger } from '@berth/common/log';
 import { type Redact, redactor, redactUrls } from '@berth/common/redact';
 import { clusterTls, useClusterTls } from '@berth/common/tls/credentials';
 import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
-import { makeCerts } from './certs.js';
 import { type Role, startNode } from './compose.js';
 import { loadConfig } from './config.js';
 import { returnMemoryWhenIdle } from './idle-memory.js';
@@ -39,6 +38,8 @@ async function certs(args: string[]): Promise<void> {
   const days = values.days === undefined ? undefined : Number(values.days);
   if (days !== undefined && !(Number.isInteger(days) && days > 0))
     throw new Error('certs: --days must be a positive integer');
+  // Loaded here: node-forge (X.509) costs the daemon 1.3 MB of heap it never uses.
+  const { makeCerts } = await import('./certs.js');
   const written = await makeCerts({
     dir: values.dir,
     names: values.name,

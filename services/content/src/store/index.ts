@@ -1,6 +1,6 @@
 import type { BlobStore } from './blob-store.js';
 import { createFsBlobStore } from './fs-blob-store.js';
-import { createS3BlobStore, type S3Options } from './s3-blob-store.js';
+import type { S3Options } from './s3-blob-store.js';
 
 export type { BlobStore, Ingest } from './blob-store.js';
 export type { S3Options } from './s3-blob-store.js';
@@ -13,6 +13,7 @@ export async function createBlobStore(cfg: BlobBackendConfig): Promise<BlobStore
     case 'fs':
       return createFsBlobStore(cfg.root);
     case 's3':
-      return createS3BlobStore(cfg);
+      // Loaded only for this backend: the minio client and its dependencies are 6 MB of heap.
+      return (await import('./s3-blob-store.js')).createS3BlobStore(cfg);
   }
 }

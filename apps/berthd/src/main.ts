@@ -9,6 +9,7 @@ import { type BerthServiceName, berthServiceNames } from '@berth/gateway';
 import { type Role, startNode } from './compose.js';
 import { loadConfig } from './config.js';
 import { returnMemoryWhenIdle } from './idle-memory.js';
+import { tuneMalloc } from './malloc.js';
 import { migrateAll } from './migrate.js';
 
 const usage = `usage:
@@ -50,6 +51,7 @@ async function certs(args: string[]): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  const malloc = tuneMalloc();
   if (process.argv[2] === 'certs') return certs(process.argv.slice(3));
   const { values, positionals } = parseArgs({
     allowPositionals: true,
@@ -105,7 +107,7 @@ async function main(): Promise<void> {
     await node?.close();
   });
   await starting;
-  returnMemoryWhenIdle();
+  returnMemoryWhenIdle(malloc ? { malloc } : {});
 }
 
 function isServeTarget(s: string): s is BerthServiceName | 'gateway' {

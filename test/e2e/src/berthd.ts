@@ -34,6 +34,8 @@ export interface StartOptions {
   /** Socket path (or `host:port`); default <dir>/berth.sock. For `serve <service>`, also its listen address. */
   readonly socket?: string;
   readonly env?: Readonly<Record<string, string>>;
+  /** Node's own options, before berthd's (e.g. another `--import`). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** Starts `berthd` as a child process and waits until its socket accepts connections. */
@@ -42,6 +44,7 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'berth-e2e-')));
   const socket = opts.socket ?? join(dir, 'berth.sock');
   const args = [
+    ...(opts.nodeArgs ?? []),
     '--import',
     berthdInstrument,
     berthdMain,

@@ -88,6 +88,8 @@ function openPostgres(url: string): Db {
 
 async function openPglite(dataDir: string | undefined): Promise<Db> {
   const { PGlite } = await import('@electric-sql/pglite');
+  // Loaded with PGlite only: a process on a server database never needs either.
+  const { pgliteSession } = await import('./pglite-session.js');
   // Compiling Postgres's wasm takes seconds: on V8's threads, while a new database is made in a child.
   const wasm = readFile(join(dirname(pgliteEntry()), 'pglite.wasm')).then((bytes) => wasmApi.compile(bytes));
   wasm.catch(() => undefined);
@@ -96,6 +98,7 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
     startParams: pgliteStartParams(PGlite.defaultStartParams),
     pgliteWasmModule: await wasm,
   });
+  const session = pgliteSession(pg);
   // PGlite is one session: serialize transactions so two requests never interleave inside one.
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -103,21 +106,34 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
     queue = run.catch(() => undefined);
     return run;
   };
-  type PgTx = { query<T>(q: string, p?: unknown[]): Promise<{ rows: T[] }>; exec(q: string): Promise<unknown> };
-  const wrap = (q: PgTx): Queryable => ({
+  const queryable = (inTransaction: boolean): Queryable => ({
     query: async <T extends Row>(text: string, params: readonly unknown[] = []) =>
-      translate(async () => (await q.query<T>(text, [...params])).rows),
+      translate(() => session.query<T>(text, params, inTransaction)),
     exec: async (text) => {
-      await translate(() => q.exec(text));
+      await translate(() => session.exec(text, inTransaction));
     },
   });
-  const direct = wrap(pg);
+  const direct = queryable(false);
+  const inTransaction = queryable(true);
+  const transaction = async <T>(fn: (tx: Queryable) => Promise<T>): Promise<T> => {
+    await session.exec('BEGIN', false);
+    let result: T;
+    try {
+      result = await fn(inTransaction);
+    } catch (e) {
+      await session.exec('ROLLBACK', false);
+      throw e;
+    }
+    // A statement of the transaction failed and `fn` went on regardless: Postgres rolls it back.
+    if ((await session.exec('COMMIT', false)) === 'ROLLBACK')
+      throw new Error('transaction rolled back: a statement in it failed');
+    return result;
+  };
   return {
     kind: 'pglite',
     query: (text, params) => serial(() => direct.query(text, params)),
     exec: (text) => serial(() => direct.exec(text)),
-    transaction: <T>(fn: (tx: Queryable) => Promise<T>) =>
-      serial(() => translate(() => pg.transaction((tx) => fn(wrap(tx))))),
+    transaction: <T>(fn: (tx: Queryable) => Promise<T>) => serial(() => translate(() => transaction(fn))),
     // One in-process session: once listening it never drops, so onReset runs only this once.
     listen: async (channel, onNotify, onReset) => {
       const unlisten = await serial(() => pg.listen(channel, onNotify));

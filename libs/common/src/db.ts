@@ -16,6 +16,11 @@ export interface Queryable {
   query<T extends Row = Row>(text: string, params?: readonly unknown[]): Promise<T[]>;
   /** Several statements without parameters (migrations). */
   exec(text: string): Promise<void>;
+  /**
+   * True when every statement of the process runs in one database session, one transaction at a time
+   * (PGlite): transactions never overlap, so nothing session-scoped, an advisory lock say, can conflict.
+   */
+  readonly serialized?: boolean;
 }
 
 export interface Db extends Queryable {
@@ -107,6 +112,7 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
     return run;
   };
   const queryable = (inTransaction: boolean): Queryable => ({
+    serialized: true,
     query: async <T extends Row>(text: string, params: readonly unknown[] = []) =>
       translate(() => session.query<T>(text, params, inTransaction)),
     exec: async (text) => {
@@ -131,6 +137,7 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
   };
   return {
     kind: 'pglite',
+    serialized: true,
     query: (text, params) => serial(() => direct.query(text, params)),
     exec: (text) => serial(() => direct.exec(text)),
     transaction: <T>(fn: (tx: Queryable) => Promise<T>) => serial(() => translate(() => transaction(fn))),

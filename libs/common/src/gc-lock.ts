@@ -6,7 +6,8 @@ import { ErrorCode, ServiceError } from './errors.js';
  * resource or a reference to one takes it shared; a collection takes it exclusive for its mark and its
  * record sweep, so nothing becomes referenced between the two. Postgres transaction-scoped advisory locks:
  * released by commit or rollback, and by the server when a session dies. PGlite runs one transaction at a
- * time, which is already exclusive; the calls are then no-ops.
+ * time, which is already exclusive, in its one session, where an advisory lock never waits: on a
+ * `serialized` Queryable the hold… calls send nothing (each was a statement in every writing transaction).
  */
 export const collectionLockName = 'berth.gc.write';
 
@@ -25,6 +26,7 @@ export const sweepLockName = 'berth.gc.sweep';
 
 /** Inside a writer's transaction: waits while a collection marks and sweeps. */
 export async function holdCollectionLockShared(tx: Queryable): Promise<void> {
+  if (tx.serialized) return;
   await tx.query('SELECT pg_advisory_xact_lock_shared(hashtext($1)), pg_advisory_xact_lock_shared(hashtext($2))', [
     collectionLockName,
     sweepLockName,
@@ -56,14 +58,17 @@ export async function fenceCollector(tx: Queryable, pid: number): Promise<void> 
 
 /** Inside the collection's transaction: waits for writers in flight, then keeps new ones out until it ends. */
 export async function holdCollectionLockExclusive(tx: Queryable): Promise<void> {
+  if (tx.serialized) return;
   await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [collectionLockName]);
 }
 
 export async function holdContentLockShared(tx: Queryable): Promise<void> {
+  if (tx.serialized) return;
   await tx.query('SELECT pg_advisory_xact_lock_shared(hashtext($1))', [contentLockName]);
 }
 
 export async function holdContentLockExclusive(tx: Queryable): Promise<void> {
+  if (tx.serialized) return;
   await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [contentLockName]);
 }
 

@@ -61,7 +61,7 @@ export interface ContentModule extends ServiceModule {
 export async function createContentModule(deps: ContentDeps): Promise<ContentModule> {
   const log = deps.log.child({ service: 'content' });
   await migrate(deps.db, 'content', migrations);
-  const infos = new RowCache<Info>();
+  const infos = new RowCache<Info | null>();
   // Other replicas and any other writer of content.blobs reach this cache only through these notifications.
   const unlisten = await listenRowCache(deps.db, blobsChannel, infos);
   const blobs = await createBlobStore(deps.backend);

@@ -85,6 +85,14 @@ function replicaSuite(name: string, open: () => Promise<Shared>): void {
       await eventually(async () => expect((await infoOf(a, digest))?.labels).toEqual({ v: '2' }));
     });
 
+    it("sees the other replica's commit of a blob it had found missing", async () => {
+      const data = randomBytes(4096);
+      const digest = sha256(data);
+      await failsWith(call(a.client.info, a.client, { digest }, md('ns')), status.NOT_FOUND);
+      await writeBlob(b.client, 'ns', `ref-${digest}`, data);
+      await eventually(async () => expect((await infoOf(a, digest))?.size).toBe(4096));
+    });
+
     it("sees the other replica's delete, in Info and Read", async () => {
       const digest = await committed({});
       await infoOf(a, digest);

@@ -182,12 +182,11 @@ export class IngestWriter implements Writer {
         size = this.offset;
       }
       // The lease holds the blob before its record exists: a collection between the two would see it unheld.
-      await this.env.metadata.addLeaseResource(this.ctx, 'content', actual);
-      const at = new Date();
+      // The data's fsync goes alongside, outside the transaction: held inside, it kept the database (one
+      // connection when embedded) from every other call of the pull for as long as the disk took.
       const ingest = this.ingest;
-      // The data's fsync outside the transaction: held inside, it kept the database (one connection when
-      // embedded) from every other call of the pull for as long as the disk took.
-      if (ingest?.flush) await ingest.flush();
+      await Promise.all([this.env.metadata.addLeaseResource(this.ctx, 'content', actual), ingest?.flush?.()]);
+      const at = new Date();
       const created = await this.env.repo.db.transaction(async (tx) => {
         // containerd holds the content lock across backend commit and record, so the backend sweep never
         // sees committed bytes without their record; the collection lock keeps the new record's labels out
@@ -197,9 +196,14 @@ export class IngestWriter implements Writer {
         if (ingest) await ingest.commit(actual, size);
         else if ((await this.env.blobs.stat(actual)) !== size)
           throw failedPrecondition(`content ${actual} is no longer stored, write it again`);
-        const inserted = await this.env.repo.insertBlob(tx, this.ns, actual, size, withoutEmpty(labels), at);
-        await this.env.repo.deleteIngestByBref(tx, this.bref);
-        return inserted;
+        return this.env.repo.commitBlob(tx, {
+          ns: this.ns,
+          digest: actual,
+          size,
+          labels: withoutEmpty(labels),
+          at,
+          bref: this.bref,
+        });
       });
       this.ingest = undefined;
       // A row another replica deleted may still be cached here until its notification arrives.

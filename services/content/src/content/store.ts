@@ -10,7 +10,7 @@ import type { ContentRepo } from '../db/content-repo.js';
 import type { BlobStore, Ingest } from '../store/blob-store.js';
 import { BlobCache } from './blob-cache.js';
 import type { Digest } from './digest.js';
-import { updatedLabels, validateInfoLabels } from './info-labels.js';
+import { type LabelChange, labelChange, validateInfoLabels } from './info-labels.js';
 import { IngestState, ingestExpiryMs, lockMs, rehash, type Suspended } from './ingest-state.js';
 import { type IngestEnv, IngestWriter } from './ingest-writer.js';
 import { lockedError } from './locks.js';
@@ -20,11 +20,14 @@ export interface ContentStoreDeps {
   readonly repo: ContentRepo;
   readonly blobs: BlobStore;
   /**
-   * Info rows of committed blobs. ctr asks Info and Read for every blob of every image it lists, and reads a
-   * blob as one Read per MiB; asking the database each time would cost more than the answer. The caller keeps
-   * it coherent with other writers (see listenRowCache); writes made here forget their rows themselves too.
+   * Info rows of committed blobs, and null for a blob known to be missing. ctr asks Info and Read for every
+   * blob of every image it lists, and reads a blob as one Read per MiB; asking the database each time would
+   * cost more than the answer. A Write asks whether its blob exists when it opens and again when it commits
+   * (containerd's contentserver does), and nearly always it does not. The caller keeps the cache coherent
+   * with other writers (see listenRowCache: an insert notifies like an update or a delete); writes made here
+   * forget their rows themselves too.
    */
-  readonly infos: RowCache<Info>;
+  readonly infos: RowCache<Info | null>;
   readonly metadata: MetadataClient;
   /** Encodes the /content/delete event written to the outbox. */
   readonly deleted: (digest: string) => { topic: string; typeUrl: string; payload: Uint8Array };
@@ -70,12 +73,13 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
 
   const requireInfo = async (ns: string, digest: Digest): Promise<Info> => {
     const key = rowKey(ns, digest);
-    const cached = infos.get(key);
-    if (cached) return cached;
-    const epoch = infos.epoch();
-    const info = await repo.blob(repo.db, ns, digest);
+    let info = infos.get(key);
+    if (info === undefined) {
+      const epoch = infos.epoch();
+      info = (await repo.blob(repo.db, ns, digest)) ?? null;
+      infos.set(key, info, epoch);
+    }
     if (!info) throw notFound(`content digest ${digest}`);
-    infos.set(key, info, epoch);
     return info;
   };
 
@@ -86,20 +90,25 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
 
     async update(ctx, info, paths) {
       const ns = requireNamespace(ctx);
+      let change: LabelChange;
+      try {
+        change = labelChange(info.digest, info.labels, paths);
+        // The labels kept were valid already: only those the Update brings need checking.
+        validateInfoLabels({ ...change.replace, ...change.set });
+      } catch (e) {
+        // containerd finds the blob first: a missing one is not_found, whatever else is wrong.
+        if (!(await repo.blob(repo.db, ns, info.digest))) throw notFound(`content digest ${info.digest}`);
+        throw e;
+      }
       forget(ns, info.digest);
       const updated = await repo.db.transaction(async (tx) => {
         // New gc.ref labels must not appear between a collection's mark and its sweep.
         await holdCollectionLockShared(tx);
-        const current = await repo.blob(tx, ns, info.digest, true);
-        if (!current) throw notFound(`content digest ${info.digest}`);
-        const labels = updatedLabels(info.digest, current.labels, info.labels, paths);
-        validateInfoLabels(labels);
-        const at = new Date();
-        await repo.setLabels(tx, ns, info.digest, labels, at);
-        return { ...current, labels, updatedAt: at };
+        return repo.updateLabels(tx, ns, info.digest, change, new Date());
       });
       // Read-your-writes without waiting for the notification: a lookup racing the transaction saw the old row.
       forget(ns, info.digest);
+      if (!updated) throw notFound(`content digest ${info.digest}`);
       return updated;
     },
 
@@ -172,15 +181,20 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
       await deps.metadata.ensureNamespace(ctx, ns);
       let shared: { digest: Digest; size: number } | undefined;
       if (opts.expected !== undefined) {
-        // Held by the lease first, then looked up again: a blob found is then one a collection keeps. Most
-        // writes are of blobs not stored yet, and those need only the one lookup.
-        if (await repo.blob(repo.db, ns, opts.expected)) {
+        const key = rowKey(ns, opts.expected);
+        const epoch = infos.epoch();
+        const found = await repo.presence(ns, opts.expected);
+        if (found.here) {
+          // Held by the lease first, then looked up again: a blob found is then one a collection keeps.
           if (!ctx.lease) throw alreadyExists(`content ${opts.expected}`);
           await deps.metadata.addLeaseResource(ctx, 'content', opts.expected);
           if (await repo.blob(repo.db, ns, opts.expected)) throw alreadyExists(`content ${opts.expected}`);
+        } else {
+          // Most writes are of blobs not stored yet; the Write asks again when it commits.
+          infos.set(key, null, epoch);
         }
         // Bytes are shared by namespaces: a blob another namespace committed needs no upload here.
-        const size = await repo.sizeAnywhere(opts.expected);
+        const size = found.size;
         if (
           size !== undefined &&
           (opts.total === 0 || opts.total === size) &&

@@ -68,44 +68,74 @@ export function createContentRepo(db: Db) {
       );
       return rows.map(toInfo);
     },
-    /** Size of `digest` as committed in any namespace. */
-    async sizeAnywhere(digest: string): Promise<number | undefined> {
-      const [row] = await db.query<{ size: number | string }>(
-        'SELECT size FROM content.blobs WHERE digest = $1 LIMIT 1',
-        [digest],
+    /**
+     * Whether `ns` has `digest`, and its size as committed in any namespace (the bytes are shared): what
+     * opening a Write asks, in one lookup.
+     */
+    async presence(ns: string, digest: string): Promise<{ here: boolean; size: number | undefined }> {
+      const [row] = await db.query<{ here: boolean; size: number | string }>(
+        'SELECT namespace = $1 AS here, size FROM content.blobs WHERE digest = $2 ORDER BY namespace = $1 DESC LIMIT 1',
+        [ns, digest],
       );
-      return row ? Number(row.size) : undefined;
+      return { here: row?.here === true, size: row ? Number(row.size) : undefined };
     },
     async hasBlobs(ns: string): Promise<boolean> {
       return (await db.query('SELECT 1 FROM content.blobs WHERE namespace = $1 LIMIT 1', [ns])).length > 0;
     },
-    /** Inserts the blob row; false when the namespace already had it. */
-    async insertBlob(
+    /**
+     * Records the blob committed from the ingest `bref` and deletes the ingest's row, in one statement; false
+     * when the namespace already had the blob (the ingest row goes all the same).
+     */
+    async commitBlob(
       q: Queryable,
-      ns: string,
-      digest: string,
-      size: number,
-      labels: Readonly<Record<string, string>>,
-      at: Date,
+      c: {
+        ns: string;
+        digest: string;
+        size: number;
+        labels: Readonly<Record<string, string>>;
+        at: Date;
+        bref: string;
+      },
     ): Promise<boolean> {
       const rows = await q.query(
-        `INSERT INTO content.blobs (namespace, digest, size, labels, created_at, updated_at)
+        `WITH ingest AS (DELETE FROM content.ingests WHERE bref = $6)
+         INSERT INTO content.blobs (namespace, digest, size, labels, created_at, updated_at)
          VALUES ($1, $2, $3, $4::text::jsonb, $5, $5) ON CONFLICT (namespace, digest) DO NOTHING RETURNING digest`,
-        [ns, digest, size, JSON.stringify(labels), at],
+        [c.ns, c.digest, c.size, JSON.stringify(c.labels), c.at, c.bref],
       );
       return rows.length > 0;
     },
-    async setLabels(
+    /**
+     * Changes a blob's labels: `replace` (when given) stands for the current ones, then `drop` keys go and `set`
+     * entries are added. One statement; the row as it is after, or undefined when the namespace has no such blob.
+     */
+    async updateLabels(
       q: Queryable,
       ns: string,
       digest: string,
-      labels: Readonly<Record<string, string>>,
+      change: {
+        replace: Readonly<Record<string, string>> | undefined;
+        drop: readonly string[];
+        set: Readonly<Record<string, string>>;
+      },
       at: Date,
-    ): Promise<void> {
-      await q.query(
-        'UPDATE content.blobs SET labels = $3::text::jsonb, updated_at = $4 WHERE namespace = $1 AND digest = $2',
-        [ns, digest, JSON.stringify(labels), at],
+    ): Promise<Info | undefined> {
+      const [row] = await q.query<BlobRow & Record<string, unknown>>(
+        `UPDATE content.blobs SET
+           labels = ((CASE WHEN $3::boolean THEN $4::text::jsonb ELSE labels END) - $5::text[]) || $6::text::jsonb,
+           updated_at = $7
+         WHERE namespace = $1 AND digest = $2 RETURNING ${blobColumns}`,
+        [
+          ns,
+          digest,
+          change.replace !== undefined,
+          JSON.stringify(change.replace ?? {}),
+          [...change.drop],
+          JSON.stringify(change.set),
+          at,
+        ],
       );
+      return row ? toInfo(row) : undefined;
     },
     async deleteBlob(q: Queryable, ns: string, digest: string): Promise<boolean> {
       return (

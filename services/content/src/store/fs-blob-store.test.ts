@@ -27,4 +27,30 @@ describe('fs ingest', () => {
     expect(await store.stat(digest)).toBe(data.length);
     expect(await readdir(join(root, 'ingest'))).toEqual([]);
   });
+
+  it('opens a new ingest empty, and an existing one with the bytes it kept', async () => {
+    const fresh = await store.openIngest('k2');
+    expect(fresh.size).toBe(0);
+    await fresh.write(Buffer.from('kept'));
+    await fresh.suspend();
+    const again = await store.openIngest('k2');
+    expect(again.size).toBe(4);
+    await again.suspend();
+    await store.removeIngest('k2');
+  });
+
+  it('places a blob even when its directory was removed since the last commit', async () => {
+    const put = async (key: string, text: string): Promise<string> => {
+      const data = Buffer.from(text);
+      const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+      const ingest = await store.openIngest(key);
+      await ingest.write(data);
+      expect(await ingest.commit(digest, data.length)).toBe('created');
+      return digest;
+    };
+    await put('k3', 'first');
+    await rm(join(root, 'blobs', 'sha256'), { recursive: true, force: true });
+    const second = await put('k4', 'second');
+    expect(await store.stat(second)).toBe(6);
+  });
 });

@@ -1,5 +1,5 @@
-import { createReadStream } from 'node:fs';
-import { chmod, type FileHandle, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { chmod, type FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hasErrno, notFound } from '@berth/common/errors';
 import type { BlobStore, Ingest } from './blob-store.js';
@@ -46,6 +46,8 @@ export function createFsBlobStore(root: string): BlobStore {
     return join(root, 'blobs', digest.slice(0, i), digest.slice(i + 1));
   };
   const ingestDir = (key: string): string => join(root, 'ingest', key);
+  /** Blob directories (`blobs/<algorithm>`) made or seen: a commit makes its directory only once. */
+  const blobDirs = new Set<string>();
 
   return {
     kind: 'fs',
@@ -83,14 +85,14 @@ export function createFsBlobStore(root: string): BlobStore {
     },
     async openIngest(key) {
       const dir = ingestDir(key);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const made = await mkdir(dir, { recursive: true, mode: 0o700 });
       const data = join(dir, 'data');
-      // Append mode would ignore the explicit positions that truncate-and-rewrite needs.
-      const fh = await open(data, 'a')
-        .then((h) => h.close())
-        .then(() => open(data, 'r+'));
-      const size = (await fh.stat()).size;
-      return fsIngest(fh, data, dir, size, blobPath);
+      // Read-write at explicit positions, created if absent: append mode would ignore the positions that
+      // truncate-and-rewrite needs.
+      const fh = await open(data, constants.O_RDWR | constants.O_CREAT);
+      // A directory made just now holds no bytes yet.
+      const size = made === undefined ? (await fh.stat()).size : 0;
+      return fsIngest(fh, data, dir, size, blobPath, blobDirs);
     },
     async ingestSize(key) {
       try {
@@ -145,13 +147,21 @@ function fsIngest(
   dir: string,
   size: number,
   blobPath: (digest: string) => string,
+  blobDirs: Set<string>,
 ): Ingest {
   let position = size;
   let open = true;
+  /** Nothing written since the last fsync. */
+  let synced = false;
   const closeOnce = async (): Promise<void> => {
     if (!open) return;
     open = false;
     await fh.close();
+  };
+  const sync = async (): Promise<void> => {
+    if (synced) return;
+    await fh.sync();
+    synced = true;
   };
   return {
     size,
@@ -165,6 +175,7 @@ function fsIngest(
       }
     },
     async write(buf) {
+      synced = false;
       let done = 0;
       while (done < buf.length) {
         const { bytesWritten } = await fh.write(buf, done, buf.length - done, position);
@@ -173,18 +184,21 @@ function fsIngest(
       }
     },
     async truncate() {
+      synced = false;
       await fh.truncate(0);
       position = 0;
     },
-    async flush() {
-      await fh.sync();
-    },
+    flush: sync,
     async commit(digest) {
-      // Cheap after flush (no dirty pages left); still here for a caller that did not flush.
-      await fh.sync();
+      // Nothing left to sync after flush; still here for a caller that did not flush.
+      await sync();
       await closeOnce();
       const target = blobPath(digest);
-      await mkdir(join(target, '..'), { recursive: true, mode: 0o755 });
+      const parent = join(target, '..');
+      if (!blobDirs.has(parent)) {
+        await mkdir(parent, { recursive: true, mode: 0o755 });
+        blobDirs.add(parent);
+      }
       try {
         await stat(target);
         await rm(dir, { recursive: true, force: true });
@@ -192,15 +206,23 @@ function fsIngest(
       } catch (e) {
         if (!hasErrno(e, 'ENOENT')) throw e;
       }
-      await rename(data, target);
-      await chmod(target, 0o444);
-      await syncDir(join(target, '..'));
-      await rm(dir, { recursive: true, force: true });
+      try {
+        await rename(data, target);
+      } catch (e) {
+        // Its directory went away (removed by hand): make it again.
+        if (!hasErrno(e, 'ENOENT') || !blobDirs.delete(parent)) throw e;
+        await mkdir(parent, { recursive: true, mode: 0o755 });
+        blobDirs.add(parent);
+        await rename(data, target);
+      }
+      await Promise.all([chmod(target, 0o444), syncDir(parent)]);
+      // Empty now: one rmdir, unless something else was left in it.
+      await rmdir(dir).catch(() => rm(dir, { recursive: true, force: true }));
       return 'created';
     },
     async suspend() {
       if (!open) return;
-      await fh.sync();
+      await sync();
       await closeOnce();
     },
   };

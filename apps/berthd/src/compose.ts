@@ -304,14 +304,17 @@ async function buildModule(
 ): Promise<ServiceModule> {
   switch (name) {
     case 'metadata': {
+      const db = await deps.db();
       const m = await createMetadataModule({
-        db: await deps.db(),
+        db,
         bus: await deps.bus(),
         log: deps.log,
         usage,
         ...(deps.gc ? { gc: deps.gc } : {}),
       });
-      deps.metadata?.bind(m.stores);
+      // The Db object the other modules of this process are given too: content's commit then joins metadata's
+      // lease changes to its own transaction.
+      deps.metadata?.bind(m.stores, db);
       return m;
     }
     case 'events':

@@ -1,14 +1,16 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { backgroundContext, type RequestContext } from '@berth/common/context';
-import { openDb } from '@berth/common/db';
+import { type Db, openDb } from '@berth/common/db';
 import type { ServiceError } from '@berth/common/errors';
 import { createInProcessBus } from '@berth/common/event-bus';
 import { invoke } from '@berth/common/grpc-client';
 import { type BoundServer, createServer, listen } from '@berth/common/grpc-server';
 import { createLogger, type Logger, nopLogger } from '@berth/common/log';
 import { registerAll } from '@berth/common/service';
+import type { GcClient } from '@berth/gc/client';
 import { createMetadataModule, type MetadataModule } from '@berth/metadata';
 import {
   type ContainerRecords,
@@ -50,20 +52,18 @@ describe('in-process metadata clients answer as the gRPC ones do', () => {
   let bound: BoundServer;
   let remote: { containers: ContainerRecords; metadata: MetadataClient };
   let local: { containers: ContainerRecords; metadata: MetadataClient };
+  let db: Db;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'berth-local-metadata-'));
-    module = await createMetadataModule({
-      db: await openDb('pglite://memory'),
-      bus: createInProcessBus(),
-      log: nopLogger,
-    });
+    db = await openDb('pglite://memory');
+    module = await createMetadataModule({ db, bus: createInProcessBus(), log: nopLogger });
     const server = createServer();
     registerAll(server, [module]);
     bound = await listen(server, join(dir, 'm.sock'));
     remote = { containers: remoteContainers(bound.address), metadata: remoteMetadata(bound.address, nopLogger) };
     const inProcess = inProcessMetadata();
-    inProcess.bind(module.stores);
+    inProcess.bind(module.stores, db);
     local = { containers: inProcess.containers, metadata: inProcess.client(nopLogger) };
     await module.stores.containers.create(ctxIn('p'), {
       id: 'c1',
@@ -142,6 +142,35 @@ describe('in-process metadata clients answer as the gRPC ones do', () => {
     await local.metadata.ensureNamespace(ctxIn('fresh', 'l1'), 'fresh');
     await local.metadata.ensureNamespace(ctxIn('fresh'), 'fresh');
     expect((await module.stores.namespaces.list(ctxIn(undefined))).map((n) => n.name)).toContain('fresh');
+  });
+
+  it("changes lease resources inside a caller's transaction on metadata's database, and only there", async () => {
+    expect(remote.metadata.leaseResourcesIn?.(db)).toBeUndefined();
+    expect(local.metadata.leaseResourcesIn?.(await openDb('pglite://memory'))).toBeUndefined();
+    const joined = local.metadata.leaseResourcesIn?.(db);
+    if (!joined) throw new Error('no lease resources in a transaction on the bound database');
+    const blob = `sha256:${'d'.repeat(64)}`;
+    await expect(
+      db.transaction(async (tx) => {
+        await joined.add(tx, ctxIn('p', 'l1'), 'content', blob);
+        throw new Error('roll back');
+      }),
+    ).rejects.toThrow('roll back');
+    expect(await module.stores.leases.listResources(ctxIn('p'), 'l1')).toEqual([]);
+    await db.transaction(async (tx) => {
+      await joined.add(tx, ctxIn('p', 'l1'), 'ingests', 'ref-j');
+      await joined.add(tx, ctxIn('p'), 'content', blob);
+    });
+    await db.transaction(async (tx) => {
+      await joined.add(tx, ctxIn('p', 'l1'), 'content', blob);
+      await joined.remove(tx, ctxIn('p', 'l1'), 'ingests', 'ref-j');
+      await joined.remove(tx, ctxIn('p', 'missing'), 'ingests', 'ref-j');
+      await joined.remove(tx, ctxIn('p', 'l1'), 'images', 'x');
+    });
+    expect(await module.stores.leases.listResources(ctxIn('p'), 'l1')).toEqual([{ id: blob, type: 'content' }]);
+    const failed = await outcome(db.transaction((tx) => joined.add(tx, ctxIn('p', 'missing'), 'content', blob)));
+    expect(failed).toEqual(await outcome(remote.metadata.addLeaseResource(ctxIn('p', 'missing'), 'content', blob)));
+    await local.metadata.removeLeaseResource(ctxIn('p', 'l1'), 'content', blob);
   });
 
   it('fails unavailable until metadata is bound, as a socket not yet listening would', async () => {
@@ -293,6 +322,73 @@ describe('all-in-one: tasks and content call metadata in process, not over the n
     // Before the lease, content made sure the namespace exists, in process too.
     const listed = await call('', (m, o, cb) => namespaces.list({ filter: '' }, m, o, cb));
     expect(listed.namespaces.map((n) => n.name)).toContain('aio2');
+  });
+
+  it('a Content.Write committed under a lease leaves the lease holding the blob, not the ingest', async () => {
+    const leases = client(LeasesClient);
+    const content = client(ContentClient);
+    await call('aio4', (md, o, cb) => leases.create({ id: 'pull', labels: {} }, md, o, cb));
+    const data = Buffer.from('leased blob');
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    const md = new grpc.Metadata();
+    md.set('containerd-namespace', 'aio4');
+    md.set('containerd-lease', 'pull');
+    await new Promise<void>((resolve, reject) => {
+      const stream = content.write(md);
+      stream.on('data', (r: { action: WriteAction }) => {
+        if (r.action === WriteAction.COMMIT) resolve();
+      });
+      stream.on('error', reject);
+      const base = { ref: 'leased', total: data.length, expected: digest, offset: 0, labels: {} };
+      stream.write({ ...base, action: WriteAction.WRITE, data });
+      stream.write({ ...base, action: WriteAction.COMMIT, offset: data.length, data: Buffer.alloc(0) });
+    });
+    const listed = await call('aio4', (m, o, cb) => leases.listResources({ id: 'pull' }, m, o, cb));
+    expect(listed.resources).toEqual([{ id: digest, type: 'content' }]);
+  });
+
+  it('collections back to back take none of the blobs committed meanwhile under a lease', async () => {
+    const leases = client(LeasesClient);
+    const content = client(ContentClient);
+    const gc = node.modules.find((m) => m.name === 'gc') as unknown as GcClient;
+    const ns = 'aio5';
+    await call(ns, (md, o, cb) => leases.create({ id: 'pull', labels: {} }, md, o, cb));
+    const md = new grpc.Metadata();
+    md.set('containerd-namespace', ns);
+    md.set('containerd-lease', 'pull');
+    const write = (data: Buffer, ref: string): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+        const stream = content.write(md);
+        stream.on('data', (r: { action: WriteAction }) => {
+          if (r.action === WriteAction.COMMIT) resolve();
+        });
+        stream.on('error', reject);
+        const base = { ref, total: data.length, expected: digest, offset: 0, labels: {} };
+        stream.write({ ...base, action: WriteAction.WRITE, data });
+        stream.write({ ...base, action: WriteAction.COMMIT, offset: data.length, data: Buffer.alloc(0) });
+      });
+    const blobs = Array.from({ length: 12 }, (_, i) => Buffer.from(`blob ${i} ${Date.now()}`));
+    let writing = true;
+    const collections = (async () => {
+      let n = 0;
+      while (writing || n === 0) {
+        await gc.collect({ namespace: ns, lease: undefined, signal: new AbortController().signal });
+        n++;
+      }
+      return n;
+    })();
+    await Promise.all(blobs.map((b, i) => write(b, `ref-${i}`)));
+    writing = false;
+    expect(await collections).toBeGreaterThan(0);
+    await gc.collect({ namespace: ns, lease: undefined, signal: new AbortController().signal });
+    const digests = blobs.map((b) => `sha256:${createHash('sha256').update(b).digest('hex')}`).sort();
+    const listed = await call(ns, (m, o, cb) => leases.listResources({ id: 'pull' }, m, o, cb));
+    expect(listed.resources.map((r) => `${r.type} ${r.id}`).sort()).toEqual(digests.map((d) => `content ${d}`));
+    for (const digest of digests) {
+      const info = await call(ns, (m, o, cb) => content.info({ digest }, m, o, cb));
+      expect(info.info?.digest).toBe(digest);
+    }
   });
 
   it("Snapshots.Prepare under an unknown lease fails with metadata's not_found, without a Leases RPC", async () => {

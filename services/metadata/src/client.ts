@@ -4,6 +4,7 @@
  * (`inProcessMetadata`, all-in-one) that calls metadata's stores and answers and fails as the RPC would.
  */
 import { type RequestContext, withoutLease } from '@berth/common/context';
+import type { Db, Queryable } from '@berth/common/db';
 import { codeOf, ErrorCode, unavailable } from '@berth/common/errors';
 import { invoke } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
@@ -33,7 +34,25 @@ export interface MetadataClient {
   addLeaseResource(ctx: RequestContext, type: string, id: string): Promise<void>;
   /** Detaches a resource from the lease of `ctx`, when it carries one. Best effort: never rejects. */
   removeLeaseResource(ctx: RequestContext, type: string, id: string): Promise<void>;
+  /**
+   * When metadata keeps its records in `db` itself, in this process (all-in-one, one database): lease
+   * resource changes made inside a transaction of the caller's on `db`, which then commit or roll back with
+   * the caller's own rows, as containerd's content commit moves a blob from ingest to content in one bolt
+   * transaction. Undefined otherwise, and then the caller uses addLeaseResource and removeLeaseResource.
+   */
+  leaseResourcesIn?(db: Db): LeaseResourcesIn | undefined;
   close(): void;
+}
+
+/** Lease resource changes inside a transaction (see MetadataClient.leaseResourcesIn). */
+export interface LeaseResourcesIn {
+  /** addLeaseResource, inside `tx`: rejects as it does (not_found for an unknown lease). */
+  add(tx: Queryable, ctx: RequestContext, type: string, id: string): Promise<void>;
+  /**
+   * removeLeaseResource, inside `tx`: a lease or resource that is not there is no error. A failed statement
+   * rejects, since it has aborted the transaction.
+   */
+  remove(tx: Queryable, ctx: RequestContext, type: string, id: string): Promise<void>;
 }
 
 /** For a service running without metadata (its own tests): nothing to register. */
@@ -55,6 +74,22 @@ export interface MetadataCalls {
   addLeaseResource(ctx: RequestContext, lease: string, resource: { id: string; type: string }): Promise<void>;
   /** Leases.DeleteResource, in the namespace of `ctx`. */
   deleteLeaseResource(ctx: RequestContext, lease: string, resource: { id: string; type: string }): Promise<void>;
+  /** The same two inside a transaction on `db`, when metadata's records are in `db` (in process only). */
+  inTransaction?: {
+    readonly db: () => Db | undefined;
+    addLeaseResource(
+      tx: Queryable,
+      ctx: RequestContext,
+      lease: string,
+      resource: { id: string; type: string },
+    ): Promise<void>;
+    deleteLeaseResource(
+      tx: Queryable,
+      ctx: RequestContext,
+      lease: string,
+      resource: { id: string; type: string },
+    ): Promise<void>;
+  };
   close(): void;
 }
 
@@ -136,6 +171,28 @@ export function metadataClient(calls: MetadataCalls, log: Logger): MetadataClien
         ctx.log.debug('detaching from lease failed', { lease, type, id, err: e });
       }
     },
+    leaseResourcesIn(db) {
+      const inTx = calls.inTransaction;
+      if (!inTx || inTx.db() !== db) return undefined;
+      return {
+        async add(tx, ctx, type, id) {
+          if (ctx.lease) await inTx.addLeaseResource(tx, ctx, ctx.lease, { id, type });
+        },
+        async remove(tx, ctx, type, id) {
+          const lease = ctx.lease;
+          if (!lease) return;
+          try {
+            await inTx.deleteLeaseResource(tx, ctx, lease, { id, type });
+          } catch (e) {
+            // Refused before any statement ran (no such lease, a resource it cannot hold): nothing to undo.
+            const code = codeOf(e);
+            if (code !== ErrorCode.NotFound && code !== ErrorCode.InvalidArgument && code !== ErrorCode.NotImplemented)
+              throw e;
+            ctx.log.debug('detaching from lease failed', { lease, type, id, err: e });
+          }
+        },
+      };
+    },
     close: () => calls.close(),
   };
 }
@@ -206,7 +263,8 @@ function recordGetter(get: GetContainer): ContainerRecords['get'] {
  * does not listen yet would.
  */
 export interface InProcessMetadata {
-  bind(stores: Pick<MetadataStores, 'namespaces' | 'leases' | 'containers'>): void;
+  /** `db`: the database metadata's stores keep their records in (see MetadataClient.leaseResourcesIn). */
+  bind(stores: Pick<MetadataStores, 'namespaces' | 'leases' | 'containers'>, db?: Db): void;
   /** For tasks: Containers.Get. */
   readonly containers: ContainerRecords;
   /** For content (and snapshots): Namespaces.Create, Leases.AddResource and DeleteResource. */
@@ -215,6 +273,7 @@ export interface InProcessMetadata {
 
 export function inProcessMetadata(): InProcessMetadata {
   let bound: Pick<MetadataStores, 'namespaces' | 'leases' | 'containers'> | undefined;
+  let boundDb: Db | undefined;
   const stores = (): Pick<MetadataStores, 'namespaces' | 'leases' | 'containers'> => {
     if (!bound) throw unavailable('metadata is not serving yet');
     return bound;
@@ -227,10 +286,20 @@ export function inProcessMetadata(): InProcessMetadata {
     addLeaseResource: (ctx, lease, resource) => localCall(ctx, (c) => stores().leases.addResource(c, lease, resource)),
     deleteLeaseResource: (ctx, lease, resource) =>
       localCall(ctx, (c) => stores().leases.deleteResource(c, lease, resource)),
+    inTransaction: {
+      db: () => boundDb,
+      addLeaseResource: (tx, ctx, lease, resource) =>
+        localCall(ctx, (c) => stores().leases.addResource(c, lease, resource, tx)),
+      deleteLeaseResource: (tx, ctx, lease, resource) =>
+        localCall(ctx, (c) => stores().leases.deleteResource(c, lease, resource, tx)),
+    },
     close: () => undefined,
   };
   return {
-    bind: (s) => void (bound = s),
+    bind: (s, db) => {
+      bound = s;
+      boundDb = db;
+    },
     containers: localContainers((ctx, id) => localCall(ctx, (c) => stores().containers.get(c, id))),
     client: (log) => metadataClient(calls, log),
   };

@@ -181,11 +181,18 @@ export class IngestWriter implements Writer {
         }
         size = this.offset;
       }
-      // The lease holds the blob before its record exists: a collection between the two would see it unheld.
-      // The data's fsync goes alongside, outside the transaction: held inside, it kept the database (one
-      // connection when embedded) from every other call of the pull for as long as the disk took.
       const ingest = this.ingest;
-      await Promise.all([this.env.metadata.addLeaseResource(this.ctx, 'content', actual), ingest?.flush?.()]);
+      // Metadata in this process on this very database: the lease takes the blob and lets go of the ingest in
+      // the commit's own transaction, as containerd's one bolt transaction does.
+      const leases = this.env.metadata.leaseResourcesIn?.(this.env.repo.db);
+      // Otherwise the lease holds the blob before its record exists (a collection between the two would see it
+      // unheld), added while the data is fsynced. The fsync stays outside the transaction: held inside, it kept
+      // the database (one connection when embedded) from every other call of the pull for as long as the disk
+      // took.
+      await Promise.all([
+        leases ? undefined : this.env.metadata.addLeaseResource(this.ctx, 'content', actual),
+        ingest?.flush?.(),
+      ]);
       const at = new Date();
       const created = await this.env.repo.db.transaction(async (tx) => {
         // containerd holds the content lock across backend commit and record, so the backend sweep never
@@ -193,10 +200,11 @@ export class IngestWriter implements Writer {
         // of a running mark-and-sweep.
         await holdCollectionLockShared(tx);
         await holdContentLockShared(tx);
+        await leases?.add(tx, this.ctx, 'content', actual);
         if (ingest) await ingest.commit(actual, size);
         else if ((await this.env.blobs.stat(actual)) !== size)
           throw failedPrecondition(`content ${actual} is no longer stored, write it again`);
-        return this.env.repo.commitBlob(tx, {
+        const inserted = await this.env.repo.commitBlob(tx, {
           ns: this.ns,
           digest: actual,
           size,
@@ -204,13 +212,15 @@ export class IngestWriter implements Writer {
           at,
           bref: this.bref,
         });
+        await leases?.remove(tx, this.ctx, 'ingests', this.ref);
+        return inserted;
       });
       this.ingest = undefined;
       // A row another replica deleted may still be cached here until its notification arrives.
       this.env.forget(this.ns, actual);
       this.finish();
       this.env.state.suspended.delete(this.bref);
-      await this.env.metadata.removeLeaseResource(this.ctx, 'ingests', this.ref);
+      if (!leases) await this.env.metadata.removeLeaseResource(this.ctx, 'ingests', this.ref);
       if (!created) throw alreadyExists(`content ${actual}`);
     } finally {
       if (!this.done) await this.close();

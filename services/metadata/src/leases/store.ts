@@ -36,11 +36,16 @@ export function createLeaseStore(deps: LeaseStoreDeps): LeaseStore {
   };
 
   /** The parsed resource; an absent lease's not_found comes first, as containerd finds the lease before parsing. */
-  const parseFor = async (ns: string, lease: string, resource: LeaseResource): Promise<ParsedResource> => {
+  const parseFor = async (
+    q: Queryable,
+    ns: string,
+    lease: string,
+    resource: LeaseResource,
+  ): Promise<ParsedResource> => {
     try {
       return parseLeaseResource(resource);
     } catch (e) {
-      await requireLease(db, ns, lease);
+      await requireLease(q, ns, lease);
       throw e;
     }
   };
@@ -72,21 +77,23 @@ export function createLeaseStore(deps: LeaseStoreDeps): LeaseStore {
       return (await listLeases(db, ns)).filter((l) => filter.match(leaseAdaptor(l)));
     },
 
-    async addResource(ctx, lease, resource) {
+    async addResource(ctx, lease, resource, inTx) {
       const ns = requireNamespace(ctx);
-      const r = await parseFor(ns, lease, resource);
+      const r = await parseFor(inTx ?? db, ns, lease, resource);
       // Under the collection lock: a resource added while a collection runs must survive its sweep.
-      const found = await db.transaction(async (tx) => {
+      const add = async (tx: Queryable): Promise<boolean> => {
         await holdCollectionLockShared(tx);
         return addLeaseResource(tx, ns, lease, r);
-      });
+      };
+      const found = inTx ? await add(inTx) : await db.transaction(add);
       if (!found) throw notFound(`lease ${JSON.stringify(lease)}`);
     },
 
-    async deleteResource(ctx, lease, resource) {
+    async deleteResource(ctx, lease, resource, inTx) {
       const ns = requireNamespace(ctx);
-      const r = await parseFor(ns, lease, resource);
-      if (!(await deleteLeaseResource(db, ns, lease, r))) throw notFound(`lease ${JSON.stringify(lease)}`);
+      const q = inTx ?? db;
+      const r = await parseFor(q, ns, lease, resource);
+      if (!(await deleteLeaseResource(q, ns, lease, r))) throw notFound(`lease ${JSON.stringify(lease)}`);
     },
 
     async listResources(ctx, lease) {

@@ -1,4 +1,5 @@
 import type { RequestContext } from '@berth/common/context';
+import type { Queryable } from '@berth/common/db';
 
 export interface Lease {
   readonly id: string;
@@ -29,11 +30,12 @@ export interface LeaseStore {
   list(ctx: RequestContext, filters: readonly string[]): Promise<Lease[]>;
   /**
    * Idempotent. not_found when the lease is absent; invalid_argument for a malformed type or content digest;
-   * not_implemented for an unknown type.
+   * not_implemented for an unknown type. Inside `tx` when given: a transaction of the caller's on this
+   * store's own database, which then holds the collection lock (see gc-lock) until it ends.
    */
-  addResource(ctx: RequestContext, lease: string, resource: LeaseResource): Promise<void>;
-  /** Removes the reference if present; not_found when the lease is absent. */
-  deleteResource(ctx: RequestContext, lease: string, resource: LeaseResource): Promise<void>;
+  addResource(ctx: RequestContext, lease: string, resource: LeaseResource, tx?: Queryable): Promise<void>;
+  /** Removes the reference if present; not_found when the lease is absent. Inside `tx` when given. */
+  deleteResource(ctx: RequestContext, lease: string, resource: LeaseResource, tx?: Queryable): Promise<void>;
   /** Content first, then ingests, then snapshots by snapshotter; not_found when the lease is absent. */
   listResources(ctx: RequestContext, lease: string): Promise<LeaseResource[]>;
 }

@@ -108,7 +108,9 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       }
     }
     await deps.metadata?.ensureNamespace(ctx, ns);
-    await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, key);
+    // Metadata in this process on this database: the lease takes the snapshot in the transaction that makes it.
+    const leases = deps.metadata?.leaseResourcesIn?.(db);
+    if (!leases) await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, key);
 
     // Committed snapshots never change, so the parent chain read here is the one the row will point at.
     const parentIds = index.chain(parentRow?.id ?? null);
@@ -118,6 +120,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       const row = await db.transaction(async (tx) => {
         // A child names its parent: it must not appear between a collection's mark and its sweep.
         await holdCollectionLockShared(tx);
+        await leases?.add(tx, ctx, `snapshots/${name}`, key);
         const row = await repo.insert(tx, ns, key, kind, parentRow?.id ?? null, labels);
         if (kind === Kind.Active) await emit(tx, ns, deps.events.prepared(key, parent));
         placed = driver.path(row.id);
@@ -164,13 +167,16 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
         throw failedPrecondition(`failed to commit snapshot: snapshot ${JSON.stringify(key)} is not active`);
       }
       if (index.get(ns, commitName)) throw alreadyExists(`snapshot ${JSON.stringify(commitName)}`);
-      await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, commitName);
+      // Metadata in this process on this database: the lease takes the name in the transaction that commits it.
+      const leases = deps.metadata?.leaseResourcesIn?.(db);
+      if (!leases) await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, commitName);
       // Measured before the transaction: an active snapshot being committed is no longer written to.
       const usage = await diskUsage(driver.usagePath(active.id), ctx.signal);
       let committed: SnapshotRecord;
       try {
         committed = await db.transaction(async (tx) => {
           await holdCollectionLockShared(tx);
+          await leases?.add(tx, ctx, `snapshots/${name}`, commitName);
           const r = await repo.lock(tx, ns, key);
           if (!r) throw doesNotExist(key);
           if (r.kind !== Kind.Active) {

@@ -34,6 +34,24 @@ describe('diskUsage', () => {
     expect(usage.size).toBe([...seen.values()].reduce((a, b) => a + b, 0));
   });
 
+  it('lets other work run while it walks a large tree', async () => {
+    const big = await mkdtemp(join(tmpdir(), 'disk-usage-big-'));
+    for (let d = 0; d < 20; d++) {
+      await mkdir(join(big, `d${d}`), { recursive: true });
+      await Promise.all(Array.from({ length: 150 }, (_, f) => writeFile(join(big, `d${d}`, `f${f}`), '')));
+    }
+    let turns = 0;
+    const timer = setInterval(() => turns++, 0);
+    const started = performance.now();
+    const usage = await diskUsage(big);
+    const took = performance.now() - started;
+    clearInterval(timer);
+    await rm(big, { recursive: true, force: true });
+    expect(usage.inodes).toBe(1 + 20 + 3000);
+    // A walk longer than a slice gave the event loop back at least once.
+    if (took > 10) expect(turns).toBeGreaterThan(0);
+  });
+
   it('fails when the root is missing, and stops on an aborted signal', async () => {
     await expect(diskUsage(join(root, 'absent'))).rejects.toMatchObject({ code: 'ENOENT' });
     await expect(diskUsage(root, AbortSignal.abort())).rejects.toThrow();

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { chmod, lchown, lstat, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { hasErrno } from '@berth/common/errors';
 import { Kind, type Mount } from './types.js';
 
 /** What a driver needs to know about a snapshot to lay it out and mount it. */
@@ -28,9 +29,15 @@ export interface Driver {
   mounts(s: SnapshotLayout): Mount[];
 }
 
+/** A new, empty directory under `dir` (made first if it is missing): where a snapshot is laid out. */
 async function stageDir(dir: string): Promise<string> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  return mkdtemp(join(dir, 'new-'));
+  try {
+    return await mkdtemp(join(dir, 'new-'));
+  } catch (e) {
+    if (!hasErrno(e, 'ENOENT')) throw e;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return mkdtemp(join(dir, 'new-'));
+  }
 }
 
 /** containerd's `overlayfs` snapshotter layout: `<id>/fs` (upper or plain dir) and `<id>/work`. */

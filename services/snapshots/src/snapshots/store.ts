@@ -116,6 +116,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
     const parentIds = index.chain(parentRow?.id ?? null);
     const td = await driver.stage(kind, parentIds);
     let placed: string | undefined;
+    let renamed = false;
     try {
       const row = await db.transaction(async (tx) => {
         // A child names its parent: it must not appear between a collection's mark and its sweep.
@@ -125,6 +126,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
         if (kind === Kind.Active) await emit(tx, ns, deps.events.prepared(key, parent));
         placed = driver.path(row.id);
         await rename(td, placed);
+        renamed = true;
         return row;
       });
       index.put(row);
@@ -138,7 +140,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       if (isForeignKeyViolation(e)) throw notFound(`parent snapshot ${parent} does not exist`);
       throw e;
     } finally {
-      await rm(td, { recursive: true, force: true });
+      if (!renamed) await rm(td, { recursive: true, force: true });
     }
   };
 

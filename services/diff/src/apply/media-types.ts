@@ -60,7 +60,9 @@ export function decompress(source: AsyncIterable<Buffer>, c: Compression, signal
       const fed = pipeline(Readable.from(source), child.stdin);
       const done = Promise.all([fed, exited]);
       done.catch(() => undefined);
-      return drained(child.stdout, done, 'zstd', () => child.kill('SIGKILL'), signal);
+      // Reaped: a call given up returns with zstd gone, not a zombie waiting for a later turn of the loop.
+      const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      return drained(child.stdout, done, 'zstd', () => child.kill('SIGKILL'), signal, gone);
     }
   }
 }
@@ -84,6 +86,8 @@ function drained(
   what: string,
   kill?: () => void,
   signal?: AbortSignal,
+  /** Settles once the producer, killed, is gone: waited for when the consumer stops early. */
+  gone?: Promise<void>,
 ): AsyncGenerator<Buffer> {
   let finished = false;
   let queue: Buffer[] = [];
@@ -167,7 +171,10 @@ function drained(
       out.off('close', onClose);
       out.off('error', onError);
       signal?.removeEventListener('abort', onAbort);
-      if (!finished) kill?.();
+      if (!finished) {
+        kill?.();
+        await gone;
+      }
     }
   }
 }

@@ -301,7 +301,12 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
   };
 
   try {
-    for (let entry = await reader.next(); entry; entry = await reader.next()) {
+    // The layer starts streaming (content read and decompression run off the event loop) while tar starts:
+    // forking it blocks this thread for milliseconds, and it then needs a few more to be ready to read.
+    const first = reader.next();
+    first.catch(() => undefined);
+    sink.begin();
+    for (let entry = await first; entry; entry = await reader.next()) {
       opts.signal?.throwIfAborted();
       const name = cleanName(entry.name);
       if (name === '') {

@@ -95,6 +95,11 @@ export class GnuTarSink {
     return child;
   }
 
+  /** Starts tar now, if it does not run yet, rather than with the first bytes for it. */
+  begin(): void {
+    this.child ??= this.start();
+  }
+
   /**
    * Queues `chunk` for tar. Small pieces (headers, small files) are copied into one large buffer and big ones
    * are passed by reference, so tar is fed in few large writes. Returns a promise only when the caller must

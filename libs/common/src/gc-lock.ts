@@ -97,3 +97,10 @@ export function writtenSince(alias: string, param: number): string {
 export function changeParam(point: string): string {
   return (BigInt(point) % 4294967296n).toString();
 }
+
+/** A WHERE clause (with its parameters) keeping `alias`'s rows written since `point`; none when undefined. */
+export function changedRows(alias: string, point: string | undefined): { where: string; params: string[] } {
+  return point === undefined
+    ? { where: '', params: [] }
+    : { where: ` WHERE ${writtenSince(alias, 1)}`, params: [changeParam(point)] };
+}

@@ -1,5 +1,5 @@
 import { type Queryable, readPages } from '@berth/common/db';
-import { changeParam, writtenSince } from '@berth/common/gc-lock';
+import { changedRows, changeParam, writtenSince } from '@berth/common/gc-lock';
 
 /** The SQL of the garbage collector's read, removal and backend sweep in content (collectable/store.ts). */
 
@@ -19,10 +19,6 @@ export interface IngestReferenceRow {
 
 const jsonColumn = <T>(v: T | string): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
 
-const since = (alias: string, point: string | undefined): string =>
-  point === undefined ? '' : ` WHERE ${writtenSince(alias, 1)}`;
-const sinceParams = (point: string | undefined): string[] => (point === undefined ? [] : [changeParam(point)]);
-
 /** Every namespace's blob records (or those written since the change point `point`). */
 export async function allBlobReferences(q: Queryable, point?: string): Promise<BlobReferenceRow[]> {
   type Row = { namespace: string; digest: string; labels: Record<string, string> | string };
@@ -35,18 +31,18 @@ export async function allBlobReferences(q: Queryable, point?: string): Promise<B
             [after?.namespace ?? '', after?.digest ?? '', limit],
           ),
         )
-      : await q.query<Row>(
-          `SELECT namespace, digest, labels FROM content.blobs b${since('b', point)}`,
-          sinceParams(point),
-        );
+      : await q.query<Row>(`SELECT namespace, digest, labels FROM content.blobs b WHERE ${writtenSince('b', 1)}`, [
+          changeParam(point),
+        ]);
   return rows.map((b) => ({ namespace: b.namespace, digest: b.digest, labels: jsonColumn(b.labels) }));
 }
 
 /** Every namespace's ingests (or those written since the change point `point`). */
 export async function allIngestReferences(q: Queryable, point?: string): Promise<IngestReferenceRow[]> {
+  const changed = changedRows('i', point);
   const rows = await q.query<{ namespace: string; ref: string; expected: string; expires_at: Date | null }>(
-    `SELECT namespace, ref, expected, expires_at FROM content.ingests i${since('i', point)}`,
-    sinceParams(point),
+    `SELECT namespace, ref, expected, expires_at FROM content.ingests i${changed.where}`,
+    changed.params,
   );
   return rows.map((i) => ({
     namespace: i.namespace,

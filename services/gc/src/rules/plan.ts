@@ -43,11 +43,10 @@ export function planSweep(r: Resources, marked: MarkedNodes | ReadonlySet<string
   };
 }
 
-export const emptyPlan = (p: SweepPlan): boolean =>
-  p.leases.length + p.images.length + p.blobs.length + p.ingests.length + p.snapshots.length === 0;
-
 export const planSize = (p: SweepPlan): number =>
   p.leases.length + p.images.length + p.blobs.length + p.ingests.length + p.snapshots.length;
+
+export const emptyPlan = (p: SweepPlan): boolean => planSize(p) === 0;
 
 type Removal =
   | { readonly kind: 'lease'; readonly namespace: string; readonly id: string }

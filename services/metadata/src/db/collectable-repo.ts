@@ -1,5 +1,5 @@
 import { type Queryable, readPages } from '@berth/common/db';
-import { changeParam, writtenSince } from '@berth/common/gc-lock';
+import { changedRows, changeParam, writtenSince } from '@berth/common/gc-lock';
 import type { ParsedResource } from '../leases/resource.js';
 import { jsonColumn } from './columns.js';
 
@@ -96,6 +96,7 @@ export async function allImageTargets(q: Queryable, since?: string): Promise<Ima
 
 /** Every container of every namespace (or those written since `since`), with the snapshot it names. */
 export async function allContainerSnapshots(q: Queryable, since?: string): Promise<ContainerSnapshotRecord[]> {
+  const changed = changedRows('c', since);
   const rows = await q.query<{
     namespace: string;
     id: string;
@@ -103,8 +104,8 @@ export async function allContainerSnapshots(q: Queryable, since?: string): Promi
     snapshot_key: string;
     labels: Labels | string;
   }>(
-    `SELECT namespace, id, snapshotter, snapshot_key, labels FROM metadata.containers c${since === undefined ? '' : ` WHERE ${writtenSince('c', 1)}`}`,
-    since === undefined ? [] : [changeParam(since)],
+    `SELECT namespace, id, snapshotter, snapshot_key, labels FROM metadata.containers c${changed.where}`,
+    changed.params,
   );
   return rows.map((c) => ({
     namespace: c.namespace,

@@ -44,13 +44,39 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
   let volumesBefore: string[] = [];
   const timings: string[] = [];
 
-  beforeAll(async () => {
-    let t0 = Date.now();
-    const built = await sh(join(repoRoot, 'deploy/images/build-local.sh'), [], {
-      env: { ...process.env, DOCKER: '/usr/bin/docker', DOCKER_HOST: eng.host },
-      timeoutMs: 9 * 60_000,
+  /**
+   * Runs one step of the setup within its own deadline, and says at once how long it took: when a step hangs,
+   * CI's log shows which one, and the step's own error (with the engine's state) comes before the hook's timeout.
+   */
+  const t00 = Date.now();
+  async function step<T>(name: string, deadlineMs: number, work: () => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${name}: not done after ${deadlineMs / 1000} s`)), deadlineMs);
     });
-    timings.push(`images built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    try {
+      const out = await Promise.race([work(), late]);
+      const line = `${name}: ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+      timings.push(line);
+      console.info(`[compose +${((Date.now() - t00) / 1000).toFixed(0)} s] ${line}`);
+      return out;
+    } catch (e) {
+      const why = [(e as Error).message, await p?.diagnose().catch(() => ''), await eng.logTail()];
+      throw new Error(why.filter(Boolean).join('\n'));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  beforeAll(async () => {
+    if (eng.cleared.length) console.info(`[compose] removed what an earlier run left: ${eng.cleared.join(', ')}`);
+    const built = await step('images built', 10 * 60_000, () =>
+      sh(join(repoRoot, 'deploy/images/build-local.sh'), [], {
+        env: { ...process.env, DOCKER: '/usr/bin/docker', DOCKER_HOST: eng.host },
+        timeoutMs: 10 * 60_000,
+      }),
+    );
     const vars = Object.fromEntries(
       built.stdout
         .split('\n')
@@ -77,41 +103,41 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
     ctrArgs = ['--address', join(dir, 'state/berth.sock'), '--namespace', ns];
 
     // A registry container, published on a loopback port for the host's ctr (ctr pulls client-side).
-    await p.docker(['network', 'create', `${project}-registry`]);
-    await p.docker([
-      'run',
-      '-d',
-      '--name',
-      `${project}-registry`,
-      '--network',
-      `${project}-registry`,
-      '-p',
-      '127.0.0.1::5000',
-      vars['BERTH_REGISTRY_IMAGE'] ?? 'registry:2',
-    ]);
-    registry = (await p.docker(['port', `${project}-registry`, '5000/tcp'])).stdout.trim().split('\n')[0] ?? '';
-    for (let i = 0; ; i++) {
-      const ok = await fetch(`http://${registry}/v2/`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) break;
-      if (i > 100) throw new Error(`registry container at ${registry} does not answer`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    imageRef = await pushImage({ host: registry }, 'library/busybox', 'deploy', await busyboxImage());
-
-    t0 = Date.now();
-    volumesBefore = await p.volumes();
-    // docker-compose 1.29's `up -d` itself waits for each depends_on condition before starting a dependent.
-    await p.compose(['up', '-d'], 400_000).catch(async (e: Error) => {
-      throw new Error(`${e.message}\n${await p.diagnose()}`);
+    await step('registry container up, busybox pushed', 3 * 60_000, async () => {
+      await p.docker(['network', 'create', `${project}-registry`]);
+      await p.docker([
+        'run',
+        '-d',
+        '--name',
+        `${project}-registry`,
+        '--network',
+        `${project}-registry`,
+        '-p',
+        '127.0.0.1::5000',
+        vars['BERTH_REGISTRY_IMAGE'] ?? 'registry:2',
+      ]);
+      registry = (await p.docker(['port', `${project}-registry`, '5000/tcp'])).stdout.trim().split('\n')[0] ?? '';
+      for (let i = 0; ; i++) {
+        const ok = await fetch(`http://${registry}/v2/`, { signal: AbortSignal.timeout(2_000) }).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (ok) break;
+        if (i > 100) throw new Error(`registry container at ${registry} does not answer`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      imageRef = await pushImage({ host: registry }, 'library/busybox', 'deploy', await busyboxImage());
     });
-    const healthy = await p.waitHealthy(expected, 300_000);
+
+    volumesBefore = await p.volumes();
+    const t0 = Date.now();
+    // docker-compose 1.29's `up -d` itself waits for each depends_on condition before starting a dependent.
+    await step('up -d', 5 * 60_000, () => p.compose(['up', '-d'], 5 * 60_000));
+    const healthy = await step('all healthy after up -d', 4 * 60_000, () => p.waitHealthy(expected, 4 * 60_000));
     timings.push(
       `up -d to all healthy: ${((Date.now() - t0) / 1000).toFixed(1)} s (health polled ${healthy.toFixed(1)} s)`,
     );
-  }, 12 * 60_000);
+  }, 25 * 60_000);
 
   afterAll(async () => {
     if (!p) return;
@@ -208,7 +234,11 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
       (e: Error) => e,
     );
     if (rm && !/gc failed/.test(rm.message)) throw rm;
-    timings.push(`images rm --sync: ${rm ? 'gc failed at first, swept later' : 'swept at once'}`);
+    if (rm) {
+      const gc = (await p.containers()).filter((s) => s.service === 'gc');
+      const log = (await Promise.all(gc.map((s) => p.logs(s.id)))).join('\n');
+      timings.push(`images rm --sync: gc failed at first (gc log: ${log.split('\n').filter((l) => /fail|error/i.test(l)).slice(-3).join(' | ')})`);
+    } else timings.push('images rm --sync: swept at once');
     expect((await ctr(['images', 'ls', '-q'])).stdout.trim()).toBe('');
     const swept = async () =>
       (await ctr(['content', 'ls', '-q'])).stdout.trim() === '' &&

@@ -20,6 +20,8 @@ export async function sh(
     return await run(cmd, args, {
       env: opts.env ?? process.env,
       timeout: opts.timeoutMs ?? 120_000,
+      // A client stuck past its deadline (docker-compose ignores SIGTERM while it waits) must not hang the test.
+      killSignal: 'SIGKILL',
       cwd: opts.cwd ?? repoRoot,
       maxBuffer: 64 * 1024 * 1024,
     });
@@ -56,11 +58,13 @@ export class ComposeProject {
 
   /** Every container of the project (running or not), with its service, state and health. */
   async containers(): Promise<ContainerState[]> {
-    const ids = (await this.docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${this.name}`])).stdout
+    const ids = (
+      await this.docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${this.name}`], 30_000)
+    ).stdout
       .split('\n')
       .filter(Boolean);
     if (ids.length === 0) return [];
-    const inspected = JSON.parse((await this.docker(['inspect', ...ids])).stdout) as InspectedContainer[];
+    const inspected = JSON.parse((await this.docker(['inspect', ...ids], 30_000)).stdout) as InspectedContainer[];
     return inspected.map((c) => ({
       id: c.Id,
       name: c.Name.replace(/^\//, ''),
@@ -131,7 +135,7 @@ export class ComposeProject {
   }
 
   async logs(container: string): Promise<string> {
-    const out = await this.docker(['logs', '--tail', '30', container]).catch((e: Error) => ({
+    const out = await this.docker(['logs', '--tail', '30', container], 30_000).catch((e: Error) => ({
       stdout: e.message,
       stderr: '',
     }));

@@ -20,6 +20,10 @@ export interface Engine {
   readonly host: string;
   /** Stops what this process started (nothing when it reused a running engine). */
   stop(): Promise<void>;
+  /** What an earlier run left on this test's private engine and was removed before this one (empty otherwise). */
+  readonly cleared: readonly string[];
+  /** The last lines of the private engine's log (dockerd and containerd), for a failure's message. */
+  logTail(lines?: number): Promise<string>;
 }
 
 /**
@@ -34,7 +38,7 @@ export async function startEngine(): Promise<Engine> {
   const given = process.env['BERTH_TEST_DOCKER_HOST'];
   if (given) {
     await answers(given, 10_000);
-    return { host: given, stop: async () => undefined };
+    return { host: given, stop: async () => undefined, cleared: [], logTail: async () => '' };
   }
   const host = `unix://${runDir}/docker.sock`;
   if (
@@ -43,7 +47,7 @@ export async function startEngine(): Promise<Engine> {
       () => false,
     )
   )
-    return { host, stop: async () => undefined };
+    return { host, stop: async () => undefined, cleared: await clearLeftovers(host), logTail };
 
   for (const bin of ['dockerd', 'containerd', 'runc']) {
     if (!(await which(bin))) throw new Error(`${bin} is not installed (scripts/install-deps.sh installs docker.io)`);
@@ -95,7 +99,31 @@ export async function startEngine(): Promise<Engine> {
     const log = await readFile(join(runDir, 'dockerd.log'), 'utf8').catch(() => '');
     throw new Error(`${(e as Error).message}\n${log.split('\n').slice(-15).join('\n')}`);
   }
-  return { host, stop };
+  return { host, stop, cleared: await clearLeftovers(host), logTail };
+}
+
+async function logTail(lines = 30): Promise<string> {
+  const tail = async (f: string) =>
+    `--- ${f}:\n${(await readFile(join(runDir, f), 'utf8').catch(() => '')).split('\n').slice(-lines).join('\n')}`;
+  return `${await tail('dockerd.log')}\n${await tail('containerd.log')}`;
+}
+
+/**
+ * The private engine's data root is kept across runs for its images, and with it any container an interrupted
+ * run left: with `restart: unless-stopped`, dockerd starts those again, beside this run's project. Remove every
+ * container, and the networks and volumes nothing uses; keep the images and the build cache.
+ */
+async function clearLeftovers(host: string): Promise<string[]> {
+  const docker = (args: string[]) =>
+    run(dockerCli, args, { env: { ...process.env, DOCKER_HOST: host }, timeout: 120_000, killSignal: 'SIGKILL' });
+  const ids = (await docker(['ps', '-aq'])).stdout.split('\n').filter(Boolean);
+  const names = ids.length
+    ? (await docker(['inspect', '--format', '{{.Name}}', ...ids])).stdout.split('\n').filter(Boolean)
+    : [];
+  if (ids.length) await docker(['rm', '-f', '-v', ...ids]);
+  await docker(['network', 'prune', '-f']);
+  await docker(['volume', 'prune', '-f']);
+  return names.map((n) => `container ${n.replace(/^\//, '')}`);
 }
 
 function daemon(bin: string, args: string[], logFile: string): ChildProcess {

@@ -237,7 +237,13 @@ describe.skipIf(engine instanceof Error)('docker-compose.yml, brought up for rea
     if (rm) {
       const gc = (await p.containers()).filter((s) => s.service === 'gc');
       const log = (await Promise.all(gc.map((s) => p.logs(s.id)))).join('\n');
-      timings.push(`images rm --sync: gc failed at first (gc log: ${log.split('\n').filter((l) => /fail|error/i.test(l)).slice(-3).join(' | ')})`);
+      timings.push(
+        `images rm --sync: gc failed at first (gc log: ${log
+          .split('\n')
+          .filter((l) => /fail|error/i.test(l))
+          .slice(-3)
+          .join(' | ')})`,
+      );
     } else timings.push('images rm --sync: swept at once');
     expect((await ctr(['images', 'ls', '-q'])).stdout.trim()).toBe('');
     const swept = async () =>

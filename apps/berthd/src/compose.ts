@@ -343,6 +343,10 @@ async function buildModule(
         contentAddress: deps.cfg.services.content.address ?? deps.cfg.address,
         tmpRoot: join(deps.cfg.state, 'diff'),
         stallMs: deps.cfg.stallTimeoutMs,
+        // Beside <root>/snapshots, on its filesystem: a staged layer moves into its snapshot by rename.
+        ...(deps.cfg.unpack.ahead
+          ? { aheadRoot: join(deps.cfg.root, 'diff-ahead'), aheadConcurrency: deps.cfg.unpack.aheadConcurrency }
+          : {}),
       });
     }
     case 'tasks':

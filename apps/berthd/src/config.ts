@@ -40,6 +40,12 @@ export interface BerthdConfig {
    * no progress before its call fails with deadline_exceeded naming the stage (`stall-timeout-ms`, default 60000).
    */
   readonly stallTimeoutMs: number;
+  /**
+   * Unpack-ahead (`unpack.ahead`, default true; `unpack.ahead-concurrency`, default 2): while a client applies
+   * one layer of an image, the layers above it are extracted beside it, and each Apply then takes its layer's
+   * tree by rename (overlayfs only). See services/diff/src/ahead/unpack-ahead.ts.
+   */
+  readonly unpack: { readonly ahead: boolean; readonly aheadConcurrency: number };
   /** The garbage collector: containerd's scheduler knobs (`gc.pause-threshold`, …) and the backend sweeps. */
   readonly gc: GcConfig;
   /**
@@ -122,6 +128,7 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
       },
     },
     stallTimeoutMs: r.int('stall-timeout-ms', 60_000),
+    unpack: { ahead: r.bool('unpack.ahead', true), aheadConcurrency: r.int('unpack.ahead-concurrency', 2) },
     gc: {
       pauseThreshold: Number(r.str('gc.pause-threshold', '0.02')),
       deletionThreshold: r.int('gc.deletion-threshold', 0),
@@ -138,6 +145,8 @@ export function loadConfig(sources: ConfigSources): BerthdConfig {
     secrets: [],
   };
   if (cfg.stallTimeoutMs <= 0) r.problem(`stall-timeout-ms: ${cfg.stallTimeoutMs} must be positive`);
+  if (cfg.unpack.aheadConcurrency < 1)
+    r.problem(`unpack.ahead-concurrency: ${cfg.unpack.aheadConcurrency} must be at least 1`);
   if (!Number.isFinite(cfg.gc.pauseThreshold)) r.problem('gc.pause-threshold: not a number');
   r.throwIfInvalid();
   return Object.freeze({ ...cfg, secrets: r.secrets() });

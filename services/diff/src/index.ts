@@ -3,7 +3,9 @@ import { removeStaleMounts } from '@berth/common/mount';
 import type { ServiceModule } from '@berth/common/service';
 import { type LocalRead, remoteContent, withLocalReads } from '@berth/content/client';
 import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
+import { createUnpackAhead, type UnpackAhead } from './ahead/unpack-ahead.js';
 import { createApplier } from './apply/applier.js';
+import { createExtract } from './apply/extract.js';
 import { createDiffer } from './compare/differ.js';
 import { createDiffServer } from './grpc/diff-server.js';
 
@@ -17,6 +19,13 @@ export interface DiffDeps {
   readonly localRead?: LocalRead;
   /** Where temporary mount points are created (runtime state). */
   readonly tmpRoot: string;
+  /**
+   * Unpack-ahead's staging directory (see ahead/unpack-ahead.ts): on the filesystem of the snapshots, so a
+   * staged layer moves into its snapshot by rename. Unset: every layer is extracted by its own Apply.
+   */
+  readonly aheadRoot?: string;
+  /** Layers extracted ahead at once (default 2). */
+  readonly aheadConcurrency?: number;
   /** How long a stage of Apply or Diff may make no progress before the call fails; 0 = the default, 60 s. */
   readonly stallMs?: number;
 }
@@ -29,7 +38,17 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
   const remote = remoteContent(deps.contentAddress);
   const content = deps.localRead ? withLocalReads(deps.localRead, remote) : remote;
   const stallMs = deps.stallMs ?? 0;
-  const applier = createApplier({ content, tmpRoot: deps.tmpRoot, stallMs });
+  const extract = createExtract({ content, stallMs });
+  const ahead: UnpackAhead | undefined = deps.aheadRoot
+    ? await createUnpackAhead({
+        content,
+        extract,
+        root: deps.aheadRoot,
+        log,
+        ...(deps.aheadConcurrency ? { concurrency: deps.aheadConcurrency } : {}),
+      })
+    : undefined;
+  const applier = createApplier({ extract, tmpRoot: deps.tmpRoot, ...(ahead ? { ahead } : {}) });
   const differ = createDiffer({ content, tmpRoot: deps.tmpRoot, stallMs });
   return {
     name: 'diff',
@@ -39,6 +58,7 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
       { type: 'io.containerd.grpc.v1', id: 'diff', requires: ['io.containerd.differ.v1'] },
     ],
     async close() {
+      await ahead?.close();
       content.close();
     },
   };

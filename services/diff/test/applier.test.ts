@@ -11,6 +11,7 @@ import { createSnapshotsModule, type SnapshotsModule, type Snapshotter } from '@
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Applier, createApplier } from '../src/apply/applier.js';
+import { createExtract, type ExtractDeps } from '../src/apply/extract.js';
 import {
   buildTar,
   ctxIn,
@@ -23,6 +24,10 @@ import {
   treeOf,
   zstd,
 } from '../src/test-support/fixtures.js';
+
+/** An applier that extracts every layer in its own Apply (no unpack-ahead). */
+const applierOver = (deps: ExtractDeps & { tmpRoot: string }) =>
+  createApplier({ extract: createExtract(deps), tmpRoot: deps.tmpRoot });
 
 const busybox = randomBytes(200_000);
 const short = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex').slice(0, 16);
@@ -167,7 +172,7 @@ describe('Diff.Apply onto snapshots', () => {
     });
     server = await startContentServer(tmp.path);
     content = remoteContent(server.address);
-    applier = createApplier({ content, tmpRoot: join(tmp.path, 'mnt') });
+    applier = applierOver({ content, tmpRoot: join(tmp.path, 'mnt') });
     tar1 = await buildTar(layer1);
     tar2 = await buildTar(layer2);
   });

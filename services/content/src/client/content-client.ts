@@ -4,7 +4,11 @@ import { outgoingMetadata, streamOf } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import { fromGrpcError } from '@berth/common/grpc-status';
 import { channelCredentialsFor } from '@berth/common/tls/credentials';
-import { ContentClient as ContentGrpcClient, WriteAction } from '@berth/proto/containerd/services/content/v1/content';
+import {
+  ContentClient as ContentGrpcClient,
+  type Info,
+  WriteAction,
+} from '@berth/proto/containerd/services/content/v1/content';
 import { openWriteCall } from './write-call.js';
 
 /** Reading and writing whole blobs, what a service that streams layers (diff) asks of content. */
@@ -24,6 +28,8 @@ export interface ContentClient {
     commit: () => { expected: string; labels: Readonly<Record<string, string>> },
     wait?: <T>(p: Promise<T>, stage: string) => Promise<T>,
   ): Promise<void>;
+  /** Content.List: the blobs of the namespace matching any of `filters` (containerd's filter syntax). */
+  list(ctx: RequestContext, filters: readonly string[]): Promise<Info[]>;
   close(): void;
 }
 
@@ -38,6 +44,13 @@ export function contentOver(client: ContentGrpcClient): ContentClient {
     async *read(ctx, digest) {
       const call = client.read({ digest, offset: 0, size: 0 }, outgoingMetadata(ctx));
       for await (const msg of streamOf(call, ctx.signal)) yield msg.data;
+    },
+
+    async list(ctx, filters) {
+      const out: Info[] = [];
+      const call = client.list({ filters: [...filters] }, outgoingMetadata(ctx));
+      for await (const msg of streamOf(call, ctx.signal)) out.push(...msg.info);
+      return out;
     },
 
     async write(ctx, ref, data, commit, wait) {

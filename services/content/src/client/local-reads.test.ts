@@ -10,6 +10,7 @@ const remote: ContentClient = {
     throw new Error('reads must not go remote');
   },
   write: async () => undefined,
+  list: async () => [],
   close: () => undefined,
 };
 

@@ -36,6 +36,7 @@ export function withLocalReads(read: LocalRead, remote: ContentClient): ContentC
       }
     },
     write: (ctx, ref, data, commit, wait) => remote.write(ctx, ref, data, commit, wait),
+    list: (ctx, filters) => remote.list(ctx, filters),
     close: () => remote.close(),
   };
 }

@@ -1,12 +1,11 @@
-import { type RequestContext, withSignal } from '@berth/common/context';
-import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
+import type { RequestContext } from '@berth/common/context';
+import { invalidArgument } from '@berth/common/errors';
 import { type Mount, overlayUpper, withTempMount } from '@berth/common/mount';
-import { type Descriptor, MediaType } from '@berth/common/oci';
-import { stallGuard } from '@berth/common/stall';
-import type { ContentClient } from '@berth/content/client';
-import { applyLayer } from '../archive/apply.js';
-import { inlineDigester, workerDigester } from './digester.js';
-import { compressionOf, decompress } from './media-types.js';
+import type { Descriptor } from '@berth/common/oci';
+import { adoptStaged } from '../ahead/adopt.js';
+import type { UnpackAhead } from '../ahead/unpack-ahead.js';
+import type { Extract } from './extract.js';
+import { compressionOf } from './media-types.js';
 
 export interface Applier {
   /**
@@ -18,96 +17,58 @@ export interface Applier {
 }
 
 export interface ApplierDeps {
-  readonly content: ContentClient;
+  readonly extract: Extract;
   /** Where temporary mount points are made. */
   readonly tmpRoot: string;
-  /** How long any stage (content read, decompressor, digest, tar) may make no progress; 0 = the default. */
-  readonly stallMs?: number;
+  /** Layers extracted while the ones below them are applied (overlay upper dirs only). */
+  readonly ahead?: UnpackAhead;
 }
-
-async function* tap(
-  source: AsyncIterable<Buffer>,
-  fn: (b: Buffer) => Promise<void> | undefined,
-): AsyncGenerator<Buffer> {
-  for await (const b of source) {
-    const wait = fn(b);
-    if (wait) await wait;
-    yield b;
-  }
-}
-
-function parseDigest(digest: string): { algorithm: string; hex: string } {
-  const m = /^(sha256|sha384|sha512):([a-f0-9]+)$/.exec(digest);
-  if (!m) throw invalidArgument(`invalid digest ${JSON.stringify(digest)}`);
-  const [, algorithm = '', hex = ''] = m;
-  return { algorithm, hex };
-}
-
-/** Below this, starting a digest thread costs more than it saves. */
-const workerDigestFrom = 4 * 1024 * 1024;
 
 export function createApplier(deps: ApplierDeps): Applier {
   return {
-    async apply(callCtx, desc, mounts) {
+    async apply(ctx, desc, mounts) {
       if (mounts.length === 0) throw invalidArgument('mounts must not be empty');
-      const compression = compressionOf(desc.mediaType);
-      const blob = parseDigest(desc.digest);
-      // Every stage waits through the guard: a stage that stops fails the call naming it, and a client that
-      // goes away ends every stage (tar and zstd killed, content read cancelled) at once.
-      const guard = stallGuard(callCtx, `apply ${desc.digest}`, deps.stallMs ?? 0);
-      const ctx = withSignal(callCtx, guard.signal);
-      // An uncompressed layer is its own diff: its sha256 blob digest is the diffID, computed once.
-      const sameStream = compression === 'none' && blob.algorithm === 'sha256';
-      const algorithms = sameStream ? [blob.algorithm] : [blob.algorithm, 'sha256'];
-      const digester = desc.size >= workerDigestFrom ? workerDigester(algorithms) : inlineDigester(algorithms);
-      const digest = (i: number, b: Buffer): Promise<void> | undefined => {
-        const wait = digester.update(i, b);
-        return wait && guard.wait(wait, 'digest');
-      };
-      let blobSize = 0;
-      let size = 0;
-      const blobBytes = tap(guard.iterate(deps.content.read(ctx, desc.digest), 'content read'), (b) => {
-        blobSize += b.length;
-        return digest(0, b);
-      });
-      const layer = sameStream
-        ? tap(blobBytes, (b) => {
-            size += b.length;
-            return undefined;
-          })
-        : tap(guard.iterate(decompress(blobBytes, compression, guard.signal), `decompress (${compression})`), (b) => {
-            size += b.length;
-            return digest(1, b);
-          });
-      const applyOpts = { log: ctx.log, signal: guard.signal, watch: guard };
-      let digests: string[];
-      try {
-        const upper = overlayUpper(mounts);
-        if (upper) {
-          await applyLayer(layer, { root: upper.upper, whiteouts: 'overlay', parents: upper.lowers, ...applyOpts });
-        } else {
-          await withTempMount(mounts, deps.tmpRoot, (dir) =>
-            applyLayer(layer, { root: dir, whiteouts: 'delete', parents: [], ...applyOpts }),
-          );
+      compressionOf(desc.mediaType);
+      const upper = overlayUpper(mounts);
+      // Any layer, the bottom one (a bind mount) included, tells which layers come next.
+      deps.ahead?.notice(ctx, desc);
+      if (upper && deps.ahead) {
+        const pending = deps.ahead.take(ctx, desc);
+        const staged = await waitFor(ctx, pending).catch((e: unknown) => {
+          void pending.then((s) => s?.release());
+          throw e;
+        });
+        if (staged) {
+          try {
+            if (await adoptStaged(staged, upper.upper, upper.lowers)) return staged.diff;
+          } finally {
+            await staged.release();
+          }
         }
-        digests = await guard.wait(digester.digests(), 'digest');
-      } catch (e) {
-        await digester.close();
-        // Whatever a stage failed with once the guard gave up, the call fails with the guard's reason.
-        if (guard.signal.aborted) throw guard.failure();
-        throw e;
-      } finally {
-        guard.close();
       }
-      const [got = '', diffHex = got] = digests;
-      // The blob was checked when written; checking again here catches a store that returns other bytes.
-      if (got !== blob.hex || (desc.size > 0 && blobSize !== desc.size)) {
-        throw new ServiceError(
-          ErrorCode.DataLoss,
-          `content ${desc.digest}: read ${blobSize} bytes with digest ${blob.algorithm}:${got}, expected ${desc.size} bytes`,
-        );
+      if (upper) {
+        return (await deps.extract(ctx, desc, { root: upper.upper, whiteouts: 'overlay', parents: upper.lowers })).diff;
       }
-      return { mediaType: MediaType.ociLayer, digest: `sha256:${diffHex}`, size };
+      return withTempMount(
+        mounts,
+        deps.tmpRoot,
+        async (dir) => (await deps.extract(ctx, desc, { root: dir, whiteouts: 'delete', parents: [] })).diff,
+      );
     },
   };
+}
+
+/** `p`, or undefined as soon as the call is given up (the staged extraction goes on for nobody, then expires). */
+async function waitFor<T>(ctx: RequestContext, p: Promise<T | undefined>): Promise<T | undefined> {
+  ctx.signal.throwIfAborted();
+  let onAbort = (): void => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(ctx.signal.reason);
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([p, aborted]);
+  } finally {
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
 }

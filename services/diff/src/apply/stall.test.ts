@@ -13,6 +13,11 @@ import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEntry, TypeFlag } from '../archive/tar-header.js';
 import { createApplier } from './applier.js';
+import { createExtract, type ExtractDeps } from './extract.js';
+
+/** An applier that extracts every layer in its own Apply (no unpack-ahead). */
+const applierOver = (deps: ExtractDeps & { tmpRoot: string }) =>
+  createApplier({ extract: createExtract(deps), tmpRoot: deps.tmpRoot });
 
 /**
  * A stage of Diff.Apply that stops making progress fails the call with deadline_exceeded naming the stage,
@@ -93,7 +98,7 @@ describe('Diff.Apply: stalls and cancellation', () => {
   }
 
   it('a content stream that stops sending fails the call naming "content read"', async () => {
-    const applier = createApplier({
+    const applier = applierOver({
       content: contentFrom(async function* () {
         const it = zeroLayer(fileBytes);
         for (let i = 0; i < 8; i++) {
@@ -120,7 +125,7 @@ describe('Diff.Apply: stalls and cancellation', () => {
   });
 
   it('a tar that stops reading its stdin fails the call naming "tar stdin", and tar is killed', async () => {
-    const applier = createApplier({ content: contentFrom(() => zeroLayer(fileBytes)), tmpRoot, stallMs });
+    const applier = applierOver({ content: contentFrom(() => zeroLayer(fileBytes)), tmpRoot, stallMs });
     logs.length = 0;
     const call = applier.apply(backgroundContext(log, 'default'), plainDesc, mounts()).catch((e: unknown) => e);
     let tar: number | undefined;
@@ -138,7 +143,7 @@ describe('Diff.Apply: stalls and cancellation', () => {
     const gate = new Promise<void>((r) => {
       release = r;
     });
-    const applier = createApplier({
+    const applier = applierOver({
       content: contentFrom(async function* () {
         yield zstdLayer.subarray(0, 1024);
         await gate;
@@ -160,7 +165,7 @@ describe('Diff.Apply: stalls and cancellation', () => {
   });
 
   it('a cancelled call ends within a second: zstd and tar killed, mount removed', async () => {
-    const applier = createApplier({
+    const applier = applierOver({
       content: contentFrom(async function* () {
         for (let off = 0; off < zstdLayer.length; off += 4096) {
           yield zstdLayer.subarray(off, off + 4096);
@@ -187,7 +192,7 @@ describe('Diff.Apply: stalls and cancellation', () => {
   });
 
   it('the same layer applies completely when nothing stalls (the guard costs nothing)', async () => {
-    const applier = createApplier({
+    const applier = applierOver({
       content: contentFrom(async function* () {
         yield zstdLayer;
       }),

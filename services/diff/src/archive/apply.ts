@@ -102,7 +102,15 @@ function encodeMember(entry: TarEntry, path: string, linkname: string): Buffer {
   });
 }
 
-export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptions): Promise<void> {
+/** What an applied layer implied beyond its members: needed to move it onto other parents later (unpack-ahead). */
+export interface AppliedLayer {
+  /** Directories the layer implies but does not list; their attributes came from `parents` (else defaults). */
+  readonly implicitDirs: readonly string[];
+  /** Overlay mode: the layer marks the root itself opaque (set on `root`, which a move does not carry). */
+  readonly opaqueRoot: boolean;
+}
+
+export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptions): Promise<AppliedLayer> {
   const root = posix.normalize(opts.root).replace(/\/$/, '');
   const state = new Map<string, Node>();
   /** Every ancestor of a path in `state`: a path whose subtree this layer touched. */
@@ -110,6 +118,13 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
   /** Paths forwarded to the running tar process and their ancestors, not yet known to be on disk. */
   let pending = new Set<string>();
   const opaqueDirs: string[] = [];
+  /** Directories created only because a member lay below them, and not replaced or listed since. */
+  const implicitDirs = new Set<string>();
+  const dropImplicit = (path: string): void => {
+    if (implicitDirs.size === 0) return;
+    const prefix = `${path}/`;
+    for (const d of implicitDirs) if (d === path || d.startsWith(prefix)) implicitDirs.delete(d);
+  };
   // An empty root (a new snapshot's upper dir) holds only what this layer adds: no lookups on disk needed.
   const rootNode: Node = { kind: 'dir', fresh: await isEmptyDir(root) };
   const sink = new GnuTarSink(root, undefined, opts.watch);
@@ -212,6 +227,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
       } else if (node.kind === 'absent' && create) {
         const created: Node = { kind: 'dir', fresh: true };
         await forward(next, await implicitDir(next));
+        implicitDirs.add(next);
         record(next, created);
         stack.push({ path: next, node: created });
       } else {
@@ -228,6 +244,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
     await settle(path);
     await rm(`${root}/${path}`, { recursive: true, force: true });
     forget(path);
+    dropImplicit(path);
   };
 
   /** Delete-mode opaque directory: removes what lower layers put in `dir`, keeping this layer's members. */
@@ -281,6 +298,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
     if (node.kind === 'absent') return;
     await settle(path);
     await rm(`${root}/${path}`, { recursive: true, force: true });
+    dropImplicit(path);
     record(path, { kind: 'absent' });
   };
 
@@ -295,6 +313,8 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
     } else if (existing.kind === 'dir') {
       await removeTree(path);
     }
+    // Listed now: its own attributes win (what was below it, if replaced, went with removeTree).
+    implicitDirs.delete(path);
     await forward(path, raw);
     if (hasBody) await reader.forwardBody((chunk) => sink.push(chunk));
     record(path, placed);
@@ -368,6 +388,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
     await reader.end();
     await sink.finish();
     if (opaqueDirs.length > 0) await markOpaque(root, opaqueDirs);
+    return { implicitDirs: [...implicitDirs], opaqueRoot: opaqueDirs.includes('') };
   } catch (e) {
     await sink.abort();
     await reader.close();
@@ -376,7 +397,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
 }
 
 /** Sets `trusted.overlay.opaque=y` on directories of an upper dir, keeping their attributes. */
-async function markOpaque(root: string, dirs: readonly string[]): Promise<void> {
+export async function markOpaque(root: string, dirs: readonly string[]): Promise<void> {
   const fixup = new GnuTarSink(root, ['--xattrs-include=trusted.overlay.opaque']);
   for (const dir of dirs) {
     const st = await lstat(dir === '' ? root : `${root}/${dir}`, { bigint: true });
@@ -410,7 +431,7 @@ async function isEmptyDir(dir: string): Promise<boolean> {
 }
 
 /** lstat of `rel` inside `dir`, walking component by component and never through a symlink. */
-async function lstatInside(dir: string, rel: string) {
+export async function lstatInside(dir: string, rel: string) {
   let cur = dir;
   const parts = rel.split('/');
   for (let i = 0; i < parts.length; i++) {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { backgroundContext, type RequestContext } from '@berth/common/context';
 import { alreadyExists, failedPrecondition, notFound } from '@berth/common/errors';
+import { adaptorFromObject, alwaysPresent, parseFilters } from '@berth/common/filters';
 import { handlers } from '@berth/common/grpc-handlers';
 import { type BoundServer, createServer, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
@@ -55,13 +56,14 @@ export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').upda
 export async function startContentServer(dir: string): Promise<{
   address: string;
   /** Stores `blob` under its digest, or under `as` to play a store that returns the wrong bytes. */
-  put(blob: Buffer, as?: string): { digest: string; size: number };
+  put(blob: Buffer, as?: string, labels?: Record<string, string>): { digest: string; size: number };
   /** A committed blob and the labels it was committed with. */
   get(digest: string): { blob: Buffer; labels: Record<string, string> } | undefined;
   close(): Promise<void>;
 }> {
   const blobs = new Map<string, Buffer>();
   const labelsOf = new Map<string, Record<string, string>>();
+  const updatedAt = new Map<string, Date>();
   const h = handlers(nopLogger);
   const server = createServer();
   const unimplemented = (_call: unknown, cb: (e: grpc.ServiceError) => void): void =>
@@ -85,7 +87,14 @@ export async function startContentServer(dir: string): Promise<{
     }),
     info: unimplemented,
     update: unimplemented,
-    list: unimplemented,
+    list: h.serverStream(async function* (req: { filters: string[] }) {
+      const filter = parseFilters(req.filters);
+      const info = [...blobs]
+        .map(([digest, blob]) => ({ digest, size: blob.length, labels: labelsOf.get(digest) ?? {} }))
+        .filter((i) => filter.match(adaptorFromObject({ digest: alwaysPresent(i.digest), labels: i.labels })))
+        .map((i) => ({ ...i, createdAt: new Date(), updatedAt: updatedAt.get(i.digest) ?? new Date(0) }));
+      yield { info };
+    }),
     delete: unimplemented,
     status: unimplemented,
     listStatuses: unimplemented,
@@ -114,9 +123,11 @@ export async function startContentServer(dir: string): Promise<{
   const bound: BoundServer = await listen(server, join(dir, 'content.sock'));
   return {
     address: bound.address,
-    put(blob, as) {
+    put(blob, as, labels) {
       const digest = as ?? sha256(blob);
       blobs.set(digest, blob);
+      if (labels) labelsOf.set(digest, labels);
+      updatedAt.set(digest, new Date());
       return { digest, size: blob.length };
     },
     get(digest) {

@@ -1,0 +1,110 @@
+import { type RequestContext, withSignal } from '@berth/common/context';
+import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
+import { type Descriptor, MediaType } from '@berth/common/oci';
+import { stallGuard } from '@berth/common/stall';
+import type { ContentClient } from '@berth/content/client';
+import { type AppliedLayer, applyLayer } from '../archive/apply.js';
+import { inlineDigester, workerDigester } from './digester.js';
+import { compressionOf, decompress } from './media-types.js';
+
+/** Where and how a layer is written: a directory, its whiteout form and its lower layers (nearest first). */
+export interface ExtractTarget {
+  readonly root: string;
+  readonly whiteouts: 'overlay' | 'delete';
+  readonly parents: readonly string[];
+}
+
+export interface Extracted extends AppliedLayer {
+  /** The uncompressed layer: `…layer.v1.tar`, digest = diffID. */
+  readonly diff: Descriptor;
+}
+
+/**
+ * Streams the layer `desc` from content, decompresses it and writes it into `target`, checking the blob's
+ * digest and size as it goes. not_implemented for unknown media types; invalid_argument for layers that are
+ * malformed or would write outside the target; data_loss when the store returns other bytes.
+ */
+export type Extract = (ctx: RequestContext, desc: Descriptor, target: ExtractTarget) => Promise<Extracted>;
+
+export interface ExtractDeps {
+  readonly content: ContentClient;
+  /** How long any stage (content read, decompressor, digest, tar) may make no progress; 0 = the default. */
+  readonly stallMs?: number;
+}
+
+async function* tap(
+  source: AsyncIterable<Buffer>,
+  fn: (b: Buffer) => Promise<void> | undefined,
+): AsyncGenerator<Buffer> {
+  for await (const b of source) {
+    const wait = fn(b);
+    if (wait) await wait;
+    yield b;
+  }
+}
+
+function parseDigest(digest: string): { algorithm: string; hex: string } {
+  const m = /^(sha256|sha384|sha512):([a-f0-9]+)$/.exec(digest);
+  if (!m) throw invalidArgument(`invalid digest ${JSON.stringify(digest)}`);
+  const [, algorithm = '', hex = ''] = m;
+  return { algorithm, hex };
+}
+
+/** Below this, starting a digest thread costs more than it saves. */
+const workerDigestFrom = 4 * 1024 * 1024;
+
+export function createExtract(deps: ExtractDeps): Extract {
+  return async (callCtx, desc, target) => {
+    const compression = compressionOf(desc.mediaType);
+    const blob = parseDigest(desc.digest);
+    // Every stage waits through the guard: a stage that stops fails the call naming it, and a client that
+    // goes away ends every stage (tar and zstd killed, content read cancelled) at once.
+    const guard = stallGuard(callCtx, `apply ${desc.digest}`, deps.stallMs ?? 0);
+    const ctx = withSignal(callCtx, guard.signal);
+    // An uncompressed layer is its own diff: its sha256 blob digest is the diffID, computed once.
+    const sameStream = compression === 'none' && blob.algorithm === 'sha256';
+    const algorithms = sameStream ? [blob.algorithm] : [blob.algorithm, 'sha256'];
+    const digester = desc.size >= workerDigestFrom ? workerDigester(algorithms) : inlineDigester(algorithms);
+    const digest = (i: number, b: Buffer): Promise<void> | undefined => {
+      const wait = digester.update(i, b);
+      return wait && guard.wait(wait, 'digest');
+    };
+    let blobSize = 0;
+    let size = 0;
+    const blobBytes = tap(guard.iterate(deps.content.read(ctx, desc.digest), 'content read'), (b) => {
+      blobSize += b.length;
+      return digest(0, b);
+    });
+    const layer = sameStream
+      ? tap(blobBytes, (b) => {
+          size += b.length;
+          return undefined;
+        })
+      : tap(guard.iterate(decompress(blobBytes, compression, guard.signal), `decompress (${compression})`), (b) => {
+          size += b.length;
+          return digest(1, b);
+        });
+    let digests: string[];
+    let applied: AppliedLayer;
+    try {
+      applied = await applyLayer(layer, { ...target, log: ctx.log, signal: guard.signal, watch: guard });
+      digests = await guard.wait(digester.digests(), 'digest');
+    } catch (e) {
+      await digester.close();
+      // Whatever a stage failed with once the guard gave up, the call fails with the guard's reason.
+      if (guard.signal.aborted) throw guard.failure();
+      throw e;
+    } finally {
+      guard.close();
+    }
+    const [got = '', diffHex = got] = digests;
+    // The blob was checked when written; checking again here catches a store that returns other bytes.
+    if (got !== blob.hex || (desc.size > 0 && blobSize !== desc.size)) {
+      throw new ServiceError(
+        ErrorCode.DataLoss,
+        `content ${desc.digest}: read ${blobSize} bytes with digest ${blob.algorithm}:${got}, expected ${desc.size} bytes`,
+      );
+    }
+    return { ...applied, diff: { mediaType: MediaType.ociLayer, digest: `sha256:${diffHex}`, size } };
+  };
+}

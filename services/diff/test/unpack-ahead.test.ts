@@ -4,7 +4,7 @@
  * opaque markers and diffIDs that applying each layer in its own Apply gives; and what goes wrong ahead
  * (a guess not taken, a corrupt blob, another namespace) changes nothing a client sees.
  */
-import { readdir } from 'node:fs/promises';
+import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Db, openDb } from '@berth/common/db';
 import { nopLogger } from '@berth/common/log';
@@ -203,6 +203,7 @@ describe('unpack-ahead', () => {
     expect(want[3]?.opaque).toEqual(['y', '-', '-']);
     expect(want[3]?.upper['only/file']).toContain('file 0644 0:0 5');
     expect(await readdir(join(tmp.path, 'ahead'))).toEqual([]);
+    expect((await lstat(join(tmp.path, 'ahead'))).mode & 0o777, 'staged setuid binaries are not reachable').toBe(0o700);
   });
 
   it('removes a staged layer no Apply takes, and still applies it inline later', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { backgroundContext, type RequestContext, requireNamespace } from '@berth/common/context';
 import type { Logger } from '@berth/common/log';
@@ -73,7 +73,9 @@ interface Entry {
 export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAhead> {
   // A tree staged by an earlier process has no Apply waiting for it.
   await rm(deps.root, { recursive: true, force: true });
-  await mkdir(deps.root, { recursive: true });
+  // Staged trees hold whatever images hold (setuid binaries too): only root may reach them, as snapshots.
+  await mkdir(deps.root, { recursive: true, mode: 0o700 });
+  await chmod(deps.root, 0o700);
   const concurrency = deps.concurrency ?? 2;
   const ttlMs = deps.ttlMs ?? 60_000;
   const stopped = new AbortController();

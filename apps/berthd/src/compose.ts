@@ -338,7 +338,7 @@ async function buildModule(
       const content = built.find((m): m is ContentModule => m.name === 'content');
       return createDiffModule({
         log: deps.log,
-        ...(content ? { localRead: content.read } : {}),
+        ...(content ? { localRead: content.read, onBlobCommitted: content.onBlobCommitted } : {}),
         // Layers stream from content: its own address when served apart, else this node's socket.
         contentAddress: deps.cfg.services.content.address ?? deps.cfg.address,
         tmpRoot: join(deps.cfg.state, 'diff'),

@@ -55,7 +55,11 @@ export interface ContentModule extends ServiceModule {
   flushEvents(): Promise<void>;
   /** Content.Read in this process (whole blob), for a differ beside it (see withLocalReads). */
   readonly read: LocalRead;
+  /** Calls `listener` after each Write that commits a new blob here; returns the unsubscribe. */
+  onBlobCommitted(listener: BlobCommitted): () => void;
 }
+
+export type BlobCommitted = (ns: string, digest: string, size: number) => void;
 
 /** Builds the content service: migrations, Info cache and its listen, blob backend, outbox relay, gRPC service. */
 export async function createContentModule(deps: ContentDeps): Promise<ContentModule> {
@@ -74,6 +78,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     const stale = await repo.unlockAllIngests();
     if (stale > 0) log.warn('released ingest locks left by an earlier process', { ingests: stale });
   }
+  const committed = new Set<BlobCommitted>();
   const store = createContentStore({
     repo,
     blobs,
@@ -81,6 +86,15 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     metadata: deps.metadata ?? dialed ?? noMetadata,
     deleted: contentDeleted,
     onCommit: relay.kick,
+    onBlobCommitted: (ns, digest, size) => {
+      for (const l of committed) {
+        try {
+          l(ns, digest, size);
+        } catch (e) {
+          log.warn('a blob-committed listener failed', { err: e });
+        }
+      }
+    },
     log,
     ...(deps.maxOpenIngests !== undefined ? { maxOpenIngests: deps.maxOpenIngests } : {}),
   });
@@ -108,6 +122,10 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     },
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
+    onBlobCommitted(listener) {
+      committed.add(listener);
+      return () => committed.delete(listener);
+    },
     read: (ctx, digest) =>
       store.read(
         ctx,

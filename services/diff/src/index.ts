@@ -26,6 +26,8 @@ export interface DiffDeps {
   readonly aheadRoot?: string;
   /** Layers extracted ahead at once (default 2). */
   readonly aheadConcurrency?: number;
+  /** Content in this process: its commits, so a layer is extracted ahead as soon as it is downloaded. */
+  readonly onBlobCommitted?: (listener: (ns: string, digest: string, size: number) => void) => () => void;
   /** How long a stage of Apply or Diff may make no progress before the call fails; 0 = the default, 60 s. */
   readonly stallMs?: number;
 }
@@ -48,6 +50,7 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
         ...(deps.aheadConcurrency ? { concurrency: deps.aheadConcurrency } : {}),
       })
     : undefined;
+  const unsubscribe = ahead && deps.onBlobCommitted?.((ns, digest, size) => ahead.blobCommitted(ns, digest, size));
   const applier = createApplier({ extract, tmpRoot: deps.tmpRoot, ...(ahead ? { ahead } : {}) });
   const differ = createDiffer({ content, tmpRoot: deps.tmpRoot, stallMs });
   return {
@@ -58,6 +61,7 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
       { type: 'io.containerd.grpc.v1', id: 'diff', requires: ['io.containerd.differ.v1'] },
     ],
     async close() {
+      unsubscribe?.();
       await ahead?.close();
       content.close();
     },

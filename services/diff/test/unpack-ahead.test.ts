@@ -127,7 +127,7 @@ describe('unpack-ahead', () => {
   };
 
   /** The image's manifest, labelled as a pull labels it (gc.ref.content.l.<i> → each layer). */
-  function putManifest(layerDescs: readonly Descriptor[], tag: string): void {
+  function putManifest(layerDescs: readonly Descriptor[], tag: string): { digest: string; size: number } {
     const manifest = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
@@ -137,7 +137,7 @@ describe('unpack-ahead', () => {
       }),
     );
     const labels = Object.fromEntries(layerDescs.map((d, i) => [`containerd.io/gc.ref.content.l.${i}`, d.digest]));
-    server.put(manifest, undefined, labels);
+    return server.put(manifest, undefined, labels);
   }
 
   /** Prepare, Apply, Commit per layer, as ctr's unpack does; the diffIDs and each layer's upper dir. */
@@ -155,13 +155,14 @@ describe('unpack-ahead', () => {
     return { s, ctx, diffs };
   }
 
+  let views = 0;
   /** Each layer's merged view (with times) and its own upper dir (with whiteout devices and times). */
   async function trees(ns: string, count: number) {
     const s = overlay();
     const ctx = ctxIn(ns);
     const out = [];
     for (let i = 0; i < count; i++) {
-      const view = await s.view(ctx, `view-${i}`, `layer-${i}`, {});
+      const view = await s.view(ctx, `view-${i}-${++views}`, `layer-${i}`, {});
       const top = view[0];
       const upper =
         top?.type === 'bind'
@@ -247,5 +248,40 @@ describe('unpack-ahead', () => {
     const before = ahead.stats.taken;
     await withAhead.apply(two, descs[1] as Descriptor, await s.prepare(two, 'extract-1', 'layer-0', {}));
     expect(ahead.stats.taken).toBe(before);
+  });
+
+  it('extracts layers written after their manifest as they commit, before any Apply, the bottom one too', async () => {
+    const manifest = putManifest(descs, 'image-5');
+    const before = { ...ahead.stats };
+    ahead.blobCommitted('commits', manifest.digest, manifest.size);
+    // The manifest is read in the background; its layers are awaited once it is.
+    for (let i = 0; i < 100; i++) {
+      ahead.blobCommitted('commits', 'sha256:0000', 1);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const d of descs) ahead.blobCommitted('commits', d.digest, d.size);
+    for (let i = 0; i < 200 && ahead.stats.started - before.started < 4; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(ahead.stats.started - before.started).toBe(4);
+    const fast = await unpack(withAhead, 'commits', descs);
+    expect(ahead.stats.taken - before.taken).toBe(4);
+    expect(ahead.stats.started - before.started, 'nothing extracted twice').toBe(4);
+    expect(fast.diffs.map((d) => d.digest)).toEqual(tars.map((t) => sha256(t)));
+    expect(await trees('commits', descs.length)).toEqual(await trees('inline', descs.length));
+  });
+
+  it('a bottom layer with whiteouts is applied by its own Apply (as deletions), not moved in with devices', async () => {
+    const image = [descs[1] as Descriptor];
+    const manifest = putManifest(image, 'image-6');
+    ahead.blobCommitted('bottom', manifest.digest, manifest.size);
+    await new Promise((r) => setTimeout(r, 300));
+    const before = { ...ahead.stats };
+    ahead.blobCommitted('bottom', image[0]?.digest ?? '', image[0]?.size ?? 0);
+    for (let i = 0; i < 200 && ahead.stats.started === before.started; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(ahead.stats.started - before.started).toBe(1);
+    await unpack(withAhead, 'bottom', image);
+    const [{ upper } = { upper: {} }] = await trees('bottom', 1);
+    expect(upper['etc/shadow'], 'no whiteout device in a bottom layer').toBeUndefined();
+    expect(upper['keep/deep/k2']).toContain('file 0644');
   });
 });

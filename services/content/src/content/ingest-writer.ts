@@ -22,6 +22,8 @@ export interface IngestEnv {
   readonly state: IngestState;
   /** Drops a blob's cached info row. */
   forget(ns: string, digest: string): void;
+  /** A new blob record was committed. */
+  committed?(ns: string, digest: string, size: number): void;
 }
 
 /**
@@ -222,6 +224,7 @@ export class IngestWriter implements Writer {
       this.env.state.suspended.delete(this.bref);
       if (!leases) await this.env.metadata.removeLeaseResource(this.ctx, 'ingests', this.ref);
       if (!created) throw alreadyExists(`content ${actual}`);
+      this.env.committed?.(this.ns, actual, size);
     } finally {
       if (!this.done) await this.close();
     }

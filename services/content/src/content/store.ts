@@ -33,6 +33,8 @@ export interface ContentStoreDeps {
   readonly deleted: (digest: string) => { topic: string; typeUrl: string; payload: Uint8Array };
   /** Called after a commit that enqueued events. */
   readonly onCommit: () => void;
+  /** Called once a Write committed a new blob record (a node's differ starts unpacking on it). */
+  readonly onBlobCommitted?: (ns: string, digest: string, size: number) => void;
   readonly log: Logger;
   /** Writers this process keeps open at once (each holds a file or upload and a hash state); default 1024. */
   readonly maxOpenIngests?: number;
@@ -49,7 +51,14 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
   const state = new IngestState();
   const maxOpenIngests = deps.maxOpenIngests ?? 1024;
   const forget = (ns: string, digest: string): void => infos.forget(rowKey(ns, digest));
-  const env: IngestEnv = { repo, blobs, metadata: deps.metadata, state, forget };
+  const env: IngestEnv = {
+    repo,
+    blobs,
+    metadata: deps.metadata,
+    state,
+    forget,
+    ...(deps.onBlobCommitted ? { committed: deps.onBlobCommitted } : {}),
+  };
 
   const statusOf = async (row: {
     bref: string;

@@ -25,6 +25,11 @@ export interface UnpackAhead {
   /** An Apply of `desc` begins: start extracting the layers that follow it in its image. Never throws. */
   notice(ctx: RequestContext, desc: Descriptor): void;
   /**
+   * A Write committed a blob on this node (in-process content): a manifest's layers are then awaited, and a
+   * layer awaited is extracted at once, while the rest of the image still downloads. Never throws.
+   */
+  blobCommitted(ns: string, digest: string, size: number): void;
+  /**
    * The staged extraction of `desc` in the namespace (once done), handed over; undefined when there is none
    * or it failed. A prediction still being made for the namespace is waited for first.
    */
@@ -62,6 +67,7 @@ export interface UnpackAheadDeps {
 
 /** The most layer indexes asked about per lookup: images deeper than this are predicted from a later layer. */
 const maxLayerIndex = 128;
+const maxManifestBytes = 4 * 1024 * 1024;
 
 interface Entry {
   readonly promise: Promise<Staged | undefined>;
@@ -82,6 +88,8 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
   const entries = new Map<string, Entry>();
   /** Layers of manifests already predicted, so their own Applies do not look the manifest up again. */
   const predicted = new Map<string, number>();
+  /** Layers of manifests committed lately, by namespace and digest: extracted once their own blob commits. */
+  const awaited = new Map<string, { desc: Descriptor; at: number }>();
   /** Predictions being made, per namespace. */
   const predicting = new Map<string, Set<Promise<void>>>();
   const queue: Array<() => void> = [];
@@ -141,6 +149,12 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
     entries.set(key, Object.assign(entry, { promise }));
   };
 
+  const readManifest = async (ctx: RequestContext, digest: string): Promise<Descriptor[] | undefined> => {
+    const chunks: Buffer[] = [];
+    for await (const b of deps.content.read(ctx, digest)) chunks.push(b);
+    return manifestLayers(Buffer.concat(chunks));
+  };
+
   const predict = async (ctx: RequestContext, ns: string, desc: Descriptor): Promise<void> => {
     const filters = Array.from(
       { length: maxLayerIndex },
@@ -149,10 +163,8 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
     const candidates = await deps.content.list(ctx, filters);
     candidates.sort((a, b) => (b.updatedAt?.getTime() ?? 0) - (a.updatedAt?.getTime() ?? 0));
     for (const c of candidates) {
-      if (c.size > 4 * 1024 * 1024) continue;
-      const chunks: Buffer[] = [];
-      for await (const b of deps.content.read(ctx, c.digest)) chunks.push(b);
-      const layers = manifestLayers(Buffer.concat(chunks));
+      if (c.size > maxManifestBytes) continue;
+      const layers = await readManifest(ctx, c.digest);
       const at = layers?.findIndex((l) => l.digest === desc.digest) ?? -1;
       if (!layers || at < 0) continue;
       const now = Date.now();
@@ -164,6 +176,26 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
 
   return {
     stats,
+    blobCommitted(ns, digest, size) {
+      if (stopped.signal.aborted) return;
+      const now = Date.now();
+      for (const [k, a] of awaited) if (now - a.at >= ttlMs) awaited.delete(k);
+      const layer = awaited.get(`${ns}\n${digest}`);
+      if (layer) {
+        awaited.delete(`${ns}\n${digest}`);
+        start(ns, layer.desc);
+        return;
+      }
+      if (size > maxManifestBytes) return;
+      readManifest(backgroundContext(deps.log, ns, stopped.signal), digest)
+        .then((layers) => {
+          for (const l of layers ?? [])
+            if (supported(l.mediaType)) awaited.set(`${ns}\n${l.digest}`, { desc: l, at: now });
+        })
+        .catch((e: unknown) => {
+          if (!stopped.signal.aborted) deps.log.debug('unpack-ahead: committed blob unread', { error: String(e) });
+        });
+    },
     notice(ctx, desc) {
       const ns = ctx.namespace;
       if (!ns || stopped.signal.aborted) return;

@@ -2,7 +2,7 @@ import type { RequestContext } from '@berth/common/context';
 import { invalidArgument } from '@berth/common/errors';
 import { type Mount, overlayUpper, withTempMount } from '@berth/common/mount';
 import type { Descriptor } from '@berth/common/oci';
-import { adoptStaged } from '../ahead/adopt.js';
+import { adoptStaged, adoptTarget } from '../ahead/adopt.js';
 import type { UnpackAhead } from '../ahead/unpack-ahead.js';
 import type { Extract } from './extract.js';
 import { compressionOf } from './media-types.js';
@@ -32,7 +32,8 @@ export function createApplier(deps: ApplierDeps): Applier {
       const upper = overlayUpper(mounts);
       // Any layer, the bottom one (a bind mount) included, tells which layers come next.
       deps.ahead?.notice(ctx, desc);
-      if (upper && deps.ahead) {
+      const target = deps.ahead && adoptTarget(mounts);
+      if (target && deps.ahead) {
         const pending = deps.ahead.take(ctx, desc);
         const staged = await waitFor(ctx, pending).catch((e: unknown) => {
           void pending.then((s) => s?.release());
@@ -40,7 +41,7 @@ export function createApplier(deps: ApplierDeps): Applier {
         });
         if (staged) {
           try {
-            if (await adoptStaged(staged, upper.upper, upper.lowers)) return staged.diff;
+            if (await adoptStaged(staged, target)) return staged.diff;
           } finally {
             await staged.release();
           }

@@ -108,6 +108,8 @@ export interface AppliedLayer {
   readonly implicitDirs: readonly string[];
   /** Overlay mode: the layer marks the root itself opaque (set on `root`, which a move does not carry). */
   readonly opaqueRoot: boolean;
+  /** Overlay mode: whiteout devices and opaque markers made (none: the tree is the same in delete mode). */
+  readonly overlayMarks: number;
 }
 
 export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptions): Promise<AppliedLayer> {
@@ -118,6 +120,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
   /** Paths forwarded to the running tar process and their ancestors, not yet known to be on disk. */
   let pending = new Set<string>();
   const opaqueDirs: string[] = [];
+  let overlayMarks = 0;
   /** Directories created only because a member lay below them, and not replaced or listed since. */
   const implicitDirs = new Set<string>();
   const dropImplicit = (path: string): void => {
@@ -269,8 +272,10 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
 
   const whiteout = async (entry: TarEntry, dir: string, base: string): Promise<void> => {
     if (base === opaqueMarker) {
-      if (opts.whiteouts === 'overlay') opaqueDirs.push(dir);
-      else await clearLower(dir);
+      if (opts.whiteouts === 'overlay') {
+        opaqueDirs.push(dir);
+        overlayMarks++;
+      } else await clearLower(dir);
       return;
     }
     const target = base.slice(whiteoutPrefix.length);
@@ -289,6 +294,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
         devmajor: 0,
         devminor: 0,
       });
+      overlayMarks++;
       await place(path, { kind: 'other' }, device, false, false);
       return;
     }
@@ -388,7 +394,7 @@ export async function applyLayer(source: AsyncIterable<Buffer>, opts: ApplyOptio
     await reader.end();
     await sink.finish();
     if (opaqueDirs.length > 0) await markOpaque(root, opaqueDirs);
-    return { implicitDirs: [...implicitDirs], opaqueRoot: opaqueDirs.includes('') };
+    return { implicitDirs: [...implicitDirs], opaqueRoot: opaqueDirs.includes(''), overlayMarks };
   } catch (e) {
     await sink.abort();
     await reader.close();

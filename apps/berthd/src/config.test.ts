@@ -9,6 +9,15 @@ import { serviceListenAddress, startNode } from './compose.js';
 import { loadConfig } from './config.js';
 
 describe('berthd config: the node name', () => {
+  it('unpack-ahead is on by default; BERTH_UNPACK_AHEAD=false or a flag turns it off; its concurrency is checked', () => {
+    expect(loadConfig({ env: {} }).unpack).toEqual({ ahead: true, aheadConcurrency: 2 });
+    expect(loadConfig({ env: { BERTH_UNPACK_AHEAD: 'false' } }).unpack.ahead).toBe(false);
+    expect(loadConfig({ flags: { 'unpack.ahead': 'false' }, env: {} }).unpack.ahead).toBe(false);
+    expect(() => loadConfig({ flags: { 'unpack.ahead-concurrency': '0' }, env: {} })).toThrow(
+      /unpack.ahead-concurrency: 0 must be at least 1/,
+    );
+  });
+
   it('defaults to the host name, and a flag or BERTH_NODE sets it', () => {
     expect(loadConfig({}).node).toBe(hostname());
     expect(loadConfig({ env: { BERTH_NODE: 'node-b' } }).node).toBe('node-b');

@@ -25,6 +25,10 @@ export const channelOptions: grpc.ChannelOptions = {
   'grpc-node.flow_control_window': clientWindowBytes,
   // Clients only (servers ignore it): round_robin over replicas, see balancedServiceConfig.
   'grpc.service_config': balancedServiceConfig,
+  // Clients only: a peer that restarts (a node, a replica) is dialled again within 2 s, not after grpc-js's
+  // default backoff of up to 120 s, during which every call to it fails at once with UNAVAILABLE.
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 2_000,
 };
 
 /** A gRPC listen address: `unix:///abs/path.sock` (or a bare absolute path) or `host:port`. */

@@ -31,7 +31,8 @@ export interface UnpackAhead {
   blobCommitted(ns: string, digest: string, size: number): void;
   /**
    * The staged extraction of `desc` in the namespace (once done), handed over; undefined when there is none
-   * or it failed. A prediction still being made for the namespace is waited for first.
+   * or it failed. A prediction still being made for the namespace is waited for first. If `ctx` is cancelled
+   * while the extraction still runs, the extraction is stopped.
    */
   take(ctx: RequestContext, desc: Descriptor): Promise<Staged | undefined>;
   readonly stats: UnpackAheadStats;
@@ -71,6 +72,8 @@ const maxManifestBytes = 4 * 1024 * 1024;
 
 interface Entry {
   readonly promise: Promise<Staged | undefined>;
+  /** Stops the extraction (its tar and decompressor end, its directory is removed). */
+  readonly abort: () => void;
   /** Set once the extraction settled with a tree: the expiry timer. */
   timer?: NodeJS.Timeout;
   taken: boolean;
@@ -114,19 +117,20 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
   const start = (ns: string, desc: Descriptor): void => {
     const key = keyOf(ns, desc);
     if (entries.has(key) || stopped.signal.aborted) return;
-    const entry: Entry = { taken: false, promise: Promise.resolve(undefined) };
-    const ctx = backgroundContext(deps.log, ns, stopped.signal);
+    const own = new AbortController();
+    const entry: Entry = { taken: false, promise: Promise.resolve(undefined), abort: () => own.abort() };
+    const ctx = backgroundContext(deps.log, ns, AbortSignal.any([stopped.signal, own.signal]));
     const dir = join(deps.root, `${desc.digest.replace(/^.*:/, '').slice(0, 16)}-${randomBytes(4).toString('hex')}`);
     const run = async (): Promise<Staged | undefined> => {
       const done = await slot();
       try {
-        if (stopped.signal.aborted) return undefined;
+        if (ctx.signal.aborted) return undefined;
         stats.started++;
         await mkdir(dir);
         const extracted = await deps.extract(ctx, desc, { root: dir, whiteouts: 'overlay', parents: [] });
         return { ...extracted, dir, release: () => rm(dir, { recursive: true, force: true }) };
       } catch (e) {
-        if (!stopped.signal.aborted) deps.log.debug('unpack-ahead failed', { digest: desc.digest, error: String(e) });
+        if (!ctx.signal.aborted) deps.log.debug('unpack-ahead failed', { digest: desc.digest, error: String(e) });
         await discard(dir);
         return undefined;
       } finally {
@@ -227,7 +231,10 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
       entry.taken = true;
       clearTimeout(entry.timer);
       stats.taken++;
-      return entry.promise;
+      // The extraction is this call's now: a client that goes away ends it, as it would its own.
+      const onAbort = (): void => entry.abort();
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      return entry.promise.finally(() => ctx.signal.removeEventListener('abort', onAbort));
     },
     async close() {
       stopped.abort();

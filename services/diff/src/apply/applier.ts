@@ -1,5 +1,5 @@
 import type { RequestContext } from '@berth/common/context';
-import { invalidArgument } from '@berth/common/errors';
+import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
 import { type Mount, overlayUpper, withTempMount } from '@berth/common/mount';
 import type { Descriptor } from '@berth/common/oci';
 import { adoptStaged, adoptTarget } from '../ahead/adopt.js';
@@ -61,10 +61,16 @@ export function createApplier(deps: ApplierDeps): Applier {
 
 /** `p`, or undefined as soon as the call is given up (the staged extraction goes on for nobody, then expires). */
 async function waitFor<T>(ctx: RequestContext, p: Promise<T | undefined>): Promise<T | undefined> {
-  ctx.signal.throwIfAborted();
+  const canceled = (): ServiceError => {
+    const r: unknown = ctx.signal.reason;
+    return r instanceof ServiceError
+      ? r
+      : new ServiceError(ErrorCode.Canceled, 'apply: context canceled', { cause: r });
+  };
+  if (ctx.signal.aborted) throw canceled();
   let onAbort = (): void => undefined;
   const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(ctx.signal.reason);
+    onAbort = () => reject(canceled());
     ctx.signal.addEventListener('abort', onAbort, { once: true });
   });
   try {

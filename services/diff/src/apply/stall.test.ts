@@ -11,6 +11,7 @@ import type { ContentClient } from '@berth/content/client';
 import { descendants, isAlive, mountsUnder, within } from '@berth/testing/proc';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createUnpackAhead } from '../ahead/unpack-ahead.js';
 import { encodeEntry, TypeFlag } from '../archive/tar-header.js';
 import { createApplier } from './applier.js';
 import { createExtract, type ExtractDeps } from './extract.js';
@@ -45,6 +46,7 @@ function contentFrom(source: () => AsyncIterable<Buffer>): ContentClient {
   return {
     read: () => source(),
     write: async () => undefined,
+    list: async () => [],
     close: () => undefined,
   };
 }
@@ -204,5 +206,64 @@ describe('Diff.Apply: stalls and cancellation', () => {
     const out = await applier.apply(backgroundContext(log, 'default'), zstdDesc(), mounts());
     expect(out.size).toBe(fileBytes + 1536);
     expect(readFileSync(join(target, 'big')).length).toBe(fileBytes);
+  });
+
+  it('a cancelled call that took a layer extracted ahead ends that extraction too, and its staged tree', async () => {
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.ociManifest,
+        config: { mediaType: MediaType.ociConfig, digest: `sha256:${'1'.repeat(64)}`, size: 2 },
+        layers: [zstdDesc()],
+      }),
+    );
+    const manifestDigest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+    const content: ContentClient = {
+      async *read(_ctx, digest) {
+        if (digest === manifestDigest) {
+          yield manifest;
+          return;
+        }
+        for (let off = 0; off < zstdLayer.length; off += 4096) {
+          yield zstdLayer.subarray(off, off + 4096);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      },
+      write: async () => undefined,
+      list: async () => [],
+      close: () => undefined,
+    };
+    const extract = createExtract({ content, stallMs: 60_000 });
+    const staging = join(tmp.path, 'ahead');
+    const ahead = await createUnpackAhead({ content, extract, root: staging, log });
+    try {
+      const applier = createApplier({ extract, tmpRoot, ahead });
+      ahead.blobCommitted('default', manifestDigest, manifest.length);
+      // The manifest is read in the background before its layers are awaited.
+      await new Promise((r) => setTimeout(r, 200));
+      ahead.blobCommitted('default', zstdDesc().digest, zstdDesc().size);
+      let pids: number[] = [];
+      expect(await within(5_000, () => (pids = children(['tar', 'zstd'])).length === 2)).toBe(true);
+      const client = new AbortController();
+      const empty = join(tmp.path, 'empty-target');
+      mkdirSync(empty);
+      const call = applier
+        .apply(backgroundContext(log, 'default', client.signal), zstdDesc(), [
+          { type: 'bind', source: empty, options: ['rbind', 'rw'] },
+        ])
+        .catch((e: unknown) => e);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(ahead.stats.taken, 'the Apply took the extraction under way').toBe(1);
+      const cancelledAt = Date.now();
+      client.abort(new DOMException('client canceled the call', 'AbortError'));
+      const err = await call;
+      expect(Date.now() - cancelledAt).toBeLessThan(1_000);
+      expect(codeOf(err)).toBe(ErrorCode.Canceled);
+      expect(await within(1_000, () => pids.every((p) => !isAlive(p)))).toBe(true);
+      expect(await within(1_000, () => readdirSync(staging).length === 0)).toBe(true);
+      expect(readdirSync(empty)).toEqual([]);
+    } finally {
+      await ahead.close();
+    }
   });
 });

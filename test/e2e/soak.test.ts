@@ -150,6 +150,16 @@ describe('soak: pulls, kills and runs side by side', () => {
     // berthd gives memory back once it has been idle for a sample or two of its event loop (5 s each).
     const quiet = () => new Promise((r) => setTimeout(r, 12_000));
     await quiet();
+    // And the warm-up's garbage collected and given back (pulls extract several layers at once): the starting
+    // figure is where resident memory settles, or a leak could hide below an inflated start.
+    let settledRss = residentMemory(berthdPid()).rss;
+    for (let i = 0; i < 12; i++) {
+      await new Promise((r) => setTimeout(r, 4_000));
+      const now = residentMemory(berthdPid()).rss;
+      const steady = Math.abs(now / settledRss - 1) < 0.02;
+      settledRss = now;
+      if (steady) break;
+    }
     const start = { fds: fdCount(), rss: residentMemory(berthdPid()).rss, children: children() };
     const startFds = new Set(fds().map((f) => f.replace(/^\d+ /, '')));
 

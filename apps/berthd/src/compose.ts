@@ -8,7 +8,7 @@ import { type Closer, closeAll } from '@berth/common/lifecycle';
 import type { Logger } from '@berth/common/log';
 import { type NamespaceUsage, namespaceUsageClient, namespaceUsageRegistration } from '@berth/common/namespace-usage';
 import { registerAll, type ServiceModule } from '@berth/common/service';
-import { type BlobBackendConfig, type ContentModule, createContentModule } from '@berth/content';
+import { type BlobBackendConfig, type ContentModule, createContentModule, type IngestObserver } from '@berth/content';
 import { createDiffModule } from '@berth/diff';
 import { createEventsModule } from '@berth/events';
 import { type BerthServiceName, createGatewayModule, loadNodeUuid } from '@berth/gateway';
@@ -338,7 +338,9 @@ async function buildModule(
       const content = built.find((m): m is ContentModule => m.name === 'content');
       return createDiffModule({
         log: deps.log,
-        ...(content ? { localRead: content.read, onBlobCommitted: content.onBlobCommitted } : {}),
+        ...(content
+          ? { localRead: content.read, observeIngests: (o: IngestObserver) => content.observeIngests(o) }
+          : {}),
         // Layers stream from content: its own address when served apart, else this node's socket.
         contentAddress: deps.cfg.services.content.address ?? deps.cfg.address,
         tmpRoot: join(deps.cfg.state, 'diff'),

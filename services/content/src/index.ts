@@ -10,6 +10,7 @@ import { ContentService } from '@berth/proto/containerd/services/content/v1/cont
 import type { LocalRead } from './client/local-reads.js';
 import { type CollectableContent, createCollectableContent } from './collectable/store.js';
 import { parseDigest } from './content/digest.js';
+import type { IngestObserver } from './content/observer.js';
 import { createContentStore } from './content/store.js';
 import type { Info } from './content/types.js';
 import { createContentRepo } from './db/content-repo.js';
@@ -55,11 +56,11 @@ export interface ContentModule extends ServiceModule {
   flushEvents(): Promise<void>;
   /** Content.Read in this process (whole blob), for a differ beside it (see withLocalReads). */
   readonly read: LocalRead;
-  /** Calls `listener` after each Write that commits a new blob here; returns the unsubscribe. */
-  onBlobCommitted(listener: BlobCommitted): () => void;
+  /** Tells `observer` of each Write as it opens and commits (one observer at a time); returns the unsubscribe. */
+  observeIngests(observer: IngestObserver): () => void;
 }
 
-export type BlobCommitted = (ns: string, digest: string, size: number) => void;
+export type { IngestObserver, WriteTap } from './content/observer.js';
 
 /** Builds the content service: migrations, Info cache and its listen, blob backend, outbox relay, gRPC service. */
 export async function createContentModule(deps: ContentDeps): Promise<ContentModule> {
@@ -78,7 +79,7 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     const stale = await repo.unlockAllIngests();
     if (stale > 0) log.warn('released ingest locks left by an earlier process', { ingests: stale });
   }
-  const committed = new Set<BlobCommitted>();
+  let observer: IngestObserver | undefined;
   const store = createContentStore({
     repo,
     blobs,
@@ -86,14 +87,22 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     metadata: deps.metadata ?? dialed ?? noMetadata,
     deleted: contentDeleted,
     onCommit: relay.kick,
-    onBlobCommitted: (ns, digest, size) => {
-      for (const l of committed) {
+    observer: {
+      opened: (ns, expected, total) => {
         try {
-          l(ns, digest, size);
+          return observer?.opened(ns, expected, total);
         } catch (e) {
-          log.warn('a blob-committed listener failed', { err: e });
+          log.warn('an ingest observer failed', { err: e });
+          return undefined;
         }
-      }
+      },
+      committed: (ns, digest, size) => {
+        try {
+          observer?.committed(ns, digest, size);
+        } catch (e) {
+          log.warn('an ingest observer failed', { err: e });
+        }
+      },
     },
     log,
     ...(deps.maxOpenIngests !== undefined ? { maxOpenIngests: deps.maxOpenIngests } : {}),
@@ -122,9 +131,11 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     },
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
-    onBlobCommitted(listener) {
-      committed.add(listener);
-      return () => committed.delete(listener);
+    observeIngests(o) {
+      observer = o;
+      return () => {
+        if (observer === o) observer = undefined;
+      };
     },
     read: (ctx, digest) =>
       store.read(

@@ -1,6 +1,7 @@
 import type { Logger } from '@berth/common/log';
 import { removeStaleMounts } from '@berth/common/mount';
 import type { ServiceModule } from '@berth/common/service';
+import type { IngestObserver } from '@berth/content';
 import { type LocalRead, remoteContent, withLocalReads } from '@berth/content/client';
 import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
 import { createUnpackAhead, type UnpackAhead } from './ahead/unpack-ahead.js';
@@ -26,8 +27,8 @@ export interface DiffDeps {
   readonly aheadRoot?: string;
   /** Layers extracted ahead at once (default 2). */
   readonly aheadConcurrency?: number;
-  /** Content in this process: its commits, so a layer is extracted ahead as soon as it is downloaded. */
-  readonly onBlobCommitted?: (listener: (ns: string, digest: string, size: number) => void) => () => void;
+  /** Content in this process: its Writes, so a layer is extracted while it downloads. */
+  readonly observeIngests?: (observer: IngestObserver) => () => void;
   /** How long a stage of Apply or Diff may make no progress before the call fails; 0 = the default, 60 s. */
   readonly stallMs?: number;
 }
@@ -50,7 +51,7 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
         ...(deps.aheadConcurrency ? { concurrency: deps.aheadConcurrency } : {}),
       })
     : undefined;
-  const unsubscribe = ahead && deps.onBlobCommitted?.((ns, digest, size) => ahead.blobCommitted(ns, digest, size));
+  const unsubscribe = ahead && deps.observeIngests?.(ahead);
   const applier = createApplier({ extract, tmpRoot: deps.tmpRoot, ...(ahead ? { ahead } : {}) });
   const differ = createDiffer({ content, tmpRoot: deps.tmpRoot, stallMs });
   return {

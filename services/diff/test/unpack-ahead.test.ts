@@ -253,13 +253,13 @@ describe('unpack-ahead', () => {
   it('extracts layers written after their manifest as they commit, before any Apply, the bottom one too', async () => {
     const manifest = putManifest(descs, 'image-5');
     const before = { ...ahead.stats };
-    ahead.blobCommitted('commits', manifest.digest, manifest.size);
+    ahead.committed('commits', manifest.digest, manifest.size);
     // The manifest is read in the background; its layers are awaited once it is.
     for (let i = 0; i < 100; i++) {
-      ahead.blobCommitted('commits', 'sha256:0000', 1);
+      ahead.committed('commits', 'sha256:0000', 1);
       await new Promise((r) => setTimeout(r, 10));
     }
-    for (const d of descs) ahead.blobCommitted('commits', d.digest, d.size);
+    for (const d of descs) ahead.committed('commits', d.digest, d.size);
     for (let i = 0; i < 200 && ahead.stats.started - before.started < 4; i++)
       await new Promise((r) => setTimeout(r, 20));
     expect(ahead.stats.started - before.started).toBe(4);
@@ -273,15 +273,51 @@ describe('unpack-ahead', () => {
   it('a bottom layer with whiteouts is applied by its own Apply (as deletions), not moved in with devices', async () => {
     const image = [descs[1] as Descriptor];
     const manifest = putManifest(image, 'image-6');
-    ahead.blobCommitted('bottom', manifest.digest, manifest.size);
+    ahead.committed('bottom', manifest.digest, manifest.size);
     await new Promise((r) => setTimeout(r, 300));
     const before = { ...ahead.stats };
-    ahead.blobCommitted('bottom', image[0]?.digest ?? '', image[0]?.size ?? 0);
+    ahead.committed('bottom', image[0]?.digest ?? '', image[0]?.size ?? 0);
     for (let i = 0; i < 200 && ahead.stats.started === before.started; i++) await new Promise((r) => setTimeout(r, 20));
     expect(ahead.stats.started - before.started).toBe(1);
     await unpack(withAhead, 'bottom', image);
     const [{ upper } = { upper: {} }] = await trees('bottom', 1);
     expect(upper['etc/shadow'], 'no whiteout device in a bottom layer').toBeUndefined();
     expect(upper['keep/deep/k2']).toContain('file 0644');
+  });
+
+  it('extracts a layer from its Write as the bytes arrive, and drops the extraction of a write that is not committed', async () => {
+    const image = descs.slice(0, 2);
+    const manifest = putManifest(image, 'image-7');
+    ahead.committed('tapped', manifest.digest, manifest.size);
+    await new Promise((r) => setTimeout(r, 300));
+    const layer = image[1] as Descriptor;
+    const blob = gzip(tars[1] as Buffer);
+    const before = { ...ahead.stats };
+    const tap = ahead.opened('tapped', layer.digest, layer.size);
+    expect(tap, 'an awaited layer is tapped').toBeDefined();
+    for (let off = 0; off < blob.length; off += 100) await tap?.push(blob.subarray(off, off + 100));
+    // Started before the write ends.
+    expect(ahead.stats.started - before.started).toBe(1);
+    tap?.end(true);
+    ahead.committed('tapped', layer.digest, layer.size);
+    const fast = await unpack(withAhead, 'tapped', image);
+    expect(ahead.stats.started - before.started, 'nothing extracted twice').toBe(1);
+    expect(ahead.stats.taken - before.taken).toBe(1);
+    expect(fast.diffs.map((d) => d.digest)).toEqual([sha256(tars[0] as Buffer), sha256(tars[1] as Buffer)]);
+    const want = await trees('inline', 2);
+    expect(await trees('tapped', 2)).toEqual(want);
+
+    // A write that ends without its commit (truncated, aborted): the extraction goes, the Apply does it itself.
+    ahead.committed('untapped', manifest.digest, manifest.size);
+    await new Promise((r) => setTimeout(r, 300));
+    const broken = ahead.opened('untapped', layer.digest, layer.size);
+    await broken?.push(blob.subarray(0, 1000));
+    const discarded = ahead.stats.discarded;
+    broken?.end(false);
+    for (let i = 0; i < 100 && ahead.stats.discarded === discarded; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(ahead.stats.discarded - discarded).toBe(1);
+    const again = await unpack(withAhead, 'untapped', image);
+    expect(again.diffs.map((d) => d.digest)).toEqual([sha256(tars[0] as Buffer), sha256(tars[1] as Buffer)]);
+    expect(await readdir(join(tmp.path, 'ahead'))).toEqual([]);
   });
 });

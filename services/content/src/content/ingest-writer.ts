@@ -9,6 +9,7 @@ import type { BlobStore, Ingest } from '../store/blob-store.js';
 import { type Digest, sha256Digest } from './digest.js';
 import { validateInfoLabels } from './info-labels.js';
 import { type IngestState, lockMs, type Suspended } from './ingest-state.js';
+import type { IngestObserver, WriteTap } from './observer.js';
 import type { IngestStatus, Writer } from './types.js';
 
 /** Bytes a writer may have accepted ahead of the backend (a few of ctr's chunks, at most 16 of 1 MiB). */
@@ -22,8 +23,8 @@ export interface IngestEnv {
   readonly state: IngestState;
   /** Drops a blob's cached info row. */
   forget(ns: string, digest: string): void;
-  /** A new blob record was committed. */
-  committed?(ns: string, digest: string, size: number): void;
+  /** Told of Writes as they open and commit (a differ in the same process). */
+  readonly observer?: IngestObserver;
 }
 
 /**
@@ -43,6 +44,8 @@ export class IngestWriter implements Writer {
   private pendingBytes = 0;
   /** The first failed backend write, reported by the next call. */
   private failure: unknown;
+  /** Gets the bytes as they come (a differ unpacking the layer meanwhile); only for a write from offset 0. */
+  private tap: WriteTap | undefined;
 
   constructor(
     private readonly env: IngestEnv,
@@ -69,6 +72,13 @@ export class IngestWriter implements Writer {
     }, lockMs / 3);
     this.renew.unref();
     env.state.active.set(bref, this);
+    if (this.offset === 0 && !shared && expected !== '') this.tap = env.observer?.opened(ns, expected, total);
+  }
+
+  private endTap(committed: boolean): void {
+    const tap = this.tap;
+    this.tap = undefined;
+    tap?.end(committed);
   }
 
   status(): IngestStatus {
@@ -111,6 +121,8 @@ export class IngestWriter implements Writer {
     const ingest = this.ingest ?? (await this.materialize(true));
     this.hash.update(data);
     this.offset += data.length;
+    const tapped = this.tap?.push(data);
+    if (tapped) await tapped;
     this.updatedAt = new Date();
     // Each chunk's write goes through libuv's thread pool; awaiting it before answering would add that round
     // trip to every chunk of the client's lock-step stream. Up to maxPendingBytes run behind the answers.
@@ -140,6 +152,7 @@ export class IngestWriter implements Writer {
 
   async truncate(): Promise<void> {
     this.assertOpen();
+    this.endTap(false);
     await this.pending;
     this.failure = undefined;
     const ingest = this.ingest ?? (await this.materialize(false));
@@ -220,11 +233,12 @@ export class IngestWriter implements Writer {
       this.ingest = undefined;
       // A row another replica deleted may still be cached here until its notification arrives.
       this.env.forget(this.ns, actual);
+      this.endTap(true);
       this.finish();
       this.env.state.suspended.delete(this.bref);
       if (!leases) await this.env.metadata.removeLeaseResource(this.ctx, 'ingests', this.ref);
       if (!created) throw alreadyExists(`content ${actual}`);
-      this.env.committed?.(this.ns, actual, size);
+      this.env.observer?.committed(this.ns, actual, size);
     } finally {
       if (!this.done) await this.close();
     }
@@ -262,6 +276,7 @@ export class IngestWriter implements Writer {
   }
 
   private finish(): void {
+    this.endTap(false);
     this.done = true;
     clearInterval(this.renew);
     this.env.state.active.delete(this.bref);

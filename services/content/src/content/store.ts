@@ -14,6 +14,7 @@ import { type LabelChange, labelChange, validateInfoLabels } from './info-labels
 import { IngestState, ingestExpiryMs, lockMs, rehash, type Suspended } from './ingest-state.js';
 import { type IngestEnv, IngestWriter } from './ingest-writer.js';
 import { lockedError } from './locks.js';
+import type { IngestObserver } from './observer.js';
 import type { ContentStore, Info, IngestStatus, WriterOptions } from './types.js';
 
 export interface ContentStoreDeps {
@@ -33,8 +34,8 @@ export interface ContentStoreDeps {
   readonly deleted: (digest: string) => { topic: string; typeUrl: string; payload: Uint8Array };
   /** Called after a commit that enqueued events. */
   readonly onCommit: () => void;
-  /** Called once a Write committed a new blob record (a node's differ starts unpacking on it). */
-  readonly onBlobCommitted?: (ns: string, digest: string, size: number) => void;
+  /** Told of Writes as they open and commit (a differ in the same process starts unpacking on them). */
+  readonly observer?: IngestObserver;
   readonly log: Logger;
   /** Writers this process keeps open at once (each holds a file or upload and a hash state); default 1024. */
   readonly maxOpenIngests?: number;
@@ -57,7 +58,7 @@ export function createContentStore(deps: ContentStoreDeps): ContentStore {
     metadata: deps.metadata,
     state,
     forget,
-    ...(deps.onBlobCommitted ? { committed: deps.onBlobCommitted } : {}),
+    ...(deps.observer ? { observer: deps.observer } : {}),
   };
 
   const statusOf = async (row: {

@@ -4,9 +4,11 @@ import { join } from 'node:path';
 import { backgroundContext, type RequestContext, requireNamespace } from '@berth/common/context';
 import type { Logger } from '@berth/common/log';
 import { type Descriptor, isManifest } from '@berth/common/oci';
+import type { WriteTap } from '@berth/content';
 import type { ContentClient } from '@berth/content/client';
 import type { Extract, Extracted } from '../apply/extract.js';
 import { compressionOf } from '../apply/media-types.js';
+import { byteQueue } from './byte-queue.js';
 
 /**
  * Unpack-ahead: a client unpacks an image one layer at a time (Prepare, Apply, Commit, then the next layer on
@@ -28,7 +30,12 @@ export interface UnpackAhead {
    * A Write committed a blob on this node (in-process content): a manifest's layers are then awaited, and a
    * layer awaited is extracted at once, while the rest of the image still downloads. Never throws.
    */
-  blobCommitted(ns: string, digest: string, size: number): void;
+  committed(ns: string, digest: string, size: number): void;
+  /**
+   * A Write of `expected` opened on this node: an awaited layer is extracted from its bytes as they arrive
+   * (when an extraction slot is free), through the tap returned. Never throws.
+   */
+  opened(ns: string, expected: string, total: number): WriteTap | undefined;
   /**
    * The staged extraction of `desc` in the namespace (once done), handed over; undefined when there is none
    * or it failed. A prediction still being made for the namespace is waited for first. If `ctx` is cancelled
@@ -69,6 +76,8 @@ export interface UnpackAheadDeps {
 /** The most layer indexes asked about per lookup: images deeper than this are predicted from a later layer. */
 const maxLayerIndex = 128;
 const maxManifestBytes = 4 * 1024 * 1024;
+/** Bytes of a layer being written held for its extraction before the writer waits. */
+const tapBufferBytes = 8 * 1024 * 1024;
 
 interface Entry {
   readonly promise: Promise<Staged | undefined>;
@@ -93,6 +102,8 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
   const predicted = new Map<string, number>();
   /** Layers of manifests committed lately, by namespace and digest: extracted once their own blob commits. */
   const awaited = new Map<string, { desc: Descriptor; at: number }>();
+  /** Layers being extracted from their Write's bytes: their commit needs nothing more. */
+  const tapping = new Set<string>();
   /** Predictions being made, per namespace. */
   const predicting = new Map<string, Set<Promise<void>>>();
   const queue: Array<() => void> = [];
@@ -114,9 +125,12 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
     stats.discarded++;
   };
 
-  const start = (ns: string, desc: Descriptor): void => {
+  const start = (ns: string, desc: Descriptor, tapped?: ReturnType<typeof byteQueue>): void => {
     const key = keyOf(ns, desc);
-    if (entries.has(key) || stopped.signal.aborted) return;
+    if (entries.has(key) || stopped.signal.aborted) {
+      tapped?.close();
+      return;
+    }
     const own = new AbortController();
     const entry: Entry = { taken: false, promise: Promise.resolve(undefined), abort: () => own.abort() };
     const ctx = backgroundContext(deps.log, ns, AbortSignal.any([stopped.signal, own.signal]));
@@ -127,13 +141,19 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
         if (ctx.signal.aborted) return undefined;
         stats.started++;
         await mkdir(dir);
-        const extracted = await deps.extract(ctx, desc, { root: dir, whiteouts: 'overlay', parents: [] });
+        const extracted = await deps.extract(
+          ctx,
+          desc,
+          { root: dir, whiteouts: 'overlay', parents: [] },
+          tapped?.source,
+        );
         return { ...extracted, dir, release: () => rm(dir, { recursive: true, force: true }) };
       } catch (e) {
         if (!ctx.signal.aborted) deps.log.debug('unpack-ahead failed', { digest: desc.digest, error: String(e) });
         await discard(dir);
         return undefined;
       } finally {
+        tapped?.close();
         done();
       }
     };
@@ -180,8 +200,22 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
 
   return {
     stats,
-    blobCommitted(ns, digest, size) {
+    opened(ns, digest, _total) {
+      const key = `${ns}\n${digest}`;
+      const layer = awaited.get(key);
+      if (!layer || stopped.signal.aborted || running >= concurrency) return undefined;
+      awaited.delete(key);
+      tapping.add(key);
+      const queue = byteQueue(tapBufferBytes);
+      start(ns, layer.desc, queue);
+      return {
+        push: (chunk) => queue.push(chunk),
+        end: (committed) => queue.end(committed),
+      };
+    },
+    committed(ns, digest, size) {
       if (stopped.signal.aborted) return;
+      if (tapping.delete(`${ns}\n${digest}`)) return;
       const now = Date.now();
       for (const [k, a] of awaited) if (now - a.at >= ttlMs) awaited.delete(k);
       const layer = awaited.get(`${ns}\n${digest}`);

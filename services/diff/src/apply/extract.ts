@@ -24,7 +24,13 @@ export interface Extracted extends AppliedLayer {
  * digest and size as it goes. not_implemented for unknown media types; invalid_argument for layers that are
  * malformed or would write outside the target; data_loss when the store returns other bytes.
  */
-export type Extract = (ctx: RequestContext, desc: Descriptor, target: ExtractTarget) => Promise<Extracted>;
+export type Extract = (
+  ctx: RequestContext,
+  desc: Descriptor,
+  target: ExtractTarget,
+  /** The blob's bytes from elsewhere than a content read (as they are being written); checked all the same. */
+  source?: AsyncIterable<Buffer>,
+) => Promise<Extracted>;
 
 export interface ExtractDeps {
   readonly content: ContentClient;
@@ -54,7 +60,7 @@ function parseDigest(digest: string): { algorithm: string; hex: string } {
 const workerDigestFrom = 4 * 1024 * 1024;
 
 export function createExtract(deps: ExtractDeps): Extract {
-  return async (callCtx, desc, target) => {
+  return async (callCtx, desc, target, source) => {
     const compression = compressionOf(desc.mediaType);
     const blob = parseDigest(desc.digest);
     // Every stage waits through the guard: a stage that stops fails the call naming it, and a client that
@@ -71,7 +77,7 @@ export function createExtract(deps: ExtractDeps): Extract {
     };
     let blobSize = 0;
     let size = 0;
-    const blobBytes = tap(guard.iterate(deps.content.read(ctx, desc.digest), 'content read'), (b) => {
+    const blobBytes = tap(guard.iterate(source ?? deps.content.read(ctx, desc.digest), 'content read'), (b) => {
       blobSize += b.length;
       return digest(0, b);
     });

@@ -238,10 +238,10 @@ describe('Diff.Apply: stalls and cancellation', () => {
     const ahead = await createUnpackAhead({ content, extract, root: staging, log });
     try {
       const applier = createApplier({ extract, tmpRoot, ahead });
-      ahead.blobCommitted('default', manifestDigest, manifest.length);
+      ahead.committed('default', manifestDigest, manifest.length);
       // The manifest is read in the background before its layers are awaited.
       await new Promise((r) => setTimeout(r, 200));
-      ahead.blobCommitted('default', zstdDesc().digest, zstdDesc().size);
+      ahead.committed('default', zstdDesc().digest, zstdDesc().size);
       let pids: number[] = [];
       expect(await within(5_000, () => (pids = children(['tar', 'zstd'])).length === 2)).toBe(true);
       const client = new AbortController();

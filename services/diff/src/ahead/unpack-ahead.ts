@@ -145,7 +145,7 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
           ctx,
           desc,
           { root: dir, whiteouts: 'overlay', parents: [] },
-          tapped?.source,
+          tapped && { bytes: tapped.source, verified: true },
         );
         return { ...extracted, dir, release: () => rm(dir, { recursive: true, force: true }) };
       } catch (e) {

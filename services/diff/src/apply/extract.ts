@@ -28,8 +28,12 @@ export type Extract = (
   ctx: RequestContext,
   desc: Descriptor,
   target: ExtractTarget,
-  /** The blob's bytes from elsewhere than a content read (as they are being written); checked all the same. */
-  source?: AsyncIterable<Buffer>,
+  /**
+   * The blob's bytes from elsewhere than a content read (as they are being written). `verified`: whoever
+   * hands them over checks their digest (a Write's commit) and fails the stream otherwise, so the blob is
+   * not hashed a second time here.
+   */
+  source?: { readonly bytes: AsyncIterable<Buffer>; readonly verified: boolean },
 ) => Promise<Extracted>;
 
 export interface ExtractDeps {
@@ -69,17 +73,21 @@ export function createExtract(deps: ExtractDeps): Extract {
     const ctx = withSignal(callCtx, guard.signal);
     // An uncompressed layer is its own diff: its sha256 blob digest is the diffID, computed once.
     const sameStream = compression === 'none' && blob.algorithm === 'sha256';
-    const algorithms = sameStream ? [blob.algorithm] : [blob.algorithm, 'sha256'];
+    const hashBlob = source?.verified !== true;
+    const algorithms = [...(hashBlob ? [blob.algorithm] : []), ...(sameStream ? [] : ['sha256'])];
+    const blobStream = hashBlob ? 0 : -1;
+    const diffStream = sameStream ? blobStream : algorithms.length - 1;
     const digester = desc.size >= workerDigestFrom ? workerDigester(algorithms) : inlineDigester(algorithms);
     const digest = (i: number, b: Buffer): Promise<void> | undefined => {
+      if (i < 0) return undefined;
       const wait = digester.update(i, b);
       return wait && guard.wait(wait, 'digest');
     };
     let blobSize = 0;
     let size = 0;
-    const blobBytes = tap(guard.iterate(source ?? deps.content.read(ctx, desc.digest), 'content read'), (b) => {
+    const blobBytes = tap(guard.iterate(source?.bytes ?? deps.content.read(ctx, desc.digest), 'content read'), (b) => {
       blobSize += b.length;
-      return digest(0, b);
+      return digest(blobStream, b);
     });
     const layer = sameStream
       ? tap(blobBytes, (b) => {
@@ -88,7 +96,7 @@ export function createExtract(deps: ExtractDeps): Extract {
         })
       : tap(guard.iterate(decompress(blobBytes, compression, guard.signal), `decompress (${compression})`), (b) => {
           size += b.length;
-          return digest(1, b);
+          return digest(diffStream, b);
         });
     let digests: string[];
     let applied: AppliedLayer;
@@ -103,7 +111,8 @@ export function createExtract(deps: ExtractDeps): Extract {
     } finally {
       guard.close();
     }
-    const [got = '', diffHex = got] = digests;
+    const got = hashBlob ? (digests[0] ?? '') : blob.hex;
+    const diffHex = sameStream ? got : (digests[diffStream] ?? '');
     // The blob was checked when written; checking again here catches a store that returns other bytes.
     if (got !== blob.hex || (desc.size > 0 && blobSize !== desc.size)) {
       throw new ServiceError(

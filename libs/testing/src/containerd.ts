@@ -1,5 +1,5 @@
 /**
- * A private, real containerd (Debian's 1.6) for side-by-side tests and benchmarks: its own root, state
+ * A private, real containerd (Debian's 1.6) for side-by-side tests and benchmarks: its own root, state, opt dir
  * and sockets in a temp dir, the CRI plugin off. Berth clients must work against it unchanged.
  *
  * Binary: $BERTH_TEST_CONTAINERD, else /usr/bin/containerd. Log: `<dir>/containerd.log`.
@@ -25,7 +25,17 @@ export interface ContainerdProcess {
   stop(): Promise<void>;
 }
 
-export async function startContainerd(opts: { readyTimeoutMs?: number } = {}): Promise<ContainerdProcess> {
+export interface ContainerdOptions {
+  /** How long to wait for the socket to answer. Default 20 000 ms. */
+  readonly readyTimeoutMs?: number;
+  /**
+   * `[debug] level` (containerd's default is `info`). The benchmarks pass `warn`, as the shared harness's
+   * `start_containerd` (../shared/bench/lib.sh) does.
+   */
+  readonly logLevel?: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export async function startContainerd(opts: ContainerdOptions = {}): Promise<ContainerdProcess> {
   const dir = tempDir('berth-containerd-');
   const binary = process.env['BERTH_TEST_CONTAINERD'] || '/usr/bin/containerd';
   const root = join(dir.path, 'root');
@@ -45,6 +55,10 @@ export async function startContainerd(opts: { readyTimeoutMs?: number } = {}): P
       `  address = "${socket}.ttrpc"`,
       '[debug]',
       `  address = "${join(dir.path, 'debug.sock')}"`,
+      ...(opts.logLevel ? [`  level = "${opts.logLevel}"`] : []),
+      '[plugins]',
+      '  [plugins."io.containerd.internal.v1.opt"]',
+      `    path = "${join(dir.path, 'opt')}"`,
       '',
     ].join('\n'),
   );

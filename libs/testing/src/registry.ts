@@ -25,6 +25,11 @@ export interface RegistryOptions {
   readonly readyTimeoutMs?: number;
   /** Write the HTTP access log (one line per request) to `logFile`, for `blobFetches`. Default off. */
   readonly accessLog?: boolean;
+  /**
+   * Keep blob descriptors in memory (`storage.cache.blobdescriptor: inmemory`), as the shared harness's
+   * `start_registry` (../shared/bench/lib.sh) does. Default off: every request reads the blob's link files.
+   */
+  readonly blobDescriptorCache?: boolean;
 }
 
 export interface TokenServerStats {
@@ -90,6 +95,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     `    rootdirectory: ${join(dir.path, 'data')}`,
     '  delete:',
     '    enabled: true',
+    ...(opts.blobDescriptorCache ? ['  cache:', '    blobdescriptor: inmemory'] : []),
     '  maintenance:',
     '    uploadpurging:',
     '      enabled: false',

@@ -1,11 +1,12 @@
 /**
  * `ctr images rm --sync` of the many-files image, side by side with containerd on this machine: each run pulls
  * the image into a fresh daemon, then times only the sync remove (the metadata sweep plus freeing content and
- * snapshot directories), and checks the space was freed.
+ * snapshot directories), and checks the space was freed. Runs alternate between the daemons.
  *
  *   pnpm --filter @berth/bench gc-rm [--runs 3] [--systems containerd,berthd] [--image many|busybox]
  */
 import { execFile } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { parseArgs, promisify } from 'node:util';
 import { startBerthd } from '@berth/e2e/berthd';
 import { startContainerd } from '@berth/testing/containerd';
@@ -45,17 +46,28 @@ try {
   const image = values.image === 'busybox' ? await busyboxImage() : await manyFilesImage();
   const ref = await pushImage(registry, `bench/gc-${values.image}`, 'latest', image);
   console.log(`${values.image}: ${image.layers.length} layers, ${image.stats.entries} entries`);
+  const systems = values.systems.split(',');
+  const times: Record<string, number[]> = Object.fromEntries(systems.map((s) => [s, []]));
+  // Alternating, so background load hits both alike.
+  for (let i = 0; i < runs; i++) {
+    for (const system of i % 2 === 0 ? systems : [...systems].reverse())
+      times[system]?.push(await timeRemove(system, ref));
+  }
   const medians: Record<string, number> = {};
-  for (const system of values.systems.split(',')) {
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) times.push(await timeRemove(system, ref));
-    const sorted = [...times].sort((a, b) => a - b);
+  for (const system of systems) {
+    const samples = times[system] ?? [];
+    const sorted = [...samples].sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
     medians[system] = median;
     console.log(
-      `  ${system.padEnd(11)} rm --sync median ${median.toFixed(3)} s  (runs: ${times.map((x) => x.toFixed(3)).join(', ')})`,
+      `  ${system.padEnd(11)} rm --sync median ${median.toFixed(3)} s  (runs: ${samples.map((x) => x.toFixed(3)).join(', ')})`,
     );
   }
+  console.log(
+    `  load average ${loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')}`,
+  );
   if (medians['containerd'] && medians['berthd'])
     console.log(`  berthd / containerd: ${(medians['berthd'] / medians['containerd']).toFixed(2)}x`);
 } finally {

@@ -2,12 +2,13 @@
  * Task latency, side by side on this machine: `ctr run --rm IMAGE id true` against berthd and against a
  * private containerd 1.6 (same image, pulled from the same local registry), bare `runc run` of the same
  * rootfs, and `ctr tasks start` of an existing container (the tasks agent alone: Create, Wait‖Start, Get,
- * Delete). Then the time to start N detached containers (`ctr run -d`, one after another) on each.
+ * Delete). Then, as `../shared/bench/run.sh`, N detached containers started (`ctr run -d`, one after another), killed and
+ * removed, in repetitions alternating the daemons.
  * Rounds alternate between the daemons so background load hits both alike. Both daemons first get `warmup`
  * runs: berthd is a Node process whose JIT keeps compiling for its first ~100 runs (its CPU per run falls
  * from ~80 to ~50 ms); the median of the first runs is reported as `cold`.
  *
- *   pnpm --filter @berth/bench tasks [--runs 20] [--detached 50] [--warmup 100] [--postgres postgres://…]
+ *   pnpm --filter @berth/bench tasks [--runs 20] [--detached 50] [--bg-reps 3] [--warmup 100] [--postgres postgres://…]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -26,12 +27,14 @@ const { values } = parseArgs({
     runs: { type: 'string' },
     detached: { type: 'string' },
     warmup: { type: 'string' },
+    'bg-reps': { type: 'string' },
     postgres: { type: 'string' },
   },
 });
 const runs = Number(values.runs ?? 20);
 const detached = Number(values.detached ?? 50);
 const warmup = Math.max(1, Number(values.warmup ?? 100));
+const bgReps = Math.max(1, Number(values['bg-reps'] ?? 3));
 
 function sh(cmd: string, args: readonly string[], stdin = ''): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
@@ -122,21 +125,42 @@ async function main(): Promise<void> {
       samples.runc?.push(await timed('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `r${i}`]));
     }
 
-    const starts: Record<string, number> = {};
-    for (const d of daemons) {
-      const t = process.hrtime.bigint();
-      for (let i = 0; i < detached; i++)
-        await timed('ctr', ctrArgs(d.socket, 'run', '-d', ref, `d${i}`, 'sleep', '600'));
-      starts[d.name] = Number(process.hrtime.bigint() - t) / 1e6;
-      for (let i = 0; i < detached; i++) {
-        await sh('ctr', ctrArgs(d.socket, 'tasks', 'kill', '-s', 'SIGKILL', `d${i}`));
-      }
-      for (let i = 0; i < detached; i++) {
-        for (let tries = 0; tries < 50; tries++) {
-          if ((await sh('ctr', ctrArgs(d.socket, 'tasks', 'rm', `d${i}`))).code === 0) break;
-          await new Promise((r) => setTimeout(r, 50));
+    // As ../shared/bench/run.sh: N `ctr run -d` one after another, then `tasks kill -s SIGKILL` of each, then
+    // per container `tasks rm` (retried every 20 ms until the task has stopped) and `containers rm`.
+    const bg: Record<
+      string,
+      { start: number[]; killRm: number[]; kill: number[]; tasksRm: number[]; containersRm: number[]; retries: number }
+    > = {};
+    for (let rep = 0; rep < bgReps; rep++) {
+      const order = rep % 2 === 0 ? daemons : [...daemons].reverse();
+      for (const d of order) {
+        const r = (bg[d.name] ??= { start: [], killRm: [], kill: [], tasksRm: [], containersRm: [], retries: 0 });
+        await sh('sync', []);
+        const t0 = process.hrtime.bigint();
+        for (let i = 0; i < detached; i++)
+          await timed('ctr', ctrArgs(d.socket, 'run', '-d', ref, `d${rep}-${i}`, 'sleep', '600'));
+        const t1 = process.hrtime.bigint();
+        let kill = 0;
+        let tasksRm = 0;
+        let containersRm = 0;
+        for (let i = 0; i < detached; i++)
+          kill += await timed('ctr', ctrArgs(d.socket, 'tasks', 'kill', '-s', 'SIGKILL', `d${rep}-${i}`));
+        for (let i = 0; i < detached; i++) {
+          const tr = process.hrtime.bigint();
+          for (let tries = 0; tries < 50; tries++) {
+            if ((await sh('ctr', ctrArgs(d.socket, 'tasks', 'rm', `d${rep}-${i}`))).code === 0) break;
+            r.retries++;
+            await new Promise((res) => setTimeout(res, 20));
+          }
+          tasksRm += Number(process.hrtime.bigint() - tr) / 1e6;
+          containersRm += await timed('ctr', ctrArgs(d.socket, 'containers', 'rm', `d${rep}-${i}`));
         }
-        await sh('ctr', ctrArgs(d.socket, 'containers', 'rm', `d${i}`));
+        const t2 = process.hrtime.bigint();
+        r.start.push(Number(t1 - t0) / 1e6);
+        r.killRm.push(Number(t2 - t1) / 1e6);
+        r.kill.push(kill);
+        r.tasksRm.push(tasksRm);
+        r.containersRm.push(containersRm);
       }
     }
 
@@ -164,8 +188,22 @@ async function main(): Promise<void> {
         .map(([name, ms]) => `${name} ${(ms / runs).toFixed(1)} ms`)
         .join(', ')}`,
     );
-    console.log(`${detached} detached starts (ctr run -d, sequential):`);
-    for (const [name, ms] of Object.entries(starts)) console.log(`  ${name.padEnd(24)} ${(ms / 1000).toFixed(2)} s`);
+    console.log(
+      `${detached} detached containers, ${bgReps} repetitions alternating (as run.sh): medians, samples in ms`,
+    );
+    const med = (xs: number[]): number => summarize(xs).p50;
+    for (const [name, r] of Object.entries(bg)) {
+      console.log(
+        `  ${name.padEnd(12)} start ${med(r.start).toFixed(0)} [${r.start.map((x) => x.toFixed(0)).join(', ')}]   kill+rm ${med(r.killRm).toFixed(0)} [${r.killRm.map((x) => x.toFixed(0)).join(', ')}]`,
+      );
+      console.log(
+        `  ${''.padEnd(12)} of kill+rm: kills ${med(r.kill).toFixed(0)}, tasks rm ${med(r.tasksRm).toFixed(0)} (${r.retries} retries in all), containers rm ${med(r.containersRm).toFixed(0)}`,
+      );
+    }
+    if (bg.berth && bg.containerd)
+      console.log(
+        `  berth / containerd: start ${(med(bg.berth.start) / med(bg.containerd.start)).toFixed(2)}x, kill+rm ${(med(bg.berth.killRm) / med(bg.containerd.killRm)).toFixed(2)}x`,
+      );
   } finally {
     await sh('umount', [join(work, 'bundle', 'rootfs')]);
     for (const d of daemons) {

@@ -436,6 +436,7 @@ async function remoteCollector(cfg: BerthdConfig, deps: LazyDeps): Promise<GcMod
       deleteTimeoutMs: g.deleteTimeoutMs,
     },
     deps.log,
+    await deps.db(),
   );
   return createGcModule({
     log: deps.log,

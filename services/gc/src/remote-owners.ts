@@ -6,10 +6,12 @@ import {
   removalToPb,
   sweepFromPb,
 } from '@berth/common/collectable';
+import type { Db } from '@berth/common/db';
 import { changePoint, holdCollectionLockExclusive } from '@berth/common/gc-lock';
 import { invoke } from '@berth/common/grpc-client';
 import { channelOptions, dialTarget } from '@berth/common/grpc-server';
 import type { Logger } from '@berth/common/log';
+import { awaitNodeSweeps } from '@berth/common/node-sweep';
 import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   CollectableClient,
@@ -32,6 +34,8 @@ export interface OwnerAddresses {
 }
 
 const callMs = 60_000;
+/** How long a running node takes at most to answer that it started freeing its directories. */
+const nodeStartMs = 3_000;
 
 /**
  * The owners in other processes: the collection runs in a transaction on the leader's own session, which
@@ -43,6 +47,7 @@ export function remoteOwners(
   addresses: OwnerAddresses,
   backend: BackendOptions,
   log: Logger,
+  db: Db,
 ): Owners & { close(): void } {
   const dial = (a: string): CollectableClient =>
     new CollectableClient(dialTarget(a), channelCredentialsFor(a), {
@@ -127,26 +132,14 @@ export function remoteOwners(
       return s;
     },
     async sweepSnapshots(nodes) {
-      if (nodes.length === 0) return { nodes: [], skipped: [] };
-      try {
-        const s = sweepFromPb(
-          await invoke<SweepBackendResponse>(
-            (md, o, cb) =>
-              clients.snapshots.sweepBackend(
-                { graceMs: 0, deleteTimeoutMs: backend.deleteTimeoutMs, nodes: [...nodes] },
-                md,
-                { ...o, deadline: Date.now() + backend.deleteTimeoutMs },
-                cb,
-              ),
-            ctx(),
-          ),
-        );
-        // The other nodes free theirs on the notification of the removal (and again when they start).
-        return { nodes: s.nodesSwept, skipped: nodes.filter((n) => !s.nodesSwept.includes(n)) };
-      } catch (e) {
-        log.warn('gc: the snapshots node did not free its directories in time', { err: e });
-        return { nodes: [], skipped: [...nodes] };
-      }
+      // The nodes are not addressed one by one (a DaemonSet's pods, a DNS name): each is asked, and answers,
+      // through the database they all share.
+      const r = await awaitNodeSweeps(db, nodes, { startMs: nodeStartMs, doneMs: backend.deleteTimeoutMs });
+      if (r.skipped.length > 0)
+        log.warn('gc: nodes did not free their snapshot directories now; they will when they next reconcile', {
+          nodes: r.skipped,
+        });
+      return r;
     },
     close() {
       for (const c of Object.values(clients)) c.close();

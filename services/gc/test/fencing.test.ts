@@ -1,9 +1,13 @@
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { collectableRegistration } from '@berth/common/collectable';
+import { backgroundContext } from '@berth/common/context';
 import { type Db, openDb } from '@berth/common/db';
 import { createServer, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
 import type { ServiceModule } from '@berth/common/service';
+import { createSnapshotsModule } from '@berth/snapshots';
 import { type TestPostgres, usePostgres } from '@berth/testing/postgres';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,7 +82,7 @@ describe('gc leader election and fencing (PostgreSQL)', () => {
     await alters(db).addContent('fenced', dgst(1));
     const collect = (e: Election) =>
       createCollector({
-        owners: remoteOwners(e, addresses, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger),
+        owners: remoteOwners(e, addresses, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger, db),
         log: nopLogger,
       }).collect();
     expect((await collect(leader)).removed.blobs).toBe(1);
@@ -96,11 +100,46 @@ describe('gc leader election and fencing (PostgreSQL)', () => {
     expect((await collect(next)).removed.blobs).toBe(1);
   });
 
+  it('returns once each running node whose snapshots it removed freed their directories; a node not running is skipped', async () => {
+    await until(() => elections.some((x) => x.isLeader()), 15_000);
+    const leader = elections.find((x) => x.isLeader()) as Election;
+    const bg = backgroundContext(nopLogger, 'sweep');
+    // A committed snapshot of this node with a tree that takes a while to remove, referenced by nothing.
+    const ss = owners.snapshots.snapshotters.get('native');
+    if (!ss) throw new Error('native snapshotter missing');
+    const [mount] = await ss.prepare(bg, 'big-active', '', {});
+    const tree = mount?.source ?? '';
+    for (let d = 0; d < 30; d++) {
+      await mkdir(join(tree, `d${d}`));
+      await Promise.all(Array.from({ length: 100 }, (_, f) => writeFile(join(tree, `d${d}`, `f${f}`), 'x')));
+    }
+    await ss.commit(bg, 'big', 'big-active', {});
+    // One of another node, which is not running (its service closed): nobody answers for it.
+    const other = await createSnapshotsModule({
+      db,
+      bus: owners.bus,
+      log: nopLogger,
+      root: join(owners.dir.path, 'n2'),
+      node: 'n2',
+    });
+    await other.snapshotters.get('native')?.prepare(bg, 'elsewhere', '', {});
+    await other.close();
+
+    const t0 = Date.now();
+    const stats = await createCollector({
+      owners: remoteOwners(leader, addresses, { contentGraceMs: 0, deleteTimeoutMs: 10_000 }, nopLogger, db),
+      log: nopLogger,
+    }).collect();
+    expect(stats.snapshots).toEqual({ nodes: ['n1'], skipped: ['n2'] });
+    expect(existsSync(tree)).toBe(false);
+    expect(Date.now() - t0).toBeLessThan(8_000);
+  });
+
   it('refuses the sweep of a collector whose session ended after it marked (deposed leader)', async () => {
     await until(() => elections.some((x) => x.isLeader()), 15_000);
     const leader = elections.find((x) => x.isLeader()) as Election;
     await alters(db).addContent('fenced', dgst(3));
-    const remote = remoteOwners(leader, addresses, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger);
+    const remote = remoteOwners(leader, addresses, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger, db);
     let removal: Promise<unknown> | undefined;
     const all = await remote.readAll();
     const attempt = remote.exclusive(async (s) => {

@@ -5,11 +5,12 @@ import { databaseNotReady, migrate } from '@berth/common/db';
 import type { EventPublisher } from '@berth/common/event-bus';
 import type { Logger } from '@berth/common/log';
 import type { NamespaceUsage } from '@berth/common/namespace-usage';
+import { ackSweep, parseSweepRequest, sweepRequestChannel } from '@berth/common/node-sweep';
 import { startOutboxRelay } from '@berth/common/outbox';
 import type { ServiceModule } from '@berth/common/service';
 import { type MetadataClient, remoteMetadata } from '@berth/metadata/client';
 import { SnapshotsService } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
-import { type CollectableSnapshots, createCollectableSnapshots, removedChannel } from './collectable/store.js';
+import { type CollectableSnapshots, createCollectableSnapshots } from './collectable/store.js';
 import { migrations } from './db/migrations.js';
 import { registerNode, snapshottersUsing } from './db/snapshots-repo.js';
 import { snapshotEvents } from './events.js';
@@ -79,30 +80,48 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
       }),
     );
   }
-  // One reconciliation at a time, and one more queued at most: a collection's notification and its
-  // collector's direct call (all-in-one) must not interleave their directory removals.
+  // One reconciliation at a time, and one more queued at most (later asks join it): a collection's
+  // notification and its collector's direct call (all-in-one) must not interleave their directory removals.
   let reconciling: Promise<number> = Promise.resolve(0);
+  let queued: Promise<number> | undefined;
   const reconcile = (): Promise<number> => {
+    if (queued) return queued;
     const ctx = backgroundContext(log);
     const next = reconciling.then(async () => {
+      queued = undefined;
       let n = 0;
       for (const s of snapshotters.values()) n += await s.reconcile(ctx);
       return n;
     });
+    queued = next;
     reconciling = next.catch((e: unknown) => {
       log.warn('reconciling snapshot directories failed', { err: e });
       return 0;
     });
     return next;
   };
-  // A node that was down missed the notifications: it converges at start.
+  // A node that was down missed the notifications: it converges at start, and again whenever its
+  // subscription is re-established (notifications sent while it was down are lost).
   await reconcile();
+  let listening = false;
   const unlisten = await deps.db.listen(
-    removedChannel,
+    sweepRequestChannel,
     (payload) => {
-      if (payload === deps.node) void reconcile().catch(() => undefined); // logged by the chain above
+      const req = parseSweepRequest(payload);
+      if (req.node !== deps.node) return;
+      void (async () => {
+        await ackSweep(deps.db, 'started', req);
+        const ok = await reconcile().then(
+          () => true,
+          () => false, // logged by the chain above
+        );
+        await ackSweep(deps.db, ok ? 'done' : 'failed', req);
+      })().catch((e: unknown) => log.warn('answering a sweep request failed', { err: e }));
     },
-    () => undefined,
+    () => {
+      if (listening) void reconcile().catch(() => undefined);
+      listening = true;
+    },
   );
   const namespaceUsage: NamespaceUsage = {
     async resourcesIn(_ctx, namespace) {

@@ -1,15 +1,13 @@
 import type { Queryable } from '@berth/common/db';
+import { sweepRequestChannel } from '@berth/common/node-sweep';
 import { enqueueMany } from '@berth/common/outbox';
 import { allSnapshotReferences, deleteSnapshotRecords, notifyNode } from '../db/collectable-repo.js';
 import type { SnapshotEvents } from '../events.js';
 
-/** Sent when a collection removed records of a node; the payload is the node, which then reconciles. */
-export const removedChannel = 'berth_snapshots_removed';
-
 /**
  * What the garbage collector needs from snapshots: every node's records (a parent named by its key), and the
  * removal of the keys a collection left unmarked, inside the collector's transaction. Each node whose records
- * went is told on `removedChannel` when the transaction commits, and frees its directories (reconcile).
+ * went is told on `sweepRequestChannel` when the transaction commits, and frees its directories (reconcile).
  */
 export interface CollectableSnapshots {
   /** Every record, or with `since` (a change point, libs/common gc-lock) only those written since. */
@@ -60,7 +58,7 @@ export function createCollectableSnapshots(deps: {
         'snapshots',
         gone.map((g) => ({ namespace: g.namespace, ...deps.events.removed(g.key) })),
       );
-      for (const n of nodes) await notifyNode(q, removedChannel, n);
+      for (const n of nodes) await notifyNode(q, sweepRequestChannel, n);
       return { records: gone.length, snapshots: gone.length, nodes };
     },
   };

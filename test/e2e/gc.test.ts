@@ -3,12 +3,13 @@
  * bytes are freed, and an expired lease is collected on an idle daemon.
  */
 import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { channelOptions } from '@berth/common/grpc-server';
+import { gcClient } from '@berth/gc/client';
 import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
-import { busyboxImage, multiLayerImage, pushImage } from '@berth/testing/images';
+import { buildImage, busyboxImage, type LayerEntry, multiLayerImage, pushImage } from '@berth/testing/images';
 import { freePort } from '@berth/testing/ports';
 import { type Registry, startRegistry } from '@berth/testing/registry';
 import * as grpc from '@grpc/grpc-js';
@@ -166,6 +167,76 @@ describe('gc with ctr against berthd (all-in-one)', () => {
     expect(gone, 'the blob outlived its lease by more than 65 s').toBe(true);
     expect(tableRows(await run(['leases', 'ls']))).toEqual([]);
   }, 90_000);
+
+  it('pulls racing collections run back to back all succeed: 20 at once (moby#53321), and one retried right after a cancelled one (containerd #3787, #10723)', async () => {
+    // Twenty images sharing a base layer, each with layers of its own.
+    const base: LayerEntry[] = [
+      { kind: 'dir', path: 'base' },
+      { kind: 'file', path: 'base/shared', data: randomBytes(200_000) },
+    ];
+    const refs = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) =>
+        pushImage(
+          registry,
+          `gc/race-${i}`,
+          'v1',
+          await buildImage({
+            layers: [
+              { entries: base },
+              { entries: [{ kind: 'file', path: `own-${i}`, data: randomBytes(50_000) }] },
+              { entries: [{ kind: 'file', path: `top-${i}`, data: `${i}\n` }] },
+            ],
+          }),
+        ),
+      ),
+    );
+    const gc = gcClient(d.socket);
+    let stop = false;
+    let collections = 0;
+    const collecting = (async () => {
+      while (!stop) {
+        await gc.collect({ namespace: undefined, lease: undefined, signal: AbortSignal.timeout(30_000) });
+        collections++;
+      }
+    })();
+    const pull = (ref: string) =>
+      ctr(d.socket, ['images', 'pull', '--plain-http', ref], { namespace: ns, timeoutMs: 120_000 });
+    try {
+      for (const r of await Promise.all(refs.map(pull))) expect(r.code, r.stderr).toBe(0);
+      const checked = tableRows(await run(['images', 'check']));
+      expect(checked.map((r) => r[0]).sort()).toEqual([...refs].sort());
+      // REF TYPE DIGEST STATUS SIZE UNPACKED: every image complete and unpacked.
+      for (const row of checked) expect(row.join(' ')).toMatch(/ complete .* true$/);
+
+      // Cancelled mid-pull and retried at once, the image removed in between so that its content and the
+      // cancelled pull's snapshots are garbage for the collections running beside it.
+      const [ref] = refs;
+      for (let i = 0; i < 5; i++) {
+        await run(['images', 'rm', ref ?? '']);
+        const cancelled = spawn(
+          'ctr',
+          ['--address', d.socket, '--namespace', ns, 'images', 'pull', '--plain-http', ref ?? ''],
+          { stdio: 'ignore' },
+        );
+        const closed = new Promise((r) => cancelled.once('close', r));
+        await new Promise((r) => setTimeout(r, 20 + i * 20));
+        cancelled.kill('SIGKILL'); // a no-op if the pull was already done
+        await closed;
+        const retried = await pull(ref ?? '');
+        expect(retried.code, retried.stderr).toBe(0);
+      }
+      expect(collections).toBeGreaterThan(5);
+    } finally {
+      stop = true;
+      await collecting;
+      gc.close();
+    }
+    await run(['images', 'rm', '--sync', ...refs]);
+    // The cancelled pulls' leases hold what they had written (until they expire, as on containerd).
+    for (const [lease] of tableRows(await run(['leases', 'ls']))) await run(['leases', 'rm', '--sync', lease ?? '']);
+    expect(tableRows(await run(['snapshots', 'ls']))).toEqual([]);
+    expect(tableRows(await run(['content', 'ls']))).toEqual([]);
+  }, 240_000);
 });
 
 /** `ctr events` running in the background: what it printed so far. */

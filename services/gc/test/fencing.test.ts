@@ -100,7 +100,7 @@ describe('gc leader election and fencing (PostgreSQL)', () => {
     expect((await collect(next)).removed.blobs).toBe(1);
   });
 
-  it('returns once each running node whose snapshots it removed freed their directories; a node not running is skipped', async () => {
+  it('returns once each running node whose snapshots it removed freed their directories; a node not running is skipped, and frees its own when it starts', async () => {
     await until(() => elections.some((x) => x.isLeader()), 15_000);
     const leader = elections.find((x) => x.isLeader()) as Election;
     const bg = backgroundContext(nopLogger, 'sweep');
@@ -115,16 +115,11 @@ describe('gc leader election and fencing (PostgreSQL)', () => {
     }
     await ss.commit(bg, 'big', 'big-active', {});
     // One of another node, which is not running (its service closed): nobody answers for it.
-    const other = await createSnapshotsModule({
-      db,
-      bus: owners.bus,
-      log: nopLogger,
-      root: join(owners.dir.path, 'n2'),
-      node: 'n2',
-    });
-    await other.snapshotters.get('native')?.prepare(bg, 'elsewhere', '', {});
+    const startOther = () =>
+      createSnapshotsModule({ db, bus: owners.bus, log: nopLogger, root: join(owners.dir.path, 'n2'), node: 'n2' });
+    const other = await startOther();
+    const [elsewhere] = (await other.snapshotters.get('native')?.prepare(bg, 'elsewhere', '', {})) ?? [];
     await other.close();
-
     const t0 = Date.now();
     const stats = await createCollector({
       owners: remoteOwners(leader, addresses, { contentGraceMs: 0, deleteTimeoutMs: 10_000 }, nopLogger, db),
@@ -133,6 +128,10 @@ describe('gc leader election and fencing (PostgreSQL)', () => {
     expect(stats.snapshots).toEqual({ nodes: ['n1'], skipped: ['n2'] });
     expect(existsSync(tree)).toBe(false);
     expect(Date.now() - t0).toBeLessThan(8_000);
+    // The node that was down frees its directories when it starts.
+    expect(existsSync(elsewhere?.source ?? '')).toBe(true);
+    await (await startOther()).close();
+    expect(existsSync(elsewhere?.source ?? '')).toBe(false);
   });
 
   it('refuses the sweep of a collector whose session ended after it marked (deposed leader)', async () => {

@@ -285,6 +285,37 @@ describe('unpack-ahead', () => {
     expect(upper['keep/deep/k2']).toContain('file 0644');
   });
 
+  it('gives up the extractions of a namespace once no Apply or Write of it runs (the client went away)', async () => {
+    const root = join(tmp.path, 'ahead-idle');
+    const quick = await createUnpackAhead({ content, extract, root, log: nopLogger, idleMs: 200 });
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    try {
+      const image = descs.slice(0, 2);
+      const manifest = putManifest(image, 'image-8');
+      const layer = image[1] as Descriptor;
+      for (const ns of ['kept', 'gone']) {
+        const write = quick.active(ns);
+        quick.committed(ns, manifest.digest, manifest.size);
+        await sleep(100);
+        quick.committed(ns, layer.digest, layer.size);
+        write();
+      }
+      // `kept` goes on pulling (an Apply runs); `gone` has no call left.
+      const apply = quick.active('kept');
+      for (let i = 0; i < 100 && quick.stats.discarded === 0; i++) await sleep(20);
+      expect(quick.stats.started).toBe(2);
+      expect(quick.stats.discarded).toBe(1);
+      expect(await quick.take(ctxIn('gone'), layer)).toBeUndefined();
+      const staged = await quick.take(ctxIn('kept'), layer);
+      expect(staged?.diff.digest).toBe(sha256(tars[1] as Buffer));
+      await staged?.release();
+      apply();
+      expect(await readdir(root)).toEqual([]);
+    } finally {
+      await quick.close();
+    }
+  });
+
   it('extracts a layer from its Write as the bytes arrive, and drops the extraction of a write that is not committed', async () => {
     const image = descs.slice(0, 2);
     const manifest = putManifest(image, 'image-7');

@@ -46,6 +46,8 @@ export class IngestWriter implements Writer {
   private failure: unknown;
   /** Gets the bytes as they come (a differ unpacking the layer meanwhile); only for a write from offset 0. */
   private tap: WriteTap | undefined;
+  /** Ends this Write's part in its namespace's activity (the observer's `active`). */
+  private readonly running: (() => void) | undefined;
 
   constructor(
     private readonly env: IngestEnv,
@@ -72,6 +74,7 @@ export class IngestWriter implements Writer {
     }, lockMs / 3);
     this.renew.unref();
     env.state.active.set(bref, this);
+    this.running = env.observer?.active?.(ns);
     if (this.offset === 0 && !shared && expected !== '') this.tap = env.observer?.opened(ns, expected, total);
   }
 
@@ -277,6 +280,7 @@ export class IngestWriter implements Writer {
 
   private finish(): void {
     this.endTap(false);
+    this.running?.();
     this.done = true;
     clearInterval(this.renew);
     this.env.state.active.delete(this.bref);

@@ -8,6 +8,8 @@ export interface IngestObserver {
    * in order as the writer takes it; the writer waits for a push that returns a promise.
    */
   opened(ns: string, expected: string, total: number): WriteTap | undefined;
+  /** A Write in the namespace runs (whatever it writes) until the function returned is called. */
+  active?(ns: string): () => void;
   /** A Write committed a new blob record. */
   committed(ns: string, digest: string, size: number): void;
 }

@@ -21,7 +21,8 @@ import { byteQueue } from './byte-queue.js';
  *
  * Which layers follow: the manifest that lists the applied layer (content labels
  * `containerd.io/gc.ref.content.l.<i>`, set by every pull), the most recently updated one when several do.
- * A guess that is wrong costs background work: a staged tree not taken within `ttlMs` is removed.
+ * A guess that is wrong costs background work: a staged tree not taken within `ttlMs` is removed, and the
+ * extractions of a namespace where no Apply or Write has run for `idleMs` (the client went away) are stopped.
  */
 export interface UnpackAhead {
   /** An Apply of `desc` begins: start extracting the layers that follow it in its image. Never throws. */
@@ -36,6 +37,12 @@ export interface UnpackAhead {
    * (when an extraction slot is free), through the tap returned. Never throws.
    */
   opened(ns: string, expected: string, total: number): WriteTap | undefined;
+  /**
+   * A call of the namespace's pulls (an Apply, a Write) runs until the function returned is called. When a
+   * namespace has had no such call for `idleMs`, nobody pulls there any more (the client went away): its
+   * extractions not taken are stopped and their trees removed. Never throws.
+   */
+  active(ns: string): () => void;
   /**
    * The staged extraction of `desc` in the namespace (once done), handed over; undefined when there is none
    * or it failed. A prediction still being made for the namespace is waited for first. If `ctx` is cancelled
@@ -71,6 +78,8 @@ export interface UnpackAheadDeps {
   readonly concurrency?: number;
   /** How long a staged tree waits for its Apply. */
   readonly ttlMs?: number;
+  /** How long a namespace with no Apply or Write running keeps its extractions (see `active`). */
+  readonly idleMs?: number;
 }
 
 /** The most layer indexes asked about per lookup: images deeper than this are predicted from a later layer. */
@@ -96,6 +105,8 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
   await chmod(deps.root, 0o700);
   const concurrency = deps.concurrency ?? 2;
   const ttlMs = deps.ttlMs ?? 60_000;
+  // Between one Apply of a pull and the next come a Commit and a Prepare: tens of milliseconds, rarely more.
+  const idleMs = deps.idleMs ?? 1_000;
   const stopped = new AbortController();
   const entries = new Map<string, Entry>();
   /** Layers of manifests already predicted, so their own Applies do not look the manifest up again. */
@@ -173,6 +184,21 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
     entries.set(key, Object.assign(entry, { promise }));
   };
 
+  /** Running calls per namespace, and the timer that gives up its extractions once there are none. */
+  const activity = new Map<string, { calls: number; timer?: NodeJS.Timeout }>();
+  const giveUp = (ns: string): void => {
+    const prefix = `${ns}\n`;
+    for (const [key, e] of entries) {
+      if (!key.startsWith(prefix) || e.taken) continue;
+      entries.delete(key);
+      clearTimeout(e.timer);
+      e.abort();
+      void e.promise.then((staged) => staged && discard(staged.dir));
+    }
+    for (const k of awaited.keys()) if (k.startsWith(prefix)) awaited.delete(k);
+    for (const k of predicted.keys()) if (k.startsWith(prefix)) predicted.delete(k);
+  };
+
   const readManifest = async (ctx: RequestContext, digest: string): Promise<Descriptor[] | undefined> => {
     const chunks: Buffer[] = [];
     for await (const b of deps.content.read(ctx, digest)) chunks.push(b);
@@ -200,6 +226,24 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
 
   return {
     stats,
+    active(ns) {
+      const a = activity.get(ns) ?? { calls: 0 };
+      activity.set(ns, a);
+      a.calls++;
+      clearTimeout(a.timer);
+      let ended = false;
+      return () => {
+        if (ended) return;
+        ended = true;
+        if (--a.calls > 0) return;
+        a.timer = setTimeout(() => {
+          if (a.calls > 0 || activity.get(ns) !== a) return;
+          activity.delete(ns);
+          giveUp(ns);
+        }, idleMs);
+        a.timer.unref();
+      };
+    },
     opened(ns, digest, _total) {
       const key = `${ns}\n${digest}`;
       const layer = awaited.get(key);
@@ -272,6 +316,7 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
     },
     async close() {
       stopped.abort();
+      for (const a of activity.values()) clearTimeout(a.timer);
       const left = [...entries.values()];
       entries.clear();
       for (const e of left) clearTimeout(e.timer);

@@ -29,34 +29,43 @@ export function createApplier(deps: ApplierDeps): Applier {
     async apply(ctx, desc, mounts) {
       if (mounts.length === 0) throw invalidArgument('mounts must not be empty');
       compressionOf(desc.mediaType);
-      const upper = overlayUpper(mounts);
-      // Any layer, the bottom one (a bind mount) included, tells which layers come next.
-      deps.ahead?.notice(ctx, desc);
-      const target = deps.ahead && adoptTarget(mounts);
-      if (target && deps.ahead) {
-        const pending = deps.ahead.take(ctx, desc);
-        const staged = await waitFor(ctx, pending).catch((e: unknown) => {
-          void pending.then((s) => s?.release());
-          throw e;
-        });
-        if (staged) {
-          try {
-            if (await adoptStaged(staged, target)) return staged.diff;
-          } finally {
-            await staged.release();
-          }
-        }
+      const running = deps.ahead?.active(ctx.namespace ?? '');
+      try {
+        return await applyLayer(ctx, desc, mounts);
+      } finally {
+        running?.();
       }
-      if (upper) {
-        return (await deps.extract(ctx, desc, { root: upper.upper, whiteouts: 'overlay', parents: upper.lowers })).diff;
-      }
-      return withTempMount(
-        mounts,
-        deps.tmpRoot,
-        async (dir) => (await deps.extract(ctx, desc, { root: dir, whiteouts: 'delete', parents: [] })).diff,
-      );
     },
   };
+
+  async function applyLayer(ctx: RequestContext, desc: Descriptor, mounts: readonly Mount[]): Promise<Descriptor> {
+    const upper = overlayUpper(mounts);
+    // Any layer, the bottom one (a bind mount) included, tells which layers come next.
+    deps.ahead?.notice(ctx, desc);
+    const target = deps.ahead && adoptTarget(mounts);
+    if (target && deps.ahead) {
+      const pending = deps.ahead.take(ctx, desc);
+      const staged = await waitFor(ctx, pending).catch((e: unknown) => {
+        void pending.then((s) => s?.release());
+        throw e;
+      });
+      if (staged) {
+        try {
+          if (await adoptStaged(staged, target)) return staged.diff;
+        } finally {
+          await staged.release();
+        }
+      }
+    }
+    if (upper) {
+      return (await deps.extract(ctx, desc, { root: upper.upper, whiteouts: 'overlay', parents: upper.lowers })).diff;
+    }
+    return withTempMount(
+      mounts,
+      deps.tmpRoot,
+      async (dir) => (await deps.extract(ctx, desc, { root: dir, whiteouts: 'delete', parents: [] })).diff,
+    );
+  }
 }
 
 /** `p`, or undefined as soon as the call is given up (the staged extraction goes on for nobody, then expires). */

@@ -5,8 +5,7 @@
  */
 
 import type { RequestContext } from '@berth/common/context';
-import { collect, invoke, outgoingMetadata } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { channelOptions, collect, dialTarget, invoke, outgoingMetadata } from '@berth/common/grpc-client';
 import { type DiffClient, diffOver } from '@berth/diff/client';
 import { ContentClient } from '@berth/proto/containerd/services/content/v1/content';
 import { DiffClient as DiffGrpcClient } from '@berth/proto/containerd/services/diff/v1/diff';

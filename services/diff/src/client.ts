@@ -4,11 +4,9 @@
  * client prepared through the node's socket).
  */
 import type { RequestContext } from '@berth/common/context';
-import { invoke } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { dial, invoke } from '@berth/common/grpc-client';
 import type { Mount } from '@berth/common/mount';
 import { type Descriptor, descriptorFromProto, descriptorToProto } from '@berth/common/oci';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import { type ApplyResponse, DiffClient as DiffGrpcClient } from '@berth/proto/containerd/services/diff/v1/diff';
 import type { Mount as ProtoMount } from '@berth/proto/containerd/types/mount';
 
@@ -28,7 +26,7 @@ export interface DiffClient {
 
 /** `containerd.services.diff.v1.Diff` at `address` (mTLS over TCP when configured). */
 export function remoteDiff(address: string): DiffClient {
-  return diffOver(new DiffGrpcClient(dialTarget(address), channelCredentialsFor(address), channelOptions));
+  return diffOver(dial(DiffGrpcClient, address));
 }
 
 /** A DiffClient over an existing gRPC client (one sharing a node connection); `close` closes it. */

@@ -4,10 +4,8 @@
  * snapshotters in process (gc reaches their records through `@berth/gc`'s owners).
  */
 import type { RequestContext } from '@berth/common/context';
-import { collect, invoke, outgoingMetadata } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { collect, dial, invoke, outgoingMetadata } from '@berth/common/grpc-client';
 import type { Mount } from '@berth/common/mount';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   type PrepareSnapshotResponse,
   type Info as ProtoInfo,
@@ -66,7 +64,7 @@ export interface SnapshotsClient {
 
 /** `containerd.services.snapshots.v1.Snapshots` at `address` (mTLS over TCP when configured). */
 export function remoteSnapshots(address: string): SnapshotsClient {
-  return snapshotsOver(new SnapshotsGrpcClient(dialTarget(address), channelCredentialsFor(address), channelOptions));
+  return snapshotsOver(dial(SnapshotsGrpcClient, address));
 }
 
 /**

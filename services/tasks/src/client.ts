@@ -5,9 +5,7 @@
  * with containerd's clients, which speak the Tasks API through the node's socket.
  */
 import type { RequestContext } from '@berth/common/context';
-import { invoke } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
+import { dial, invoke } from '@berth/common/grpc-client';
 import {
   type DeleteResponse,
   type GetResponse,
@@ -55,7 +53,7 @@ export interface TasksClient {
 
 /** `containerd.services.tasks.v1.Tasks` at `address` (a node's socket; mTLS over TCP when configured). */
 export function remoteTasks(address: string): TasksClient {
-  return tasksOver(new TasksGrpcClient(dialTarget(address), channelCredentialsFor(address), channelOptions));
+  return tasksOver(dial(TasksGrpcClient, address));
 }
 
 /** A TasksClient over an existing gRPC client (one sharing a node connection); `close` closes it. */

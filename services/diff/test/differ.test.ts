@@ -21,7 +21,7 @@ import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uncompressedLabel } from '../src/compare/differ.js';
 import { createDiffModule } from '../src/index.js';
-import { ctxIn, mountedTree, sha256, startContentServer, treeOf } from '../src/test-support/fixtures.js';
+import { ctxIn, mountedTree, sha256, startContentServer, treeOf } from './test-support/fixtures.js';
 
 type AnyMount = DifferMount;
 const bind = (source: string, ...options: string[]): AnyMount => ({ type: 'bind', source, options });

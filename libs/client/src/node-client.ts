@@ -4,7 +4,6 @@
  * cancellation) that becomes the `containerd-namespace` / `containerd-lease` headers.
  */
 
-import type { RequestContext } from '@berth/common/context';
 import { channelOptions, collect, dialTarget, invoke, outgoingMetadata } from '@berth/common/grpc-client';
 import { type DiffClient, diffOver } from '@berth/diff/client';
 import { ContentClient } from '@berth/proto/containerd/services/content/v1/content';
@@ -16,8 +15,7 @@ import { SnapshotsClient as SnapshotsGrpcClient } from '@berth/proto/containerd/
 import { type SnapshotsClient, snapshotsOver } from '@berth/snapshots/client';
 import * as grpc from '@grpc/grpc-js';
 
-/** What every call carries: the namespace, the lease (if any) and a signal that cancels the call. */
-export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+export type { CallContext } from '@berth/common/context';
 
 export interface NodeClient {
   readonly content: ContentClient;

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { LeaseHeader, NamespaceHeader, type RequestContext } from './context.js';
+import { type CallContext, LeaseHeader, NamespaceHeader, type RequestContext } from './context.js';
 import { fromGrpcError } from './grpc-status.js';
 import { channelCredentialsFor } from './tls/credentials.js';
 
@@ -24,7 +24,7 @@ export function invoke<Res>(
     opts: Partial<grpc.CallOptions>,
     cb: (err: grpc.ServiceError | null, res?: Res) => void,
   ) => grpc.ClientUnaryCall,
-  ctx: Pick<RequestContext, 'namespace' | 'lease' | 'signal'>,
+  ctx: CallContext,
 ): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
     const call = start(outgoingMetadata(ctx), {}, (err, res) => {

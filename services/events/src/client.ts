@@ -4,14 +4,13 @@
  * A gRPC proxy only: services publish through the bus (`@berth/common/event-bus`, the outbox), and nothing
  * in berthd subscribes in process.
  */
-import type { RequestContext } from '@berth/common/context';
+import type { CallContext } from '@berth/common/context';
 import { channelOptions, dial, outgoingMetadata, streamOf } from '@berth/common/grpc-client';
 import { EventsReplayClient } from '@berth/proto/berth/internal/v1/events';
 import { EventsClient as EventsGrpcClient } from '@berth/proto/containerd/services/events/v1/events';
 import type { AnyPayload } from './payloads/index.js';
 
-/** What every call carries: the namespace and a signal that ends the subscription. */
-export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+export type { CallContext } from '@berth/common/context';
 
 /** One event as the stream delivers it: where and when it happened, and its payload (an Any). */
 export interface EventEnvelope {

@@ -1,4 +1,4 @@
-import type { RequestContext } from '@berth/common/context';
+import type { CallContext } from '@berth/common/context';
 import { isFailedPrecondition } from '@berth/common/errors';
 import { dial, invoke } from '@berth/common/grpc-client';
 import { type CollectResponse, GCClient, type StatusResponse } from '@berth/proto/berth/internal/v1/gc';
@@ -20,8 +20,8 @@ export interface GcStatus {
  */
 export interface GcClient {
   /** Resolves once a collection that started after this call has freed the space; rejects "gc failed". */
-  collect(ctx: Pick<RequestContext, 'namespace' | 'lease' | 'signal'>): Promise<CollectionStats>;
-  status(ctx: Pick<RequestContext, 'namespace' | 'lease' | 'signal'>): Promise<GcStatus>;
+  collect(ctx: CallContext): Promise<CollectionStats>;
+  status(ctx: CallContext): Promise<GcStatus>;
 }
 
 /** How long a collect call looks for the leader (a takeover completes within 15 s). */

@@ -4,7 +4,7 @@
  * berthd calls the agent in process, and creating a task (rootfs mounts, stdio fifos, an OCI spec) stays
  * with containerd's clients, which speak the Tasks API through the node's socket.
  */
-import type { RequestContext } from '@berth/common/context';
+import type { CallContext } from '@berth/common/context';
 import { dial, invoke } from '@berth/common/grpc-client';
 import {
   type DeleteResponse,
@@ -15,8 +15,7 @@ import {
 import { Status as ProtoStatus } from '@berth/proto/containerd/types/task/task';
 import type { Status } from './tasks/types.js';
 
-/** What every call carries: the namespace, the lease (if any) and a signal that cancels the call. */
-export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+export type { CallContext } from '@berth/common/context';
 
 /** A task's (or an exec process's) state as Tasks.Get reports it. */
 export interface TaskState {

@@ -2,6 +2,8 @@
  * @berth/metadata/client: how other services reach metadata, which owns namespaces, leases and container
  * records. Each domain interface has a gRPC proxy (`remote…`, split mode) and an in-process variant
  * (`inProcessMetadata`, all-in-one) that calls metadata's stores and answers and fails as the RPC would.
+ * Clients of a node (the pull client, `berth images`) call metadata's public Images, Leases and Namespaces
+ * APIs through `imagesOver`, `leasesOver` and `namespacesOver`, over their node connection.
  */
 import { type RequestContext, withoutLease } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
@@ -17,6 +19,10 @@ import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases'
 import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import type * as grpc from '@grpc/grpc-js';
 import type { MetadataStores } from './index.js';
+
+export { type ImageFields, type ImageRecord, type ImagesClient, imagesOver } from './client/images.js';
+export { type LeaseRecord, type LeasesClient, leasesOver } from './client/leases.js';
+export { type NamespacesClient, namespacesOver } from './client/namespaces.js';
 
 /**
  * What services that create namespaced resources (content, snapshots) ask of metadata. Resource types are

@@ -1,14 +1,8 @@
 import { openDb } from '@berth/common/db';
 import { ServiceError } from '@berth/common/errors';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type ImagesClient,
-  imagesOver,
-  type LeasesClient,
-  leasesOver,
-  type NamespacesClient,
-  namespacesOver,
-} from '../src/client.js';
+import type { ImagesClient, LeasesClient, NamespacesClient } from '../src/client.js';
+import { imagesOver, leasesOver, namespacesOver } from '../src/client.js';
 import { type Harness, startHarness } from './harness.js';
 
 const target = {

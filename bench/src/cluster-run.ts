@@ -16,8 +16,7 @@
 import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { invoke } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { channelOptions, dialTarget, invoke } from '@berth/common/grpc-client';
 import { type Cluster, startCluster } from '@berth/e2e/cluster';
 import { ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
 import { startContainerd } from '@berth/testing/containerd';

@@ -25,7 +25,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectNode, createLease, deleteLease } from '@berth/client';
-import { invoke } from '@berth/common/grpc-client';
 import { ingest } from '@berth/content/client';
 import { startBerthd } from '@berth/e2e/berthd';
 import { ctr } from '@berth/e2e/ctr';
@@ -133,7 +132,7 @@ async function populate(d: Daemon, image: TinyImage): Promise<number> {
     Array.from({ length: 16 }, async () => {
       while (next < count) {
         const record = imageRecord(next++, image);
-        await invoke((md, o, cb) => node.images.create({ image: record }, md, o, cb), ctx);
+        await node.images.create(ctx, record);
       }
     }),
   );

@@ -41,7 +41,7 @@ describe('cancelled calls clean up (real ctr against berthd)', () => {
   beforeAll(async () => {
     // Each Apply extracts its own layer here, so killing ctr mid-Apply kills the tar it started. With
     // unpack-ahead a layer is extracted as soon as its blob is written, for the node rather than for a call:
-    // that extraction ends with the Apply that takes it (services/diff/src/apply/stall.test.ts), or expires.
+    // that extraction ends with the Apply that takes it (services/diff/test/stall.test.ts), or expires.
     d = await startBerthd({ env: { BERTH_UNPACK_AHEAD: 'false' } });
     diffDir = join(d.dir, 'state', 'diff');
     registry = await startRegistry();

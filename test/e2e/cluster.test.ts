@@ -1,8 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { invoke } from '@berth/common/grpc-client';
-import { channelOptions } from '@berth/common/grpc-server';
+import { channelOptions, invoke } from '@berth/common/grpc-client';
 import { gcClient } from '@berth/gc/client';
 import { type GetImageResponse, ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
 import { type BuiltImage, buildImage, busyboxImage, multiLayerImage, pushImage } from '@berth/testing/images';

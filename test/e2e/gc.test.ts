@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { channelOptions } from '@berth/common/grpc-server';
+import { channelOptions } from '@berth/common/grpc-client';
 import { gcClient } from '@berth/gc/client';
 import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
 import { buildImage, busyboxImage, type LayerEntry, multiLayerImage, pushImage } from '@berth/testing/images';

@@ -56,6 +56,28 @@ describe('the linter keeps package boundaries', () => {
     expect(r.out.match(/lint\/style\/noRestrictedImports/g)?.length).toBe(2);
   });
 
+  it('refuses a relative import that climbs four levels, or into a sibling package', async () => {
+    const r = await lint(join(dir, 'climb'), {
+      'biome.jsonc': '{ "extends": "//" }',
+      'services/x/src/d/a.ts': "import { z } from '../../../../libs/common/src/log.js';\nexport const a = z;\n",
+      'services/x/src/b.ts': "import { y } from '../../y/src/log.js';\nexport const b = y;\n",
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.out).toMatch(/services\/x\/src\/d\/a\.ts:1:\d+ lint\/style\/noRestrictedImports/);
+    expect(r.out).toMatch(/services\/x\/src\/b\.ts:1:\d+ lint\/style\/noRestrictedImports/);
+  });
+
+  it('accepts relative imports between src/ and test/ of one package', async () => {
+    const r = await lint(join(dir, 'own'), {
+      'biome.jsonc': '{ "extends": "//" }',
+      'services/x/test/u/h.ts': "import { a } from '../../src/d/a.js';\nexport const h = a;\n",
+      'services/x/src/d/a.ts': "import { b } from '../b.js';\nexport const a = b;\n",
+      'services/x/src/b.ts': 'export const b = 1;\n',
+    });
+    expect(r.out).not.toContain('noRestrictedImports');
+    expect(r.code).toBe(0);
+  });
+
   it('accepts imports through exports maps and within a package', async () => {
     const r = await lint(join(dir, 'fine'), {
       'biome.jsonc': '{ "extends": "//" }',

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { dialTarget } from '@berth/common/grpc-server';
+import { dialTarget } from '@berth/common/grpc-client';
 import { createLogger } from '@berth/common/log';
 import { describe, expect, it } from 'vitest';
 import { serviceListenAddress, startNode } from './compose.js';

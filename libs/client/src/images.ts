@@ -4,9 +4,9 @@
  */
 
 import { type Descriptor, isIndex, isManifest } from '@berth/common/oci';
-import type { GetImageResponse, Image, ListImagesResponse } from '@berth/proto/containerd/services/images/v1/images';
+import type { ImageRecord } from '@berth/metadata/client';
 import type { SnapshotInfo } from '@berth/snapshots/client';
-import { type CallContext, collect, invoke, type NodeClient, outgoingMetadata } from './node-client.js';
+import { type CallContext, collect, type NodeClient, outgoingMetadata } from './node-client.js';
 import { parseConfig, parseIndex, parseManifest, verify } from './oci.js';
 import { formatPlatform, hostPlatform, normalizePlatform, type Platform, platformRank } from './platform.js';
 
@@ -32,12 +32,6 @@ export interface ImageSummary {
   readonly createdAt: Date | undefined;
 }
 
-function fromProto(
-  d: { mediaType: string; digest: string; size: number; annotations: Record<string, string> } | undefined,
-): Descriptor {
-  return { mediaType: d?.mediaType ?? '', digest: d?.digest ?? '', size: d?.size ?? 0, annotations: d?.annotations };
-}
-
 /** Images.List with containerd filters, each image sized and described from the content store. */
 export async function listImages(
   node: NodeClient,
@@ -45,26 +39,26 @@ export async function listImages(
   filters: readonly string[] = [],
   platform: Platform = hostPlatform(),
 ): Promise<ImageSummary[]> {
-  const res = await invoke<ListImagesResponse>(
-    (md, o, cb) => node.images.list({ filters: [...filters] }, md, o, cb),
-    ctx,
-  );
-  return Promise.all(res.images.map((img) => summarize(node, ctx, img, platform)));
+  const images = await node.images.list(ctx, filters);
+  return Promise.all(images.map((img) => summarize(node, ctx, img, platform)));
 }
 
-export async function getImage(node: NodeClient, ctx: CallContext, name: string): Promise<Image> {
-  const res = await invoke<GetImageResponse>((md, o, cb) => node.images.get({ name }, md, o, cb), ctx);
-  if (!res.image) throw new Error(`image ${name}: empty response`);
-  return res.image;
+export function getImage(node: NodeClient, ctx: CallContext, name: string): Promise<ImageRecord> {
+  return node.images.get(ctx, name);
 }
 
 /** Images.Delete; the server's garbage collection then removes what only this image referenced. */
 export async function removeImage(node: NodeClient, ctx: CallContext, name: string, sync = false): Promise<void> {
-  await invoke((md, o, cb) => node.images.delete({ name, sync }, md, o, cb), ctx);
+  await node.images.delete(ctx, name, sync);
 }
 
-async function summarize(node: NodeClient, ctx: CallContext, img: Image, platform: Platform): Promise<ImageSummary> {
-  const target = fromProto(img.target);
+async function summarize(
+  node: NodeClient,
+  ctx: CallContext,
+  img: ImageRecord,
+  platform: Platform,
+): Promise<ImageSummary> {
+  const target = img.target;
   const platforms = new Set<string>();
   let size: number | undefined = 0;
   const add = (n: number): void => {

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { isNotFound } from '@berth/common/errors';
-import type { CreateResponse, ListResponse } from '@berth/proto/containerd/services/leases/v1/leases';
-import { type CallContext, invoke, type NodeClient } from './node-client.js';
+import type { CallContext, NodeClient } from './node-client.js';
 
 /** Default lifetime of a pull's lease: containerd's (24 h); the lease is deleted long before, unless the client dies. */
 export const defaultLeaseExpiry = 24 * 60 * 60 * 1000;
@@ -18,21 +17,17 @@ export async function createLease(
 ): Promise<string> {
   const id = `berth-${Date.now()}-${randomBytes(4).toString('hex')}`;
   const expire = new Date(Date.now() + expiresInMs).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const res = await invoke<CreateResponse>(
-    (md, o, cb) => node.leases.create({ id, labels: { ...labels, 'containerd.io/gc.expire': expire } }, md, o, cb),
-    { ...ctx, lease: undefined },
-  );
-  return res.lease?.id || id;
+  const lease = await node.leases.create({ ...ctx, lease: undefined }, id, {
+    ...labels,
+    'containerd.io/gc.expire': expire,
+  });
+  return lease.id || id;
 }
 
 /** Deletes a lease; a lease that is already gone is fine. Uses its own signal: cleanup must run even after a cancel. */
 export async function deleteLease(node: NodeClient, namespace: string | undefined, id: string): Promise<void> {
   try {
-    await invoke((md, o, cb) => node.leases.delete({ id, sync: false }, md, o, cb), {
-      namespace,
-      lease: undefined,
-      signal: AbortSignal.timeout(30_000),
-    });
+    await node.leases.delete({ namespace, lease: undefined, signal: AbortSignal.timeout(30_000) }, id);
   } catch (e) {
     if (!isNotFound(e)) throw e;
   }
@@ -40,9 +35,6 @@ export async function deleteLease(node: NodeClient, namespace: string | undefine
 
 /** Ids of the leases matching containerd filters (e.g. `labels."x"==y`). */
 export async function listLeases(node: NodeClient, ctx: CallContext, filters: readonly string[]): Promise<string[]> {
-  const res = await invoke<ListResponse>((md, o, cb) => node.leases.list({ filters: [...filters] }, md, o, cb), {
-    ...ctx,
-    lease: undefined,
-  });
-  return res.leases.map((l) => l.id);
+  const leases = await node.leases.list({ ...ctx, lease: undefined }, filters);
+  return leases.map((l) => l.id);
 }

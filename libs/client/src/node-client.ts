@@ -4,24 +4,30 @@
  * cancellation) that becomes the `containerd-namespace` / `containerd-lease` headers.
  */
 
-import type { RequestContext } from '@berth/common/context';
-import { collect, invoke, outgoingMetadata } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { channelOptions, collect, dialTarget, invoke, outgoingMetadata } from '@berth/common/grpc-client';
 import { type DiffClient, diffOver } from '@berth/diff/client';
+import {
+  type ImagesClient,
+  imagesOver,
+  type LeasesClient,
+  leasesOver,
+  type NamespacesClient,
+  namespacesOver,
+} from '@berth/metadata/client';
 import { ContentClient } from '@berth/proto/containerd/services/content/v1/content';
 import { DiffClient as DiffGrpcClient } from '@berth/proto/containerd/services/diff/v1/diff';
-import { ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
-import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases';
-import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
+import { ImagesClient as ImagesGrpcClient } from '@berth/proto/containerd/services/images/v1/images';
+import { LeasesClient as LeasesGrpcClient } from '@berth/proto/containerd/services/leases/v1/leases';
+import { NamespacesClient as NamespacesGrpcClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import { SnapshotsClient as SnapshotsGrpcClient } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { type SnapshotsClient, snapshotsOver } from '@berth/snapshots/client';
 import * as grpc from '@grpc/grpc-js';
 
-/** What every call carries: the namespace, the lease (if any) and a signal that cancels the call. */
-export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+export type { CallContext } from '@berth/common/context';
 
 export interface NodeClient {
   readonly content: ContentClient;
+  /** `@berth/metadata/client`'s Images, Leases and Namespaces over this connection. */
   readonly images: ImagesClient;
   readonly leases: LeasesClient;
   /** `@berth/snapshots/client` over this connection. */
@@ -43,11 +49,11 @@ export function connectNode(address: string): NodeClient {
   const content = new ContentClient(target, credentials, channelOptions);
   // Every other client shares the first one's channel: one HTTP/2 connection per process, as ctr has.
   const shared = { ...channelOptions, channelOverride: content.getChannel() };
-  const images = new ImagesClient(target, credentials, shared);
-  const leases = new LeasesClient(target, credentials, shared);
+  const images = imagesOver(new ImagesGrpcClient(target, credentials, shared));
+  const leases = leasesOver(new LeasesGrpcClient(target, credentials, shared));
   const snapshots = snapshotsOver(new SnapshotsGrpcClient(target, credentials, shared));
   const diff = diffOver(new DiffGrpcClient(target, credentials, shared));
-  const namespaces = new NamespacesClient(target, credentials, shared);
+  const namespaces = namespacesOver(new NamespacesGrpcClient(target, credentials, shared));
   return {
     content,
     images,

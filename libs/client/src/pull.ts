@@ -14,9 +14,8 @@
  */
 
 import { ErrorCode, isAlreadyExists, isNotFound, notFound, ServiceError } from '@berth/common/errors';
-import { chainIds, type Descriptor, descriptorToProto, isIndex, isManifest } from '@berth/common/oci';
+import { chainIds, type Descriptor, isIndex, isManifest } from '@berth/common/oci';
 import { type IngestSource, ingest } from '@berth/content/client';
-import type { GetNamespaceResponse } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import { createLease, deleteLease, listLeases } from './lease.js';
 import { type CallContext, invoke, type NodeClient } from './node-client.js';
 import { parseConfig, parseIndex, parseManifest, refKey } from './oci.js';
@@ -267,16 +266,16 @@ export function selectManifest(manifests: readonly Descriptor[], platform: Platf
 
 /** Images.Create; AlreadyExists → Update (replacing target and labels); NotFound there → Create again (pull.go). */
 async function registerImage(node: NodeClient, ctx: CallContext, name: string, target: Descriptor): Promise<boolean> {
-  const image = { name, labels: {}, target: descriptorToProto(target) };
+  const image = { name, labels: {}, target };
   for (let attempt = 0; ; attempt++) {
     try {
-      await invoke((md, o, cb) => node.images.create({ image }, md, o, cb), ctx);
+      await node.images.create(ctx, image);
       return true;
     } catch (e) {
       if (!isAlreadyExists(e)) throw e;
     }
     try {
-      await invoke((md, o, cb) => node.images.update({ image, updateMask: [] }, md, o, cb), ctx);
+      await node.images.update(ctx, image);
       return false;
     } catch (e) {
       if (!isNotFound(e) || attempt > 2) throw e;
@@ -307,11 +306,8 @@ export async function updateLabels(
 }
 
 async function defaultSnapshotter(node: NodeClient, ctx: CallContext): Promise<string> {
-  const res = await invoke<GetNamespaceResponse>(
-    (md, o, cb) => node.namespaces.get({ name: ctx.namespace ?? '' }, md, o, cb),
-    ctx,
-  );
-  return res.namespace?.labels[defaultSnapshotterLabel] || 'overlayfs';
+  const ns = await node.namespaces.get(ctx, ctx.namespace ?? '');
+  return ns.labels[defaultSnapshotterLabel] || 'overlayfs';
 }
 
 function bufferSource(data: Buffer): IngestSource {

@@ -18,6 +18,9 @@ export interface RequestContext {
   readonly log: Logger;
 }
 
+/** What a client call carries to the next hop: the namespace, the lease (if any) and a signal that cancels it. */
+export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+
 /** The valid namespace of the request; failed_precondition when absent, invalid_argument when malformed. */
 export function requireNamespace(ctx: RequestContext): string {
   const ns = ctx.namespace;

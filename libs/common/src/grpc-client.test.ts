@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientTarget } from './grpc-client.js';
-import { type BoundServer, channelOptions, createServer, dialTarget, listen } from './grpc-server.js';
+import { channelOptions, clientTarget, dialTarget } from './grpc-client.js';
+import { type BoundServer, createServer, listen } from './grpc-server.js';
 
 const raw = (b: Buffer): Buffer => b;
 const getPath = '/containerd.services.namespaces.v1.Namespaces/Get';

@@ -1,6 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
-import { LeaseHeader, NamespaceHeader, type RequestContext } from './context.js';
+import { type CallContext, LeaseHeader, NamespaceHeader, type RequestContext } from './context.js';
 import { fromGrpcError } from './grpc-status.js';
+import { channelCredentialsFor } from './tls/credentials.js';
+
+/** ctr sends messages of up to 16 MiB (Content.Write chunks, large container specs); accept a little more. */
+export const maxMessageBytes = 32 * 1024 * 1024;
 
 /** Metadata that carries the request's namespace and lease to the next hop, as containerd's context does. */
 export function outgoingMetadata(ctx: Pick<RequestContext, 'namespace' | 'lease'>): grpc.Metadata {
@@ -20,7 +24,7 @@ export function invoke<Res>(
     opts: Partial<grpc.CallOptions>,
     cb: (err: grpc.ServiceError | null, res?: Res) => void,
   ) => grpc.ClientUnaryCall,
-  ctx: Pick<RequestContext, 'namespace' | 'lease' | 'signal'>,
+  ctx: CallContext,
 ): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
     const call = start(outgoingMetadata(ctx), {}, (err, res) => {
@@ -90,6 +94,51 @@ export const balancedServiceConfig = JSON.stringify({
     },
   ],
 });
+
+/**
+ * HTTP/2 receive windows (`grpc-node.flow_control_window`: a stream's initial window and the connection's). Node's
+ * default (64 KiB) makes a peer sending a 1 MiB message (ctr's Content.Write chunks, a Content.Read chunk) stop
+ * 16 times for a WINDOW_UPDATE, each one waiting for this event loop; Go's gRPC grows its windows to 16 MiB for
+ * the same reason (BDP estimation). A server's are smaller (serverWindowBytes in grpc-server.ts).
+ */
+export const clientWindowBytes = 16 * 1024 * 1024;
+
+export const channelOptions: grpc.ChannelOptions = {
+  'grpc.max_receive_message_length': maxMessageBytes,
+  'grpc.max_send_message_length': maxMessageBytes,
+  // The stream and connection receive window of the channel's connections.
+  'grpc-node.flow_control_window': clientWindowBytes,
+  // Clients only (servers ignore it): round_robin over replicas, see balancedServiceConfig.
+  'grpc.service_config': balancedServiceConfig,
+  // Clients only: a peer that restarts (a node, a replica) is dialled again within 2 s, not after grpc-js's
+  // default backoff of up to 120 s, during which every call to it fails at once with UNAVAILABLE.
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 2_000,
+};
+
+/** Normalizes an address for grpc-js clients (`/path.sock` → `unix:///path.sock`; replica lists, see clientTarget). */
+export function dialTarget(address: string): string {
+  return clientTarget(address);
+}
+
+/** A grpc-js client class: the ones ts-proto generates, or `grpc.Client` itself. */
+export type GrpcClientClass<C> = new (
+  address: string,
+  credentials: grpc.ChannelCredentials,
+  options?: Partial<grpc.ClientOptions>,
+) => C;
+
+/**
+ * A `Client` of `address` (see dialTarget) with Berth's channel options (or `options`), over mTLS on TCP when
+ * the process has cluster TLS. The channel connects on first use.
+ */
+export function dial<C>(
+  Client: GrpcClientClass<C>,
+  address: string,
+  options: Partial<grpc.ClientOptions> = channelOptions,
+): C {
+  return new Client(dialTarget(address), channelCredentialsFor(address), options);
+}
 
 /**
  * A server stream's messages, in order, as they arrive. Aborting `signal` cancels the call; its failure is

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BoundServer, createServer, listen, maxConcurrentStreams, maxMessageBytes } from './grpc-server.js';
+import { maxMessageBytes } from './grpc-client.js';
+import { type BoundServer, createServer, listen, maxConcurrentStreams } from './grpc-server.js';
 
 const raw = (b: Buffer): Buffer => b;
 const definition = {

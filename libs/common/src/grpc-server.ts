@@ -1,35 +1,16 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { hasErrno } from './errors.js';
-import { balancedServiceConfig, clientTarget } from './grpc-client.js';
+import { channelOptions } from './grpc-client.js';
 import { type ClusterTls, logRefusedConnections, serverTlsFor } from './tls/credentials.js';
 
-/** ctr sends messages of up to 16 MiB (Content.Write chunks, large container specs); accept a little more. */
-export const maxMessageBytes = 32 * 1024 * 1024;
-
 /**
- * HTTP/2 receive windows (`grpc-node.flow_control_window`: a stream's initial window and the connection's). Node's
- * default (64 KiB) makes a peer sending a 1 MiB message (ctr's Content.Write chunks, a Content.Read chunk) stop
- * 16 times for a WINDOW_UPDATE, each one waiting for this event loop; Go's gRPC grows its windows to 16 MiB for
- * the same reason (BDP estimation). grpc-js reads the option only on clients; our patch of it
- * (patches/@grpc__grpc-js@1.14.7.patch) applies it on servers too. A server's is smaller: what a peer may
- * have in flight per stream is memory this process holds, times the streams a connection may open.
+ * A server's HTTP/2 receive windows (see clientWindowBytes in grpc-client.ts). grpc-js reads the option only on
+ * clients; our patch of it (patches/@grpc__grpc-js@1.14.7.patch) applies it on servers too. A server's is
+ * smaller: what a peer may have in flight per stream is memory this process holds, times the streams a
+ * connection may open.
  */
 export const serverWindowBytes = 4 * 1024 * 1024;
-export const clientWindowBytes = 16 * 1024 * 1024;
-
-export const channelOptions: grpc.ChannelOptions = {
-  'grpc.max_receive_message_length': maxMessageBytes,
-  'grpc.max_send_message_length': maxMessageBytes,
-  // The stream and connection receive window of the channel's connections.
-  'grpc-node.flow_control_window': clientWindowBytes,
-  // Clients only (servers ignore it): round_robin over replicas, see balancedServiceConfig.
-  'grpc.service_config': balancedServiceConfig,
-  // Clients only: a peer that restarts (a node, a replica) is dialled again within 2 s, not after grpc-js's
-  // default backoff of up to 120 s, during which every call to it fails at once with UNAVAILABLE.
-  'grpc.initial_reconnect_backoff_ms': 250,
-  'grpc.max_reconnect_backoff_ms': 2_000,
-};
 
 /** A gRPC listen address: `unix:///abs/path.sock` (or a bare absolute path) or `host:port`. */
 export interface ListenAddress {
@@ -135,9 +116,4 @@ async function socketAnswers(path: string): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
-}
-
-/** Normalizes an address for grpc-js clients (`/path.sock` → `unix:///path.sock`; replica lists, see clientTarget). */
-export function dialTarget(address: string): string {
-  return clientTarget(address);
 }

@@ -4,12 +4,10 @@ import {
   type ResourcesInResponse,
 } from '@berth/proto/berth/internal/v1/namespace_usage';
 import type { RequestContext } from './context.js';
-import { invoke } from './grpc-client.js';
+import { dial, invoke } from './grpc-client.js';
 import { handlers } from './grpc-handlers.js';
 import type { GrpcRegistration } from './grpc-registration.js';
-import { channelOptions, dialTarget } from './grpc-server.js';
 import type { Logger } from './log.js';
-import { channelCredentialsFor } from './tls/credentials.js';
 
 /**
  * Reports which kinds of resources a namespace still holds (`blobs`, `snapshots on "overlayfs"
@@ -37,7 +35,7 @@ export function namespaceUsageRegistration(usage: NamespaceUsage, log: Logger): 
 
 /** Asks a service in another process; failures (e.g. unreachable) propagate, so a delete is refused. */
 export function namespaceUsageClient(address: string): NamespaceUsage & { close(): void } {
-  const client = new NamespaceUsageClient(dialTarget(address), channelCredentialsFor(address), channelOptions);
+  const client = dial(NamespaceUsageClient, address);
   return {
     resourcesIn: async (ctx, namespace) =>
       (

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Db, openDb } from '@berth/common/db';
 import { createInProcessBus, type EventBus } from '@berth/common/event-bus';
-import { type BoundServer, channelOptions, createServer, listen } from '@berth/common/grpc-server';
+import { channelOptions } from '@berth/common/grpc-client';
+import { type BoundServer, createServer, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
 import {
   ContentClient,

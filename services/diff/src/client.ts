@@ -3,17 +3,14 @@
  * image does. A gRPC proxy only: nothing in berthd applies layers in process (the differ needs the mounts a
  * client prepared through the node's socket).
  */
-import type { RequestContext } from '@berth/common/context';
-import { invoke } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import type { CallContext } from '@berth/common/context';
+import { dial, invoke } from '@berth/common/grpc-client';
 import type { Mount } from '@berth/common/mount';
 import { type Descriptor, descriptorFromProto, descriptorToProto } from '@berth/common/oci';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import { type ApplyResponse, DiffClient as DiffGrpcClient } from '@berth/proto/containerd/services/diff/v1/diff';
 import type { Mount as ProtoMount } from '@berth/proto/containerd/types/mount';
 
-/** What every call carries: the namespace, the lease (if any) and a signal that cancels the call. */
-export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+export type { CallContext } from '@berth/common/context';
 
 /** The differ calls of a client, rejecting as the RPC does (a ServiceError with containerd's errdefs code). */
 export interface DiffClient {
@@ -28,7 +25,7 @@ export interface DiffClient {
 
 /** `containerd.services.diff.v1.Diff` at `address` (mTLS over TCP when configured). */
 export function remoteDiff(address: string): DiffClient {
-  return diffOver(new DiffGrpcClient(dialTarget(address), channelCredentialsFor(address), channelOptions));
+  return diffOver(dial(DiffGrpcClient, address));
 }
 
 /** A DiffClient over an existing gRPC client (one sharing a node connection); `close` closes it. */

@@ -23,7 +23,7 @@ import {
   startContentServer,
   treeOf,
   zstd,
-} from '../src/test-support/fixtures.js';
+} from './test-support/fixtures.js';
 
 /** An applier that extracts every layer in its own Apply (no unpack-ahead). */
 const applierOver = (deps: ExtractDeps & { tmpRoot: string }) =>

@@ -27,7 +27,7 @@ import {
   startContentServer,
   treeOf,
   zstd,
-} from '../src/test-support/fixtures.js';
+} from './test-support/fixtures.js';
 
 const t0 = new Date(1_600_000_000_000);
 const layers: LayerEntry[][] = [

@@ -4,16 +4,13 @@
  * A gRPC proxy only: services publish through the bus (`@berth/common/event-bus`, the outbox), and nothing
  * in berthd subscribes in process.
  */
-import type { RequestContext } from '@berth/common/context';
-import { outgoingMetadata, streamOf } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
+import type { CallContext } from '@berth/common/context';
+import { channelOptions, dial, outgoingMetadata, streamOf } from '@berth/common/grpc-client';
 import { EventsReplayClient } from '@berth/proto/berth/internal/v1/events';
 import { EventsClient as EventsGrpcClient } from '@berth/proto/containerd/services/events/v1/events';
 import type { AnyPayload } from './payloads/index.js';
 
-/** What every call carries: the namespace and a signal that ends the subscription. */
-export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+export type { CallContext } from '@berth/common/context';
 
 /** One event as the stream delivers it: where and when it happened, and its payload (an Any). */
 export interface EventEnvelope {
@@ -53,14 +50,9 @@ export interface EventsClient {
 
 /** The events service at `address` (a node's socket or the service's own; mTLS over TCP when configured). */
 export function remoteEvents(address: string): EventsClient {
-  const target = dialTarget(address);
-  const credentials = channelCredentialsFor(address);
-  const events = new EventsGrpcClient(target, credentials, channelOptions);
+  const events = dial(EventsGrpcClient, address);
   // One connection for both: the replay client rides the first one's channel.
-  const replay = new EventsReplayClient(target, credentials, {
-    ...channelOptions,
-    channelOverride: events.getChannel(),
-  });
+  const replay = dial(EventsReplayClient, address, { ...channelOptions, channelOverride: events.getChannel() });
   return {
     subscribe: (ctx, filters) =>
       streamOf(events.subscribe({ filters: [...filters] }, outgoingMetadata(ctx)), ctx.signal),

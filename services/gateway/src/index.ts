@@ -1,7 +1,6 @@
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { dial } from '@berth/common/grpc-client';
 import type { Logger } from '@berth/common/log';
 import type { GrpcRegistration, PluginDescription, ServiceModule } from '@berth/common/service';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   IntrospectionClient,
   IntrospectionService,
@@ -54,7 +53,7 @@ export function createGatewayModule(opts: GatewayOptions): ServiceModule {
     upstreams.push({
       name,
       client,
-      introspection: new IntrospectionClient(dialTarget(address), channelCredentialsFor(address), channelOptions),
+      introspection: dial(IntrospectionClient, address),
     });
   }
   for (const m of opts.local) for (const r of m.grpc) health.set(serviceNameOf(r.definition), true);

@@ -1,8 +1,6 @@
-import type { RequestContext } from '@berth/common/context';
+import type { CallContext } from '@berth/common/context';
 import { isFailedPrecondition } from '@berth/common/errors';
-import { invoke } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
+import { dial, invoke } from '@berth/common/grpc-client';
 import { type CollectResponse, GCClient, type StatusResponse } from '@berth/proto/berth/internal/v1/gc';
 import type { CollectionStats } from './collector.js';
 import { statsFromPb } from './grpc/convert.js';
@@ -22,8 +20,8 @@ export interface GcStatus {
  */
 export interface GcClient {
   /** Resolves once a collection that started after this call has freed the space; rejects "gc failed". */
-  collect(ctx: Pick<RequestContext, 'namespace' | 'lease' | 'signal'>): Promise<CollectionStats>;
-  status(ctx: Pick<RequestContext, 'namespace' | 'lease' | 'signal'>): Promise<GcStatus>;
+  collect(ctx: CallContext): Promise<CollectionStats>;
+  status(ctx: CallContext): Promise<GcStatus>;
 }
 
 /** How long a collect call looks for the leader (a takeover completes within 15 s). */
@@ -36,7 +34,7 @@ const retryMs = 100;
  * round-robin until the leader answers, or waits out a takeover).
  */
 export function gcClient(address: string): GcClient & { close(): void } {
-  const client = new GCClient(dialTarget(address), channelCredentialsFor(address), channelOptions);
+  const client = dial(GCClient, address);
   return {
     async collect(ctx) {
       const until = Date.now() + findLeaderMs;

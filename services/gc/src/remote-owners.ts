@@ -8,11 +8,9 @@ import {
 } from '@berth/common/collectable';
 import type { Db } from '@berth/common/db';
 import { changePoint, holdCollectionLockExclusive } from '@berth/common/gc-lock';
-import { invoke } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { channelOptions, dial, invoke } from '@berth/common/grpc-client';
 import type { Logger } from '@berth/common/log';
 import { awaitNodeSweeps } from '@berth/common/node-sweep';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   CollectableClient,
   type ReadCollectableResponse,
@@ -49,15 +47,15 @@ export function remoteOwners(
   log: Logger,
   db: Db,
 ): Owners & { close(): void } {
-  const dial = (a: string): CollectableClient =>
-    new CollectableClient(dialTarget(a), channelCredentialsFor(a), {
+  const connect = (a: string): CollectableClient =>
+    dial(CollectableClient, a, {
       ...channelOptions,
       'grpc.max_receive_message_length': 512 * 1024 * 1024,
     });
   const clients = {
-    metadata: dial(addresses.metadata),
-    content: dial(addresses.content),
-    snapshots: dial(addresses.snapshots),
+    metadata: connect(addresses.metadata),
+    content: connect(addresses.content),
+    snapshots: connect(addresses.snapshots),
   };
   const ctx = () => ({ namespace: undefined, lease: undefined, signal: AbortSignal.timeout(callMs) });
   const opts = (o: Partial<grpc.CallOptions>): Partial<grpc.CallOptions> => ({ ...o, deadline: Date.now() + callMs });

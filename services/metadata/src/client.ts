@@ -2,15 +2,15 @@
  * @berth/metadata/client: how other services reach metadata, which owns namespaces, leases and container
  * records. Each domain interface has a gRPC proxy (`remote…`, split mode) and an in-process variant
  * (`inProcessMetadata`, all-in-one) that calls metadata's stores and answers and fails as the RPC would.
+ * Clients of a node (the pull client, `berth images`) call metadata's public Images, Leases and Namespaces
+ * APIs through `imagesOver`, `leasesOver` and `namespacesOver`, over their node connection.
  */
 import { type RequestContext, withoutLease } from '@berth/common/context';
 import type { Db, Queryable } from '@berth/common/db';
 import { codeOf, ErrorCode, unavailable } from '@berth/common/errors';
-import { invoke } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { dial, invoke } from '@berth/common/grpc-client';
 import { localCall } from '@berth/common/local-call';
 import type { Logger } from '@berth/common/log';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   ContainersClient as ContainersGrpcClient,
   type GetContainerResponse,
@@ -19,6 +19,10 @@ import { LeasesClient } from '@berth/proto/containerd/services/leases/v1/leases'
 import { NamespacesClient } from '@berth/proto/containerd/services/namespaces/v1/namespace';
 import type * as grpc from '@grpc/grpc-js';
 import type { MetadataStores } from './index.js';
+
+export { type ImageFields, type ImageRecord, type ImagesClient, imagesOver } from './client/images.js';
+export { type LeaseRecord, type LeasesClient, leasesOver } from './client/leases.js';
+export { type NamespacesClient, namespacesOver } from './client/namespaces.js';
 
 /**
  * What services that create namespaced resources (content, snapshots) ask of metadata. Resource types are
@@ -107,10 +111,8 @@ export function remoteMetadata(address: string, log: Logger): MetadataClient {
  * its own socket before it listens.
  */
 export function remoteMetadataCalls(address: string): MetadataCalls {
-  const target = dialTarget(address);
-  const creds = channelCredentialsFor(target);
-  const namespaces = new NamespacesClient(target, creds, channelOptions);
-  const leases = new LeasesClient(target, creds, channelOptions);
+  const namespaces = dial(NamespacesClient, address);
+  const leases = dial(LeasesClient, address);
   const opts = (o: Partial<grpc.CallOptions>): Partial<grpc.CallOptions> => ({
     ...o,
     deadline: Date.now() + callTimeoutMs,
@@ -225,7 +227,7 @@ export type GetContainer = (ctx: RequestContext, id: string) => Promise<Containe
 
 /** Metadata's Containers API at `address` (split mode; all-in-one calls metadata in process, see localContainers). */
 export function remoteContainers(address: string): ContainerRecords {
-  const client = new ContainersGrpcClient(dialTarget(address), channelCredentialsFor(address), channelOptions);
+  const client = dial(ContainersGrpcClient, address);
   const get: GetContainer = async (ctx, id) => {
     const res = await invoke<GetContainerResponse>(
       (md, opts, cb) => client.get({ id }, md, { ...opts, deadline: Date.now() + 30_000 }, cb),

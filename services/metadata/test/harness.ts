@@ -1,7 +1,7 @@
 import type { Db } from '@berth/common/db';
 import { createInProcessBus, type EventBus, type StoredEvent } from '@berth/common/event-bus';
-import { invoke } from '@berth/common/grpc-client';
-import { type BoundServer, channelOptions, createServer, listen } from '@berth/common/grpc-server';
+import { channelOptions, invoke } from '@berth/common/grpc-client';
+import { type BoundServer, createServer, listen } from '@berth/common/grpc-server';
 import { nopLogger } from '@berth/common/log';
 import { registerAll } from '@berth/common/service';
 import { ContainersClient } from '@berth/proto/containerd/services/containers/v1/containers';

@@ -3,11 +3,9 @@
  * unpack of a pulled image and `berth snapshots ls` do. A gRPC proxy only: nothing in berthd calls the
  * snapshotters in process (gc reaches their records through `@berth/gc`'s owners).
  */
-import type { RequestContext } from '@berth/common/context';
-import { collect, invoke, outgoingMetadata } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import type { CallContext } from '@berth/common/context';
+import { collect, dial, invoke, outgoingMetadata } from '@berth/common/grpc-client';
 import type { Mount } from '@berth/common/mount';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   type PrepareSnapshotResponse,
   type Info as ProtoInfo,
@@ -17,10 +15,8 @@ import {
 } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import type { Kind } from './snapshots/types.js';
 
+export type { CallContext } from '@berth/common/context';
 export type { Mount } from '@berth/common/mount';
-
-/** What every call carries: the namespace, the lease (if any) and a signal that cancels the call. */
-export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
 
 /** A snapshot as the Snapshots API describes it; `unknown` is a kind this client does not know. */
 export interface SnapshotInfo {
@@ -66,7 +62,7 @@ export interface SnapshotsClient {
 
 /** `containerd.services.snapshots.v1.Snapshots` at `address` (mTLS over TCP when configured). */
 export function remoteSnapshots(address: string): SnapshotsClient {
-  return snapshotsOver(new SnapshotsGrpcClient(dialTarget(address), channelCredentialsFor(address), channelOptions));
+  return snapshotsOver(dial(SnapshotsGrpcClient, address));
 }
 
 /**

@@ -4,10 +4,8 @@
  * berthd calls the agent in process, and creating a task (rootfs mounts, stdio fifos, an OCI spec) stays
  * with containerd's clients, which speak the Tasks API through the node's socket.
  */
-import type { RequestContext } from '@berth/common/context';
-import { invoke } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
+import type { CallContext } from '@berth/common/context';
+import { dial, invoke } from '@berth/common/grpc-client';
 import {
   type DeleteResponse,
   type GetResponse,
@@ -17,8 +15,7 @@ import {
 import { Status as ProtoStatus } from '@berth/proto/containerd/types/task/task';
 import type { Status } from './tasks/types.js';
 
-/** What every call carries: the namespace, the lease (if any) and a signal that cancels the call. */
-export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+export type { CallContext } from '@berth/common/context';
 
 /** A task's (or an exec process's) state as Tasks.Get reports it. */
 export interface TaskState {
@@ -55,7 +52,7 @@ export interface TasksClient {
 
 /** `containerd.services.tasks.v1.Tasks` at `address` (a node's socket; mTLS over TCP when configured). */
 export function remoteTasks(address: string): TasksClient {
-  return tasksOver(new TasksGrpcClient(dialTarget(address), channelCredentialsFor(address), channelOptions));
+  return tasksOver(dial(TasksGrpcClient, address));
 }
 
 /** A TasksClient over an existing gRPC client (one sharing a node connection); `close` closes it. */

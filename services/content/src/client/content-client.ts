@@ -1,9 +1,7 @@
 import type { RequestContext } from '@berth/common/context';
 import { isAlreadyExists } from '@berth/common/errors';
-import { outgoingMetadata, streamOf } from '@berth/common/grpc-client';
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { dial, outgoingMetadata, streamOf } from '@berth/common/grpc-client';
 import { fromGrpcError } from '@berth/common/grpc-status';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import {
   ContentClient as ContentGrpcClient,
   type Info,
@@ -35,7 +33,7 @@ export interface ContentClient {
 
 /** `containerd.services.content.v1.Content` at `address` (mTLS when configured). */
 export function remoteContent(address: string): ContentClient {
-  return contentOver(new ContentGrpcClient(dialTarget(address), channelCredentialsFor(address), channelOptions));
+  return contentOver(dial(ContentGrpcClient, address));
 }
 
 /** A ContentClient over an existing gRPC client; `close` closes it. */

@@ -1,4 +1,4 @@
-import type { RequestContext } from '@berth/common/context';
+import type { CallContext } from '@berth/common/context';
 import { outgoingMetadata } from '@berth/common/grpc-client';
 import { fromGrpcError } from '@berth/common/grpc-status';
 import type {
@@ -8,8 +8,7 @@ import type {
 } from '@berth/proto/containerd/services/content/v1/content';
 import type * as grpc from '@grpc/grpc-js';
 
-/** What every call carries: the namespace, the lease (if any) and a signal that cancels the call. */
-export type CallContext = Pick<RequestContext, 'namespace' | 'lease' | 'signal'>;
+export type { CallContext } from '@berth/common/context';
 
 /**
  * One Content.Write bidi call, the part both writers share: requests go out on `call`, responses come back in

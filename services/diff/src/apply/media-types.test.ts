@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { zstd } from '../test-support/fixtures.js';
+import { zstd } from '../../test/test-support/fixtures.js';
 import { type Compression, decompress } from './media-types.js';
 
 async function* once(b: Buffer): AsyncGenerator<Buffer> {

@@ -5,7 +5,7 @@ import { codeOf } from '@berth/common/errors';
 import { nopLogger } from '@berth/common/log';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { buildTar, type LayerEntry, treeOf } from '../test-support/fixtures.js';
+import { buildTar, type LayerEntry, treeOf } from '../../test/test-support/fixtures.js';
 import { applyLayer, cleanName } from './apply.js';
 
 async function* chunks(b: Buffer, size = 777): AsyncGenerator<Buffer> {

@@ -1,6 +1,5 @@
-import { channelOptions, dialTarget } from '@berth/common/grpc-server';
+import { dial } from '@berth/common/grpc-client';
 import type { GrpcRegistration } from '@berth/common/service';
-import { channelCredentialsFor } from '@berth/common/tls/credentials';
 import * as grpc from '@grpc/grpc-js';
 
 const passThrough = (b: Buffer): Buffer => b;
@@ -156,5 +155,5 @@ function relayResponses(
 
 /** A client for raw forwarding to `address` (`unix:///…` or `host:port`). */
 export function createUpstream(address: string): grpc.Client {
-  return new grpc.Client(dialTarget(address), channelCredentialsFor(address), channelOptions);
+  return dial(grpc.Client, address);
 }

@@ -2,9 +2,7 @@ import type { Queryable } from '@berth/common/db';
 import { failedPrecondition } from '@berth/common/errors';
 import type { Logger } from '@berth/common/log';
 import postgres from 'postgres';
-
-/** The session advisory lock only the leader's database session holds. */
-export const leaderLockName = 'berth.gc.leader';
+import { leaderLockHeld, sessionPid, tryTakeLeaderLock } from '../db/leader-repo.js';
 
 export interface Election {
   /** Whether this process holds the leader lock (as of its last check). */
@@ -69,17 +67,7 @@ export function startElection(opts: {
 
   const check = async (): Promise<void> => {
     try {
-      const [row] = await within(
-        sql.unsafe<Array<{ pid: number; held: boolean }>>(
-          `SELECT pg_backend_pid() AS pid, EXISTS (
-             SELECT 1 FROM pg_locks, (SELECT hashtext($1)::bigint AS k) key
-             WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND mode = 'ExclusiveLock'
-               AND objsubid = 1 AND classid::bigint = ((key.k >> 32) & 4294967295) AND objid::bigint = (key.k & 4294967295)
-           ) AS held`,
-          [leaderLockName],
-        ),
-        pollMs + 5_000,
-      );
+      const row = await within(leaderLockHeld(sql), pollMs + 5_000);
       if (!row) return;
       if (row.held) {
         setLeader(row.pid);
@@ -87,13 +75,7 @@ export function startElection(opts: {
       }
       // Not (or no longer) holding it: a replaced session never inherits the lock, so leadership is lost.
       setLeader(undefined);
-      const [got] = await within(
-        sql.unsafe<Array<{ ok: boolean; pid: number }>>(
-          'SELECT pg_try_advisory_lock(hashtext($1)) AS ok, pg_backend_pid() AS pid',
-          [leaderLockName],
-        ),
-        pollMs + 5_000,
-      );
+      const got = await within(tryTakeLeaderLock(sql), pollMs + 5_000);
       if (got?.ok) setLeader(got.pid);
     } catch (e) {
       opts.log.warn('gc: leader election check failed; reconnecting', { err: e });
@@ -123,8 +105,7 @@ export function startElection(opts: {
       const pid = leaderPid;
       if (pid === undefined) throw failedPrecondition('this gc replica is not the leader');
       return (await sql.begin(async (tx) => {
-        const [row] = await tx.unsafe<Array<{ pid: number }>>('SELECT pg_backend_pid() AS pid');
-        if (row?.pid !== pid) {
+        if ((await sessionPid(tx)) !== pid) {
           setLeader(undefined);
           throw failedPrecondition('the gc leader lost its database session');
         }

@@ -6,7 +6,13 @@ import { backgroundContext, type RequestContext } from '@berth/common/context';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
 import { nopLogger } from '@berth/common/log';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeNode, fakeContainers, recordingEvents, runnableSpec, serviceOptions } from '../test-support/fake-node.js';
+import {
+  FakeNode,
+  fakeContainers,
+  recordingEvents,
+  runnableSpec,
+  serviceOptions,
+} from '../../test/test-support/fake-node.js';
 import { createTaskService, type TaskService } from './service.js';
 import type { CreateRequest } from './types.js';
 

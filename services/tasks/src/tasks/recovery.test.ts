@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { backgroundContext } from '@berth/common/context';
 import { nopLogger } from '@berth/common/log';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeNode, fakeContainers, recordingEvents } from '../test-support/fake-node.js';
+import { FakeNode, fakeContainers, recordingEvents } from '../../test/test-support/fake-node.js';
 import { createTaskService, type TaskService } from './service.js';
 
 const io = { stdin: '', stdout: '', stderr: '', terminal: false };

@@ -11,10 +11,10 @@ import type { ContentClient } from '@berth/content/client';
 import { descendants, isAlive, mountsUnder, within } from '@berth/testing/proc';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createUnpackAhead } from '../ahead/unpack-ahead.js';
-import { encodeEntry, TypeFlag } from '../archive/tar-header.js';
-import { createApplier } from './applier.js';
-import { createExtract, type ExtractDeps } from './extract.js';
+import { createUnpackAhead } from '../src/ahead/unpack-ahead.js';
+import { createApplier } from '../src/apply/applier.js';
+import { createExtract, type ExtractDeps } from '../src/apply/extract.js';
+import { encodeEntry, TypeFlag } from '../src/archive/tar-header.js';
 
 /** An applier that extracts every layer in its own Apply (no unpack-ahead). */
 const applierOver = (deps: ExtractDeps & { tmpRoot: string }) =>

@@ -5,8 +5,8 @@ import { nopLogger } from '@berth/common/log';
 import { NamespaceCreate } from '@berth/proto/containerd/events/namespace';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createExchange, type Exchange } from '../exchange/exchange.js';
-import { registerEventStream } from './event-stream.js';
+import { createExchange, type Exchange } from '../src/exchange/exchange.js';
+import { registerEventStream } from '../src/http/event-stream.js';
 
 interface SseEvent {
   readonly id: string | undefined;

@@ -1,12 +1,12 @@
 import { notFound } from '@berth/common/errors';
 import { nopLogger } from '@berth/common/log';
 import type { ContainerRecord, ContainerRecords } from '@berth/metadata/client';
-import type { TaskEvents } from '../events.js';
-import type { Runc, RuncState } from '../runc/runc.js';
-import type { ShimConnection, SparePool } from '../shim/client.js';
-import type { ExitNotice, Request, StateResult } from '../shim/protocol.js';
-import type { NodeSystem, TaskServiceOptions } from '../tasks/service.js';
-import type { Exit } from '../tasks/types.js';
+import type { TaskEvents } from '../../src/events.js';
+import type { Runc, RuncState } from '../../src/runc/runc.js';
+import type { ShimConnection, SparePool } from '../../src/shim/client.js';
+import type { ExitNotice, Request, StateResult } from '../../src/shim/protocol.js';
+import type { NodeSystem, TaskServiceOptions } from '../../src/tasks/service.js';
+import type { Exit } from '../../src/tasks/types.js';
 
 /**
  * Fakes of what the task agent drives on a node (runc, the supervisor, mounts, cgroups), for unit tests of

@@ -27,8 +27,8 @@ import { SnapshotsClient } from '@berth/proto/containerd/services/snapshots/v1/s
 import { TasksClient } from '@berth/proto/containerd/services/tasks/v1/tasks';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningNode, startNode } from './compose.js';
-import { loadConfig } from './config.js';
+import { type RunningNode, startNode } from '../src/compose.js';
+import { loadConfig } from '../src/config.js';
 
 /** The outcome of `p` as comparable data: its value, or its error's code and message. */
 async function outcome(p: Promise<unknown>): Promise<unknown> {

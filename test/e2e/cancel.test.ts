@@ -5,14 +5,14 @@
  * `extract-*` snapshot of an interrupted unpack is left, with its lease, for garbage collection.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SnapshotsClient } from '@berth/proto/containerd/services/snapshots/v1/snapshots';
 import { TasksClient } from '@berth/proto/containerd/services/tasks/v1/tasks';
 import type { Mount } from '@berth/proto/containerd/types/mount';
-import { busyboxImage, pushImage, singleLargeFileImage } from '@berth/testing/images';
+import { buildImage, busyboxImage, pushImage, singleLargeFileImage } from '@berth/testing/images';
 import { descendants, mountsUnder, within } from '@berth/testing/proc';
 import { type Registry, startRegistry } from '@berth/testing/registry';
 import * as grpc from '@grpc/grpc-js';
@@ -33,25 +33,32 @@ function md(namespace: string): grpc.Metadata {
 
 describe('cancelled calls clean up (real ctr against berthd)', () => {
   let d: BerthdProcess;
+  let dOff: BerthdProcess;
   let registry: Registry;
   let largeRef: string;
   let busyboxRef: string;
-  let diffDir: string;
+  let layersRef: string;
 
   beforeAll(async () => {
-    // Each Apply extracts its own layer here, so killing ctr mid-Apply kills the tar it started. With
-    // unpack-ahead a layer is extracted as soon as its blob is written, for the node rather than for a call:
-    // that extraction ends with the Apply that takes it (services/diff/test/stall.test.ts), or expires.
-    d = await startBerthd({ env: { BERTH_UNPACK_AHEAD: 'false' } });
-    diffDir = join(d.dir, 'state', 'diff');
+    // With unpack-ahead (the default) the layer is extracted from its Write's bytes as they arrive: the tar seen
+    // may be that extraction's, which ends with the Write (or, once the layer committed, once no call of the
+    // namespace runs any more).
+    d = await startBerthd();
+    dOff = await startBerthd({ env: { BERTH_UNPACK_AHEAD: 'false' } });
     registry = await startRegistry();
     largeRef = await pushImage(registry, 'test/large', 'latest', await singleLargeFileImage(largeBytes));
     busyboxRef = await pushImage(registry, 'test/busybox', 'latest', await busyboxImage());
+    // Layers the unpack extracts beside the one it applies.
+    const layers = [0, 1, 2].map((i) => ({
+      entries: [{ kind: 'file' as const, path: `layer-${i}`, data: randomBytes(largeBytes / 4) }],
+    }));
+    layersRef = await pushImage(registry, 'test/layers', 'latest', await buildImage({ layers }));
   }, 300_000);
   afterAll(async () => {
     await registry?.stop();
     if (d && d.child.exitCode !== null) console.log(`berthd exited (${d.child.exitCode}):\n${d.logs().slice(-12000)}`);
     await d?.stop();
+    await dOff?.stop();
   });
 
   const run = async (args: string[], namespace: string, timeoutMs = 120_000) => {
@@ -59,38 +66,67 @@ describe('cancelled calls clean up (real ctr against berthd)', () => {
     expect(r.code, `ctr ${args.join(' ')}: ${r.stderr}`).toBe(0);
     return r.stdout;
   };
-  const workers = (): number[] => descendants(d.child.pid ?? 0, ['tar', 'zstd', 'gzip', 'runc']).map((p) => p.pid);
-  const diffLeftovers = (): string[] => [
-    ...mountsUnder(diffDir),
-    ...(existsSync(diffDir) ? readdirSync(diffDir).filter((n) => n.startsWith('mnt-')) : []),
-  ];
+  const workers = (on = d): number[] =>
+    descendants(on.child.pid ?? 0, ['tar', 'zstd', 'gzip', 'runc']).map((p) => p.pid);
+  const diffLeftovers = (on = d): string[] => {
+    const dir = join(on.dir, 'state', 'diff');
+    const ahead = join(on.dir, 'root', 'diff-ahead');
+    return [
+      ...mountsUnder(dir),
+      ...(existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('mnt-')) : []),
+      ...(existsSync(ahead) ? readdirSync(ahead) : []),
+    ];
+  };
 
-  for (const snapshotter of ['overlayfs', 'native']) {
-    it(`${snapshotter}: ctr killed mid-pull ends tar and removes mounts within a second; the pull then completes`, async () => {
-      const ns = `cancel-pull-${snapshotter}`;
-      const args = ['--address', d.socket, '--namespace', ns, 'images', 'pull', '--plain-http'];
-      const pull = spawn('ctr', [...args, '--snapshotter', snapshotter, largeRef], { stdio: 'ignore' });
+  // Killed while the layer downloads (with unpack-ahead its extraction runs from the Write's bytes), while its
+  // Apply runs, and on the native snapshotter with unpack-ahead off, while the Apply holds its bind mount.
+  const cases = [
+    { snapshotter: 'overlayfs', at: 'download' },
+    { snapshotter: 'overlayfs', at: 'apply' },
+    { snapshotter: 'overlayfs', at: 'apply', layers: 3 },
+    { snapshotter: 'native', at: 'apply', aheadOff: true },
+  ] as const;
+  for (const c of cases) {
+    const name = `${c.snapshotter}${'aheadOff' in c ? ', unpack-ahead off' : ''}${'layers' in c ? `, ${c.layers} layers extracted ahead` : ''}`;
+    it(`${name}: ctr killed mid-${c.at} ends tar and removes mounts within a second; the pull then completes`, async () => {
+      const on = 'aheadOff' in c ? dOff : d;
+      const ns = `cancel-${c.at}-${c.snapshotter}`;
+      const args = ['--address', on.socket, '--namespace', ns, 'images', 'pull', '--plain-http'];
+      const ref = 'layers' in c ? layersRef : largeRef;
+      const pull = spawn('ctr', [...args, '--snapshotter', c.snapshotter, ref], { stdio: 'ignore' });
       const exited = new Promise((r) => pull.once('exit', r));
-      // Diff.Apply is running once berthd has a tar extracting the layer.
-      const applying = await within(120_000, () => descendants(d.child.pid ?? 0, ['tar']).length > 0);
-      expect(applying, 'berthd never started tar for the layer').toBe(true);
-      if (snapshotter === 'native') expect(mountsUnder(diffDir).length).toBe(1);
+      const extracting = () => descendants(on.child.pid ?? 0, ['tar']).length > 0;
+      const applying = async () =>
+        snapshotRows(
+          (await ctr(on.socket, ['snapshots', '--snapshotter', c.snapshotter, 'ls'], { namespace: ns })).stdout,
+        ).some((r) => r.key.startsWith('extract-') && r.kind === 'Active');
+      let reached = false;
+      for (const end = Date.now() + 120_000; !reached && Date.now() < end; ) {
+        reached = extracting() && (c.at === 'download' || (await applying()));
+        if (!reached) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(reached, `berthd never got to extracting the layer (${c.at})`).toBe(true);
+      if ('aheadOff' in c) expect(mountsUnder(join(on.dir, 'state', 'diff')).length).toBe(1);
       pull.kill('SIGKILL');
       await exited;
       const killedAt = Date.now();
-      expect(await within(1_000, () => workers().length === 0 && diffLeftovers().length === 0)).toBe(true);
-      const cleanMs = Date.now() - killedAt;
-      console.log(`${snapshotter}: pull killed mid-apply, berthd clean after ${cleanMs} ms`);
-      // The unpack's active snapshot stays for GC (its lease holds it), as containerd leaves it.
-      const active = snapshotRows(await run(['snapshots', '--snapshotter', snapshotter, 'ls'], ns)).filter(
-        (r) => r.key.startsWith('extract-') && r.kind === 'Active',
-      );
-      expect(active.length).toBe(1);
-
-      await run(['images', 'pull', '--plain-http', '--snapshotter', snapshotter, largeRef], ns, 300_000);
-      expect(await run(['images', 'check'], ns)).toMatch(/complete \(\d+\/\d+\)/);
-      expect(workers()).toEqual([]);
-      expect(diffLeftovers()).toEqual([]);
+      expect(await within(1_000, () => workers(on).length === 0 && diffLeftovers(on).length === 0)).toBe(true);
+      console.log(`${name}: pull killed mid-${c.at}, berthd clean after ${Date.now() - killedAt} ms`);
+      if (c.at === 'apply') {
+        // The unpack's active snapshot stays for GC (its lease holds it), as containerd leaves it.
+        const active = snapshotRows(
+          (await ctr(on.socket, ['snapshots', '--snapshotter', c.snapshotter, 'ls'], { namespace: ns })).stdout,
+        ).filter((r) => r.key.startsWith('extract-') && r.kind === 'Active');
+        expect(active.length).toBe(1);
+      }
+      const again = await ctr(on.socket, ['images', 'pull', '--plain-http', '--snapshotter', c.snapshotter, ref], {
+        namespace: ns,
+        timeoutMs: 300_000,
+      });
+      expect(again.code, again.stderr).toBe(0);
+      expect((await ctr(on.socket, ['images', 'check'], { namespace: ns })).stdout).toMatch(/complete \(\d+\/\d+\)/);
+      expect(workers(on)).toEqual([]);
+      expect(await within(2_000, () => diffLeftovers(on).length === 0)).toBe(true);
     });
   }
 

@@ -316,6 +316,28 @@ describe('unpack-ahead', () => {
     }
   });
 
+  it('gives up the extractions of a namespace at once when its last call ended because the client went away', async () => {
+    const root = join(tmp.path, 'ahead-gone');
+    const patient = await createUnpackAhead({ content, extract, root, log: nopLogger, idleMs: 60_000 });
+    try {
+      const image = descs.slice(0, 2);
+      const manifest = putManifest(image, 'image-9');
+      const layer = image[1] as Descriptor;
+      const apply = patient.active('cancelled');
+      patient.committed('cancelled', manifest.digest, manifest.size);
+      await new Promise((r) => setTimeout(r, 100));
+      patient.committed('cancelled', layer.digest, layer.size);
+      for (let i = 0; i < 50 && patient.stats.started === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(patient.stats.started).toBe(1);
+      apply(true);
+      for (let i = 0; i < 50 && patient.stats.discarded === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(patient.stats.discarded).toBe(1);
+      expect(await readdir(root)).toEqual([]);
+    } finally {
+      await patient.close();
+    }
+  });
+
   it('extracts a layer from its Write as the bytes arrive, and drops the extraction of a write that is not committed', async () => {
     const image = descs.slice(0, 2);
     const manifest = putManifest(image, 'image-7');

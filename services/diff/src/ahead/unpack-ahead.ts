@@ -40,9 +40,10 @@ export interface UnpackAhead {
   /**
    * A call of the namespace's pulls (an Apply, a Write) runs until the function returned is called. When a
    * namespace has had no such call for `idleMs`, nobody pulls there any more (the client went away): its
-   * extractions not taken are stopped and their trees removed. Never throws.
+   * extractions not taken are stopped and their trees removed; at once when the last call ended because its
+   * client went away (`clientGone`). Never throws.
    */
-  active(ns: string): () => void;
+  active(ns: string): (clientGone?: boolean) => void;
   /**
    * The staged extraction of `desc` in the namespace (once done), handed over; undefined when there is none
    * or it failed. A prediction still being made for the namespace is waited for first. If `ctx` is cancelled
@@ -232,10 +233,15 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
       a.calls++;
       clearTimeout(a.timer);
       let ended = false;
-      return () => {
+      return (clientGone = false) => {
         if (ended) return;
         ended = true;
         if (--a.calls > 0) return;
+        if (clientGone) {
+          activity.delete(ns);
+          giveUp(ns);
+          return;
+        }
         a.timer = setTimeout(() => {
           if (a.calls > 0 || activity.get(ns) !== a) return;
           activity.delete(ns);

@@ -33,7 +33,7 @@ export function createApplier(deps: ApplierDeps): Applier {
       try {
         return await applyLayer(ctx, desc, mounts);
       } finally {
-        running?.();
+        running?.(ctx.signal.aborted);
       }
     },
   };

@@ -359,6 +359,7 @@ async function buildModule(
         log: deps.log,
         state: deps.cfg.state,
         node: await loadNodeUuid(join(deps.cfg.root, 'node-uuid')),
+        supervisorTimeoutMs: deps.cfg.stallTimeoutMs,
         // Container records: from metadata in this process, else at its own address, else through this node's socket.
         ...(deps.metadata
           ? { containers: deps.metadata.containers }

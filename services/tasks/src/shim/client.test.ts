@@ -7,8 +7,14 @@ import { backgroundContext } from '@berth/common/context';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
 import { nopLogger } from '@berth/common/log';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  FakeNode,
+  fakeContainers,
+  recordingEvents,
+  runnableSpec,
+  serviceOptions,
+} from '../../test/test-support/fake-node.js';
 import { createTaskService } from '../tasks/service.js';
-import { FakeNode, fakeContainers, recordingEvents, runnableSpec, serviceOptions } from '../test-support/fake-node.js';
 import { connectShim } from './client.js';
 
 /** A supervisor that accepts connections and reads requests but never answers (as one that is SIGSTOPped). */

@@ -3,7 +3,12 @@
  * a large `ctr content ingest`. After a restart on the same root, no partial blob is visible (every listed
  * blob's bytes match its digest), the interrupted ingest is resumable under its ref and completes at once
  * (no wait for the dead process's lock), and the same pull completes with `ctr images check` reporting it
- * complete and the unpacked rootfs exactly the image's tree.
+ * complete and the unpacked rootfs exactly the image's tree. Nothing of the killed unpack stays on the node:
+ * no temporary `mnt-*` mount of the diff service, no staged tree under `<root>/diff-ahead` (unpack-ahead).
+ * The pull runs twice: with unpack-ahead (the default), killed while its extractions run in the background,
+ * and without it, killed while Diff.Apply has the bottom layer's snapshot mounted on a temporary `mnt-*`
+ * directory (with unpack-ahead that layer is extracted into diff-ahead and adopted by rename, so no mount
+ * is made and the stale-mount removal at startup would go untested).
  *
  * Knobs: BERTH_CRASH_INGEST_BYTES (default 256 MiB; the issue's full form is 1 GiB), BERTH_CRASH_FILES
  * (files in the many-files image, default 6000) and BERTH_CRASH_IMAGE_BYTES (default 48 MiB).
@@ -50,6 +55,9 @@ describe('crash safety: SIGKILL berthd mid-work, restart, finish', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  /** berthd's environment: unpack-ahead on (the default) or off. */
+  let env: Record<string, string> = {};
+
   /** SIGKILL, as a crash or the OOM killer would; then a new berthd on the same root and state. */
   async function crashAndRestart(): Promise<void> {
     const pid = d.child.pid ?? 0;
@@ -58,8 +66,12 @@ describe('crash safety: SIGKILL berthd mid-work, restart, finish', () => {
     await within(10_000, () => !isAlive(pid));
     // Its tar / zstd children see their pipes close and go; wait so they cannot race the new process.
     await within(10_000, () => children.every((c) => !isAlive(c)));
-    d = await startBerthd({ dir });
+    d = await startBerthd({ dir, env });
   }
+
+  const diffDir = (): string => join(dir, 'state', 'diff');
+  const aheadDir = (): string => join(dir, 'root', 'diff-ahead');
+  const entries = (path: string): string[] => (existsSync(path) ? readdirSync(path) : []);
 
   const run = async (args: string[], namespace: string, timeoutMs = 180_000): Promise<string> => {
     const r = await ctr(d.socket, args, { namespace, timeoutMs });
@@ -144,54 +156,84 @@ describe('crash safety: SIGKILL berthd mid-work, restart, finish', () => {
     expect(await expectOnlyWholeBlobs(ns)).toBe(1);
   });
 
-  it(`a pull of a ${imageFiles}-file image: killed mid-unpack, the same pull completes after the restart`, {
-    timeout: 600_000,
-  }, async () => {
-    const ns = 'crash-pull';
-    const pull = spawn('ctr', ['--address', d.socket, '--namespace', ns, 'images', 'pull', '--plain-http', ref], {
-      stdio: 'ignore',
-    });
-    const pulled = new Promise((r) => pull.once('exit', r));
-    // A random moment of the unpack: some layers may be done, one is being applied.
-    expect(await within(120_000, () => descendants(d.child.pid ?? 0, ['tar']).length > 0)).toBe(true);
-    await new Promise((r) => setTimeout(r, Math.random() * 400));
-    await crashAndRestart();
-    await pulled;
+  const variants = [
+    { name: 'with unpack-ahead', ns: 'crash-pull', ahead: true },
+    {
+      name: 'without unpack-ahead, killed while a layer is applied on a temporary mount',
+      ns: 'crash-pull-mnt',
+      ahead: false,
+    },
+  ] as const;
 
-    const whole = await expectOnlyWholeBlobs(ns);
-    // The diff service's temporary mounts of the dead process are gone too.
-    const diffDir = join(dir, 'state', 'diff');
-    expect(mountsUnder(diffDir)).toEqual([]);
-    expect(existsSync(diffDir) ? readdirSync(diffDir).filter((n) => n.startsWith('mnt-')) : []).toEqual([]);
-
-    await run(['images', 'pull', '--plain-http', ref], ns, 300_000);
-    expect(await run(['images', 'check'], ns)).toMatch(/complete \((\d+)\/\1\)/);
-    const snapshots = snapshotRows(await run(['snapshots', 'ls'], ns));
-    const committed = snapshots.filter((r) => r.kind === 'Committed').map((r) => r.key);
-    expect(committed).toEqual(expect.arrayContaining(image.chainIds));
-    const leftover = snapshots.filter((r) => r.kind === 'Active').map((r) => r.key);
-    console.log(
-      `pull: ${whole} whole blobs after the crash; ${committed.length} committed snapshots; ` +
-        `active snapshots left for gc: ${leftover.join(' ') || 'none'}`,
-    );
-    // Active snapshots left by the killed unpack are its temporary ones only (gc removes them with their lease).
-    expect(leftover.every((k) => k.startsWith('extract-'))).toBe(true);
-
-    // The unpacked rootfs is exactly the image: no file of the interrupted apply is missing or partial.
-    const top = image.chainIds[image.chainIds.length - 1] ?? '';
-    const mnt = await mkdtemp('/tmp/berth-e2e-crash-mnt-');
-    try {
-      await run(['snapshots', 'view', 'verify', top], ns);
-      const line = (await run(['snapshots', 'mounts', mnt, 'verify'], ns)).trim();
-      await exec('sh', ['-c', line]);
-      try {
-        expect(await compareTree(mnt, image.expected)).toEqual([]);
-      } finally {
-        await exec('umount', [mnt]);
-        await run(['snapshots', 'rm', 'verify'], ns);
+  it.each(variants)(
+    `a pull of a ${imageFiles}-file image, $name: killed mid-unpack, the same pull completes after the restart`,
+    {
+      timeout: 600_000,
+    },
+    async ({ ns, ahead }) => {
+      const wanted: Record<string, string> = ahead ? {} : { BERTH_UNPACK_AHEAD: 'false' };
+      if (JSON.stringify(wanted) !== JSON.stringify(env)) {
+        env = wanted;
+        await d.stop();
+        d = await startBerthd({ dir, env });
       }
-    } finally {
-      await rm(mnt, { recursive: true, force: true });
-    }
-  });
+      const pull = spawn('ctr', ['--address', d.socket, '--namespace', ns, 'images', 'pull', '--plain-http', ref], {
+        stdio: 'ignore',
+      });
+      const pulled = new Promise((r) => pull.once('exit', r));
+      if (ahead) {
+        // A random moment of the unpack: some layers may be done, one is being applied, others extracted ahead.
+        expect(await within(120_000, () => descendants(d.child.pid ?? 0, ['tar']).length > 0)).toBe(true);
+        await new Promise((r) => setTimeout(r, Math.random() * 400));
+      } else {
+        // The bottom layer's Apply: its snapshot (a bind mount) mounted on <state>/diff/mnt-*, tar writing into it.
+        expect(await within(120_000, () => mountsUnder(diffDir()).length > 0)).toBe(true);
+      }
+      const staged = entries(aheadDir()).length;
+      const mounted = mountsUnder(diffDir()).length;
+      await crashAndRestart();
+      await pulled;
+      console.log(`pull (${ahead ? 'ahead' : 'no ahead'}): killed with ${staged} staged trees, ${mounted} diff mounts`);
+      if (!ahead) expect(mounted).toBeGreaterThan(0);
+
+      const whole = await expectOnlyWholeBlobs(ns);
+      // The diff service's temporary mounts of the dead process are gone too.
+      expect(mountsUnder(diffDir())).toEqual([]);
+      expect(entries(diffDir()).filter((n) => n.startsWith('mnt-'))).toEqual([]);
+
+      await run(['images', 'pull', '--plain-http', ref], ns, 300_000);
+      expect(await run(['images', 'check'], ns)).toMatch(/complete \((\d+)\/\1\)/);
+      // No staged tree is left: the killed process's went at the restart, this pull's were adopted.
+      expect(await within(10_000, () => entries(aheadDir()).length === 0)).toBe(true);
+      expect(mountsUnder(diffDir())).toEqual([]);
+      expect(entries(diffDir()).filter((n) => n.startsWith('mnt-'))).toEqual([]);
+      const snapshots = snapshotRows(await run(['snapshots', 'ls'], ns));
+      const committed = snapshots.filter((r) => r.kind === 'Committed').map((r) => r.key);
+      expect(committed).toEqual(expect.arrayContaining(image.chainIds));
+      const leftover = snapshots.filter((r) => r.kind === 'Active').map((r) => r.key);
+      console.log(
+        `pull: ${whole} whole blobs after the crash; ${committed.length} committed snapshots; ` +
+          `active snapshots left for gc: ${leftover.join(' ') || 'none'}`,
+      );
+      // Active snapshots left by the killed unpack are its temporary ones only (gc removes them with their lease).
+      expect(leftover.every((k) => k.startsWith('extract-'))).toBe(true);
+
+      // The unpacked rootfs is exactly the image: no file of the interrupted apply is missing or partial.
+      const top = image.chainIds[image.chainIds.length - 1] ?? '';
+      const mnt = await mkdtemp('/tmp/berth-e2e-crash-mnt-');
+      try {
+        await run(['snapshots', 'view', 'verify', top], ns);
+        const line = (await run(['snapshots', 'mounts', mnt, 'verify'], ns)).trim();
+        await exec('sh', ['-c', line]);
+        try {
+          expect(await compareTree(mnt, image.expected)).toEqual([]);
+        } finally {
+          await exec('umount', [mnt]);
+          await run(['snapshots', 'rm', 'verify'], ns);
+        }
+      } finally {
+        await rm(mnt, { recursive: true, force: true });
+      }
+    },
+  );
 });

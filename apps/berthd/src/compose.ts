@@ -310,6 +310,7 @@ async function buildModule(
         bus: await deps.bus(),
         log: deps.log,
         usage,
+        stallMs: deps.cfg.stallTimeoutMs,
         ...(deps.gc ? { gc: deps.gc } : {}),
       });
       // The Db object the other modules of this process are given too: content's commit then joins metadata's
@@ -328,6 +329,7 @@ async function buildModule(
         root: join(deps.cfg.root, 'snapshots'),
         node: await loadNodeUuid(join(deps.cfg.root, 'node-uuid')),
         nodeName: deps.cfg.node,
+        stallMs: deps.cfg.stallTimeoutMs,
         // Namespaces and leases: metadata in this process, else at its own address, else through this node's socket.
         ...(deps.metadata
           ? { metadata: deps.metadata.client(deps.log.child({ service: 'snapshots' })) }
@@ -357,6 +359,7 @@ async function buildModule(
         log: deps.log,
         state: deps.cfg.state,
         node: await loadNodeUuid(join(deps.cfg.root, 'node-uuid')),
+        supervisorTimeoutMs: deps.cfg.stallTimeoutMs,
         // Container records: from metadata in this process, else at its own address, else through this node's socket.
         ...(deps.metadata
           ? { containers: deps.metadata.containers }

@@ -36,8 +36,9 @@ export interface BerthdConfig {
   /** Where content keeps blob bytes: `content.backend` fs (default, under <root>/content) or s3 (`content.s3.*`). */
   readonly content: ContentConfig;
   /**
-   * How long an internal stream (a layer's content → decompressor → tar chain, a Content.Write ingest) may make
-   * no progress before its call fails with deadline_exceeded naming the stage (`stall-timeout-ms`, default 60000).
+   * How long an internal stream (a layer's content → decompressor → tar chain, a Content.Write ingest, a response
+   * stream whose client stopped reading) may make no progress, and a task supervisor may leave a call unanswered,
+   * before the call fails with deadline_exceeded naming the stage (`stall-timeout-ms`, default 60000).
    */
   readonly stallTimeoutMs: number;
   /**

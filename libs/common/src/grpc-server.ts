@@ -39,16 +39,32 @@ export interface BoundServer {
  */
 export const maxConcurrentStreams = 1024;
 
-/** Server options: the message limits (larger messages end the call with RESOURCE_EXHAUSTED) and the stream cap. */
+/**
+ * Keepalive: the server pings each connection after this long without a ping and drops it when the answer takes
+ * longer than `keepaliveTimeoutMs`. A TCP peer that vanished (a node powered off, a partition) sends no FIN: without
+ * pings its connection, and every call on it with what that call holds (an open blob, a paused Read), lives until
+ * the kernel gives up hours later. grpc-js takes these per server, not per listener; unix-socket peers (ctr) answer
+ * pings just as cheaply. Clients need no option to allow them: only a server polices pings (grpc-go's
+ * too_many_pings is about pings it receives, and grpc-js servers police none), and Berth's clients send none.
+ */
+export const keepaliveTimeMs = 30_000;
+export const keepaliveTimeoutMs = 10_000;
+
+/** Server options: the message limits (larger messages end the call with RESOURCE_EXHAUSTED), the stream cap, keepalive. */
 export const serverOptions: grpc.ServerOptions = {
   ...channelOptions,
   'grpc-node.flow_control_window': serverWindowBytes,
   'grpc.max_concurrent_streams': maxConcurrentStreams,
+  'grpc.keepalive_time_ms': keepaliveTimeMs,
+  'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
 };
 
-/** Creates a server with Berth's message and stream limits; register services on it, then call `listen`. */
-export function createServer(): grpc.Server {
-  return new grpc.Server(serverOptions);
+/**
+ * Creates a server with Berth's message and stream limits and keepalive; register services on it, then call
+ * `listen`. `overrides` replace single options (tests shorten the keepalive).
+ */
+export function createServer(overrides: grpc.ServerOptions = {}): grpc.Server {
+  return new grpc.Server({ ...serverOptions, ...overrides });
 }
 
 /**

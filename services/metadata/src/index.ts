@@ -46,6 +46,8 @@ export interface MetadataDeps {
   readonly gc?: GarbageCollector;
   /** How often the outbox relay looks for events committed by other replicas. Default 1 s. */
   readonly outboxPollMs?: number;
+  /** How long a streaming call waits for a client that stopped reading (`stall-timeout-ms`); unset: the default. */
+  readonly stallMs?: number;
 }
 
 /** Metadata's domain layer: what its gRPC services serve, for callers in the same process (all-in-one). */
@@ -106,7 +108,10 @@ export async function createMetadataModule(deps: MetadataDeps): Promise<Metadata
     grpc: [
       { definition: NamespacesService, implementation: createNamespacesServer(namespaces, log) },
       { definition: ImagesService, implementation: createImagesServer(images, gc, log) },
-      { definition: ContainersService, implementation: createContainersServer(containers, log) },
+      {
+        definition: ContainersService,
+        implementation: createContainersServer(containers, log, { stallMs: deps.stallMs ?? 0 }),
+      },
       { definition: LeasesService, implementation: createLeasesServer(leases, gc, log) },
     ],
     plugins: [

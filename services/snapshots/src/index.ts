@@ -38,6 +38,8 @@ export interface SnapshotsDeps {
   readonly metadataAddress?: string;
   /** Metadata in this process (all-in-one), used instead of dialing `metadataAddress`; the caller closes it. */
   readonly metadata?: MetadataClient;
+  /** How long a streaming call waits for a client that stopped reading (`stall-timeout-ms`); unset: the default. */
+  readonly stallMs?: number;
 }
 
 export interface SnapshotsModule extends ServiceModule {
@@ -132,7 +134,12 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
   };
   return {
     name: 'snapshots',
-    grpc: [{ definition: SnapshotsService, implementation: createSnapshotsServer(snapshotters, log) }],
+    grpc: [
+      {
+        definition: SnapshotsService,
+        implementation: createSnapshotsServer(snapshotters, log, { stallMs: deps.stallMs ?? 0 }),
+      },
+    ],
     plugins: [
       ...drivers.map((d) => ({
         type: 'io.containerd.snapshotter.v1',

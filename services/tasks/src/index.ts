@@ -24,6 +24,8 @@ export interface TasksDeps {
   readonly containers?: ContainerRecords;
   /** The runc binary; default `runc` on PATH. */
   readonly runc?: string;
+  /** How long a call to the task supervisor may go unanswered (`stall-timeout-ms`); unset: the default. */
+  readonly supervisorTimeoutMs?: number;
 }
 
 export interface TasksModule extends ServiceModule {
@@ -42,6 +44,7 @@ export async function createTasksModule(deps: TasksDeps): Promise<TasksModule> {
   const tasks = createTaskService({
     state: deps.state,
     ...(deps.runc !== undefined ? { runc: deps.runc } : {}),
+    ...(deps.supervisorTimeoutMs !== undefined ? { supervisorTimeoutMs: deps.supervisorTimeoutMs } : {}),
     containers,
     events,
     log,

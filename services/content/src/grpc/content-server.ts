@@ -30,7 +30,7 @@ const listBlock = 100;
 
 /** `containerd.services.content.v1.Content` over a ContentStore: validate, call, convert. */
 export function createContentServer(store: ContentStore, log: Logger, opts: { stallMs?: number } = {}): ContentServer {
-  const h = handlers(log);
+  const h = handlers(log, opts);
   return {
     info: h.unary(async (req, ctx) => ({ info: infoToProto(await store.info(ctx, parseDigest(req.digest))) })),
 

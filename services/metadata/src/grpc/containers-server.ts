@@ -1,13 +1,17 @@
 import { ErrorCode, ServiceError } from '@berth/common/errors';
-import { handlers } from '@berth/common/grpc-handlers';
+import { type HandlerOptions, handlers } from '@berth/common/grpc-handlers';
 import type { Logger } from '@berth/common/log';
 import type { ContainersServer, ListContainerMessage } from '@berth/proto/containerd/services/containers/v1/containers';
 import type { ContainerStore } from '../containers/types.js';
 import { containerFromPb, containerToPb } from './convert.js';
 
 /** `containerd.services.containers.v1.Containers` over a ContainerStore: validate, call, convert. */
-export function createContainersServer(store: ContainerStore, log: Logger): ContainersServer {
-  const h = handlers(log);
+export function createContainersServer(
+  store: ContainerStore,
+  log: Logger,
+  opts: HandlerOptions = {},
+): ContainersServer {
+  const h = handlers(log, opts);
   return {
     get: h.unary(async (req, ctx) => ({ container: containerToPb(await store.get(ctx, req.id)) })),
     list: h.unary(async (req, ctx) => ({ containers: (await store.list(ctx, req.filters)).map(containerToPb) })),

@@ -1,5 +1,5 @@
 import { invalidArgument } from '@berth/common/errors';
-import { handlers } from '@berth/common/grpc-handlers';
+import { type HandlerOptions, handlers } from '@berth/common/grpc-handlers';
 import type { Logger } from '@berth/common/log';
 import {
   type ListSnapshotsResponse,
@@ -34,8 +34,12 @@ const mountsToProto = (ms: readonly Mount[]): ProtoMount[] =>
 const listBlock = 100;
 
 /** `containerd.services.snapshots.v1.Snapshots` over the node's snapshotters: validate, call, convert. */
-export function createSnapshotsServer(snapshotters: ReadonlyMap<string, Snapshotter>, log: Logger): SnapshotsServer {
-  const h = handlers(log);
+export function createSnapshotsServer(
+  snapshotters: ReadonlyMap<string, Snapshotter>,
+  log: Logger,
+  opts: HandlerOptions = {},
+): SnapshotsServer {
+  const h = handlers(log, opts);
   const get = (name: string): Snapshotter => {
     if (name === '') throw invalidArgument('snapshotter argument missing');
     const sn = snapshotters.get(name);

@@ -2,16 +2,31 @@ import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ErrorCode, ServiceError, unavailable } from '@berth/common/errors';
+import { ErrorCode, ServiceError, unavailable } from '@berth/common/errors';
+import { defaultStallMs } from '@berth/common/stall';
 import { type ExitNotice, onLines, type Reply, type Request, supervisorSocketName } from './protocol.js';
 
 const shimMain = fileURLToPath(new URL('./main.js', import.meta.url));
 /** A small heap for a small process: the supervisor holds a few objects per task. */
 const supervisorFlags = ['--max-semi-space-size=1'];
 
+export interface CallOptions {
+  /** The request's cancellation: the call rejects with canceled when it aborts (the supervisor carries on). */
+  readonly signal?: AbortSignal;
+}
+
+export interface ConnectOptions {
+  /**
+   * How long a call waits for the supervisor's answer before it fails with deadline_exceeded naming the
+   * method (a stopped or wedged supervisor would otherwise hold Tasks.Create/Kill/Delete forever).
+   * <= 0 or unset: the stall timeout's default.
+   */
+  readonly callTimeoutMs?: number;
+}
+
 /** The agent's end of one supervisor's socket. */
 export interface ShimConnection {
-  call<T>(req: Request): Promise<T>;
+  call<T>(req: Request, opts?: CallOptions): Promise<T>;
   /** Called for every exit the supervisor reports while connected. */
   onExit(fn: (n: ExitNotice) => void): void;
   /** Called once when the connection drops (the supervisor exited or was killed). */
@@ -19,18 +34,19 @@ export interface ShimConnection {
   close(): void;
 }
 
-export function connectShim(path: string): Promise<ShimConnection> {
+export function connectShim(path: string, opts: ConnectOptions = {}): Promise<ShimConnection> {
+  const timeoutMs = opts.callTimeoutMs !== undefined && opts.callTimeoutMs > 0 ? opts.callTimeoutMs : defaultStallMs;
   return new Promise((resolve, reject) => {
     const socket = connect(path);
     socket.once('error', reject);
     socket.once('connect', () => {
       socket.off('error', reject);
-      resolve(wrap(socket));
+      resolve(wrap(socket, timeoutMs));
     });
   });
 }
 
-function wrap(socket: Socket): ShimConnection {
+function wrap(socket: Socket, timeoutMs: number): ShimConnection {
   let seq = 0;
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   const exitFns: Array<(n: ExitNotice) => void> = [];
@@ -56,11 +72,42 @@ function wrap(socket: Socket): ShimConnection {
     for (const fn of closeFns.splice(0)) fn();
   });
   return {
-    call<T>(req: Request): Promise<T> {
+    call<T>(req: Request, opts: CallOptions = {}): Promise<T> {
       if (closed) return Promise.reject(unavailable('task supervisor connection closed'));
+      const { signal } = opts;
+      if (signal?.aborted) return Promise.reject(canceled(req.method));
       const id = ++seq;
       return new Promise<T>((resolve, reject) => {
-        pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+        // A late answer to a call that gave up finds no entry and is dropped.
+        const settle = (): void => {
+          pending.delete(id);
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        };
+        const onAbort = (): void => {
+          settle();
+          reject(canceled(req.method));
+        };
+        const timer = setTimeout(() => {
+          settle();
+          reject(
+            new ServiceError(
+              ErrorCode.DeadlineExceeded,
+              `task supervisor did not answer ${req.method} within ${seconds(timeoutMs)}s: context deadline exceeded`,
+            ),
+          );
+        }, timeoutMs);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        pending.set(id, {
+          resolve: (v) => {
+            settle();
+            resolve(v as T);
+          },
+          reject: (e) => {
+            settle();
+            reject(e);
+          },
+        });
         socket.write(`${JSON.stringify({ ...req, seq: id })}\n`);
       });
     },
@@ -69,6 +116,11 @@ function wrap(socket: Socket): ShimConnection {
     close: () => socket.destroy(),
   };
 }
+
+const canceled = (method: string): ServiceError =>
+  new ServiceError(ErrorCode.Canceled, `task supervisor ${method}: context canceled`);
+
+const seconds = (ms: number): string => (ms / 1000).toFixed(ms < 1000 ? 3 : 0);
 
 /**
  * The agent's way to the node's supervisor (one process for every task of the node, see main.ts): it
@@ -86,22 +138,22 @@ export interface SparePool {
   close(): Promise<void>;
 }
 
-export function createSparePool(dir: string): SparePool {
+export function createSparePool(dir: string, opts: ConnectOptions = {}): SparePool {
   const path = join(dir, supervisorSocketName);
   let next: Promise<ShimConnection> | undefined;
   let launching: Promise<ShimConnection> | undefined;
   let closed = false;
   const connection = async (): Promise<ShimConnection> => {
     try {
-      return await connectShim(path);
+      return await connectShim(path, opts);
     } catch {
       /* no supervisor answers: start one */
     }
     if (launching) {
       await launching.catch(() => undefined);
-      return connectShim(path);
+      return connectShim(path, opts);
     }
-    const mine = launchSupervisor(path);
+    const mine = launchSupervisor(path, opts);
     launching = mine;
     try {
       return await mine;
@@ -146,7 +198,7 @@ function alive(pid: number): boolean {
 }
 
 /** Starts the node's supervisor, detached in its own session, and answers the first connection to it. */
-async function launchSupervisor(path: string): Promise<ShimConnection> {
+async function launchSupervisor(path: string, opts: ConnectOptions): Promise<ShimConnection> {
   const env = { ...process.env };
   // The agent's preloads and CA bundle only slow the supervisor's start; it needs neither.
   delete env.NODE_OPTIONS;
@@ -166,7 +218,7 @@ async function launchSupervisor(path: string): Promise<ShimConnection> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
-      return await connectShim(path);
+      return await connectShim(path, opts);
     } catch (e) {
       if (failure || Date.now() > deadline) {
         if (child.pid !== undefined && alive(child.pid)) process.kill(child.pid, 'SIGKILL');

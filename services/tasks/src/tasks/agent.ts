@@ -7,7 +7,13 @@ import type { ContainerRecords } from '@berth/metadata/client';
 import { cgroupPaths, oomKills, readStats } from '../cgroups/stats.js';
 import type { TaskEvents } from '../events.js';
 import { createRunc, type Runc } from '../runc/runc.js';
-import { connectShim, createSparePool, type ShimConnection, type SparePool } from '../shim/client.js';
+import {
+  type ConnectOptions,
+  connectShim,
+  createSparePool,
+  type ShimConnection,
+  type SparePool,
+} from '../shim/client.js';
 import { type Task, TaskRegistry } from './task-registry.js';
 
 /**
@@ -16,8 +22,8 @@ import { type Task, TaskRegistry } from './task-registry.js';
  */
 export interface NodeSystem {
   createRunc(binary: string, root: string): Runc;
-  createSparePool(tasksRoot: string): SparePool;
-  connectShim(socketPath: string): Promise<ShimConnection>;
+  createSparePool(tasksRoot: string, opts?: ConnectOptions): SparePool;
+  connectShim(socketPath: string, opts?: ConnectOptions): Promise<ShimConnection>;
   mountAll: typeof mountAll;
   unmountAll: typeof unmountAll;
   cgroupPaths: typeof cgroupPaths;
@@ -45,6 +51,8 @@ export interface TaskServiceOptions {
   readonly log: Logger;
   /** Default: the real runc, supervisor, mounts and cgroups. */
   readonly system?: NodeSystem;
+  /** How long a supervisor call may go unanswered (`stall-timeout-ms`); unset: the default. */
+  readonly supervisorTimeoutMs?: number;
 }
 
 /** The state every part of the task service shares: the registry, the node's paths, runc and the supervisor pool. */
@@ -63,6 +71,8 @@ export interface TaskAgent {
   sparePool(): SparePool;
   /** The pool if it was ever opened (close() closes it). */
   openedSparePool(): SparePool | undefined;
+  /** How the agent connects to supervisors (the per-call timeout). */
+  readonly shimOptions: ConnectOptions;
 }
 
 export function createTaskAgent(opts: TaskServiceOptions): TaskAgent {
@@ -72,6 +82,8 @@ export function createTaskAgent(opts: TaskServiceOptions): TaskAgent {
   const runcs = new Map<string, Runc>();
   let spares: SparePool | undefined;
   const runcRoot = (ns: string): string => join(opts.state, 'runc', ns);
+  const shimOptions: ConnectOptions =
+    opts.supervisorTimeoutMs !== undefined ? { callTimeoutMs: opts.supervisorTimeoutMs } : {};
   return {
     tasksRoot,
     runcBinary,
@@ -90,8 +102,9 @@ export function createTaskAgent(opts: TaskServiceOptions): TaskAgent {
       }
       return r;
     },
-    sparePool: () => (spares ??= system.createSparePool(tasksRoot)),
+    sparePool: () => (spares ??= system.createSparePool(tasksRoot, shimOptions)),
     openedSparePool: () => spares,
+    shimOptions,
   };
 }
 

@@ -18,14 +18,17 @@ export async function cleanup(
   shim?: ShimConnection,
 ): Promise<void> {
   const paths = await agent.system.cgroupPaths(agent.runcRoot(ns), id);
+  let unresponsive = false;
   const runcDelete = async (): Promise<void> => {
     if (shim) {
       try {
         await shim.call({ method: 'delete' });
         return;
       } catch (e) {
-        if (!(e instanceof ServiceError && e.code === ErrorCode.Unavailable)) throw e;
-        // The supervisor is gone: the agent runs runc itself.
+        unresponsive = e instanceof ServiceError && e.code === ErrorCode.DeadlineExceeded;
+        if (!(e instanceof ServiceError && (e.code === ErrorCode.Unavailable || unresponsive))) throw e;
+        // The supervisor is gone, or does not answer: the agent runs runc itself.
+        if (unresponsive) agent.log.warn('task supervisor did not answer delete', { namespace: ns, id, err: e });
       }
     }
     await agent.runcFor(ns).delete(id, true);
@@ -36,7 +39,8 @@ export async function cleanup(
     }
   });
   if (shim) {
-    await shim.call({ method: 'shutdown' }).catch(() => undefined);
+    // A supervisor that did not answer delete would hold this for another timeout.
+    if (!unresponsive) await shim.call({ method: 'shutdown' }).catch(() => undefined);
     shim.close();
   }
   if (mounted) await agent.system.unmountAll(join(dir, 'rootfs'));

@@ -66,20 +66,20 @@ export async function createTask(agent: TaskAgent, ctx: RequestContext, req: Cre
     await writeFile(join(dir, 'task.json'), JSON.stringify(record));
     shim = await agent.sparePool().take();
     stillWanted();
-    await shim.call({
-      method: 'init',
-      dir,
-      id: req.containerId,
-      runcRoot: agent.runcRoot(ns),
-      runc: agent.runcBinary,
-    });
+    await shim.call(
+      { method: 'init', dir, id: req.containerId, runcRoot: agent.runcRoot(ns), runc: agent.runcBinary },
+      { signal: ctx.signal },
+    );
     const t = newTask({ namespace: ns, id: req.containerId, dir, runtime: container.runtime, rootfsMounted: mounted });
     t.procs.set('', newProc('', req.io));
     created = t;
     attach(agent, t, shim);
     let pid: number;
     try {
-      ({ pid } = await shim.call<{ pid: number }>({ method: 'create', bundle: dir, io: req.io }));
+      ({ pid } = await shim.call<{ pid: number }>(
+        { method: 'create', bundle: dir, io: req.io },
+        { signal: ctx.signal },
+      ));
     } catch (e) {
       throw runcCreateError(e);
     }

@@ -38,7 +38,7 @@ async function recoverOne(agent: TaskAgent, ns: string, id: string): Promise<voi
   const t = newTask({ namespace: ns, id, dir, runtime: record.runtime, rootfsMounted: record.rootfsMounted });
   let state: StateResult | undefined;
   try {
-    const shim = await agent.system.connectShim(join(dir, socketName));
+    const shim = await agent.system.connectShim(join(dir, socketName), agent.shimOptions);
     state = await shim.call<StateResult>({ method: 'state' });
     attach(agent, t, shim);
   } catch {

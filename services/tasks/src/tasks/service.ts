@@ -68,7 +68,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
       if (p.status === 'stopped') throw failedPrecondition(`cannot start a stopped process`);
       if (p.status === 'running') throw failedPrecondition(`cannot start a running process`);
       const { pid } = await shimOf(t)
-        .call<{ pid: number }>({ method: 'start', execId })
+        .call<{ pid: number }>({ method: 'start', execId }, { signal: ctx.signal })
         .catch((e: unknown) => {
           throw execId === '' ? wrap(e, 'OCI runtime start failed') : runcExecError(e);
         });
@@ -105,7 +105,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
       try {
         // runc runs in the supervisor: forking the agent (hundreds of MB with an embedded database) costs
         // ~20 ms of blocked event loop per runc, forking the small supervisor a fraction of that.
-        if (execId === '' && t.shim) await t.shim.call({ method: 'kill', signal, all });
+        if (execId === '' && t.shim) await t.shim.call({ method: 'kill', signal, all }, { signal: ctx.signal });
         else if (execId === '') await agent.runcFor(t.namespace).kill(t.id, signal, all);
         else process.kill(p.pid, signal);
       } catch (e) {
@@ -125,7 +125,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
       await writeFile(processFile, JSON.stringify(process));
       t.procs.set(req.execId, newProc(req.execId, req.io));
       try {
-        await shimOf(t).call({ method: 'exec', execId: req.execId, io: req.io, processFile });
+        await shimOf(t).call({ method: 'exec', execId: req.execId, io: req.io, processFile }, { signal: ctx.signal });
       } catch (e) {
         t.procs.delete(req.execId);
         throw e;
@@ -136,13 +136,13 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
     async resizePty(ctx, containerId, execId, width, height) {
       const t = await getTask(agent, ctx, containerId);
       getProc(t, execId);
-      await shimOf(t).call({ method: 'resize', execId, width, height });
+      await shimOf(t).call({ method: 'resize', execId, width, height }, { signal: ctx.signal });
     },
 
     async closeIO(ctx, containerId, execId) {
       const t = await getTask(agent, ctx, containerId);
       getProc(t, execId);
-      await shimOf(t).call({ method: 'closeIO', execId });
+      await shimOf(t).call({ method: 'closeIO', execId }, { signal: ctx.signal });
     },
 
     async pause(ctx, containerId) {

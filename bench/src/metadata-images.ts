@@ -25,7 +25,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connectNode, createLease, deleteLease } from '@berth/client';
-import { ingest } from '@berth/content/client';
 import { startBerthd } from '@berth/e2e/berthd';
 import { ctr } from '@berth/e2e/ctr';
 import { ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
@@ -119,8 +118,7 @@ async function populate(d: Daemon, image: TinyImage): Promise<number> {
   const leased = { ...ctx, lease };
   for (const [kind, blob] of image.blobs) {
     const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
-    await ingest(
-      node,
+    await node.content.ingest(
       leased,
       { open: async (offset) => ({ start: offset, body: [blob.subarray(offset)] }) },
       { ref: `bench-${kind}`, desc: { mediaType: '', digest, size: blob.length }, labels: image.gcLabels[kind] },

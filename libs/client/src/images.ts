@@ -6,17 +6,15 @@
 import { type Descriptor, isIndex, isManifest } from '@berth/common/oci';
 import type { ImageRecord } from '@berth/metadata/client';
 import type { SnapshotInfo } from '@berth/snapshots/client';
-import { type CallContext, collect, type NodeClient, outgoingMetadata } from './node-client.js';
+import type { CallContext, NodeClient } from './node-client.js';
 import { parseConfig, parseIndex, parseManifest, verify } from './oci.js';
 import { formatPlatform, hostPlatform, normalizePlatform, type Platform, platformRank } from './platform.js';
 
 /** A blob's bytes through Content.Read (server stream), verified against its descriptor. */
 export async function readBlob(node: NodeClient, ctx: CallContext, desc: Descriptor): Promise<Buffer> {
-  const parts = await collect(
-    node.content.read({ digest: desc.digest, offset: 0, size: 0 }, outgoingMetadata(ctx)),
-    ctx.signal,
-  );
-  const data = Buffer.concat(parts.map((p) => p.data));
+  const parts: Buffer[] = [];
+  for await (const b of node.content.read(ctx, desc.digest)) parts.push(b);
+  const data = Buffer.concat(parts);
   verify(desc, data);
   return data;
 }

@@ -5,6 +5,7 @@
  */
 
 import { channelOptions, collect, dialTarget, invoke, outgoingMetadata } from '@berth/common/grpc-client';
+import { type ContentClient, contentOver } from '@berth/content/client';
 import { type DiffClient, diffOver } from '@berth/diff/client';
 import {
   type ImagesClient,
@@ -14,7 +15,7 @@ import {
   type NamespacesClient,
   namespacesOver,
 } from '@berth/metadata/client';
-import { ContentClient } from '@berth/proto/containerd/services/content/v1/content';
+import { ContentClient as ContentGrpcClient } from '@berth/proto/containerd/services/content/v1/content';
 import { DiffClient as DiffGrpcClient } from '@berth/proto/containerd/services/diff/v1/diff';
 import { ImagesClient as ImagesGrpcClient } from '@berth/proto/containerd/services/images/v1/images';
 import { LeasesClient as LeasesGrpcClient } from '@berth/proto/containerd/services/leases/v1/leases';
@@ -26,6 +27,7 @@ import * as grpc from '@grpc/grpc-js';
 export type { CallContext } from '@berth/common/context';
 
 export interface NodeClient {
+  /** `@berth/content/client` over this connection (reads, label updates, the resumable ingest). */
   readonly content: ContentClient;
   /** `@berth/metadata/client`'s Images, Leases and Namespaces over this connection. */
   readonly images: ImagesClient;
@@ -46,9 +48,10 @@ export interface NodeClient {
 export function connectNode(address: string): NodeClient {
   const target = dialTarget(address);
   const credentials = grpc.credentials.createInsecure();
-  const content = new ContentClient(target, credentials, channelOptions);
+  const contentStub = new ContentGrpcClient(target, credentials, channelOptions);
+  const content = contentOver(contentStub);
   // Every other client shares the first one's channel: one HTTP/2 connection per process, as ctr has.
-  const shared = { ...channelOptions, channelOverride: content.getChannel() };
+  const shared = { ...channelOptions, channelOverride: contentStub.getChannel() };
   const images = imagesOver(new ImagesGrpcClient(target, credentials, shared));
   const leases = leasesOver(new LeasesGrpcClient(target, credentials, shared));
   const snapshots = snapshotsOver(new SnapshotsGrpcClient(target, credentials, shared));

@@ -15,9 +15,9 @@
 
 import { ErrorCode, isAlreadyExists, isNotFound, notFound, ServiceError } from '@berth/common/errors';
 import { chainIds, type Descriptor, isIndex, isManifest } from '@berth/common/oci';
-import { type IngestSource, ingest } from '@berth/content/client';
+import type { IngestSource } from '@berth/content/client';
 import { createLease, deleteLease, listLeases } from './lease.js';
-import { type CallContext, invoke, type NodeClient } from './node-client.js';
+import type { CallContext, NodeClient } from './node-client.js';
 import { parseConfig, parseIndex, parseManifest, refKey } from './oci.js';
 import { formatPlatform, hostPlatform, type Platform, platformRank } from './platform.js';
 import { parseReference } from './reference.js';
@@ -148,7 +148,7 @@ export async function pull(node: NodeClient, opts: PullOptions): Promise<PullRes
       gcLabels: Record<string, string>,
     ): Promise<void> => {
       const labels = { ...gcLabels, ...sourceLabel };
-      const r = await ingest(node, ctx, bufferSource(data), { ref: refKey(desc), desc, labels });
+      const r = await node.content.ingest(ctx, bufferSource(data), { ref: refKey(desc), desc, labels });
       // A blob that was already there gets the labels this image needs, as ctr's handlers set them.
       if (r.state === 'exists') await updateLabels(node, ctx, desc.digest, labels);
       emit({
@@ -180,7 +180,7 @@ export async function pull(node: NodeClient, opts: PullOptions): Promise<PullRes
         signal.throwIfAborted();
         const source: IngestSource = { open: (offset, s) => registry.openBlob(desc, offset, s) };
         let resumed = 0;
-        const r = await ingest(node, ctx, source, {
+        const r = await node.content.ingest(ctx, source, {
           ref: refKey(desc),
           desc,
           labels: sourceLabel,
@@ -284,25 +284,13 @@ async function registerImage(node: NodeClient, ctx: CallContext, name: string, t
 }
 
 /** Sets (only) the given labels on a blob, each by its own field path. */
-export async function updateLabels(
+export function updateLabels(
   node: NodeClient,
   ctx: CallContext,
   digest: string,
   labels: Record<string, string>,
 ): Promise<void> {
-  await invoke(
-    (md, o, cb) =>
-      node.content.update(
-        {
-          info: { digest, size: 0, labels, createdAt: undefined, updatedAt: undefined },
-          updateMask: Object.keys(labels).map((k) => `labels.${k}`),
-        },
-        md,
-        o,
-        cb,
-      ),
-    ctx,
-  );
+  return node.content.updateLabels(ctx, digest, labels);
 }
 
 async function defaultSnapshotter(node: NodeClient, ctx: CallContext): Promise<string> {

@@ -7,7 +7,6 @@ import { connectNode } from '@berth/client';
 import { backgroundContext } from '@berth/common/context';
 import { type Db, openDb } from '@berth/common/db';
 import { nopLogger } from '@berth/common/log';
-import { ingest } from '@berth/content/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollector } from '../src/collector.js';
 import { inProcessOwners } from '../src/index.js';
@@ -52,8 +51,7 @@ describe('gc with a failing backend delete', () => {
       const blob = Buffer.from(`${text} ${Date.now()}`);
       const digest = digestOf(blob);
       digests.push(digest);
-      await ingest(
-        node,
+      await node.content.ingest(
         { namespace: ns, lease: 'l', signal: new AbortController().signal },
         { open: async (offset) => ({ start: offset, body: [blob.subarray(offset)] }) },
         { ref: `ref-${text}`, desc: { mediaType: 'application/octet-stream', digest, size: blob.length } },

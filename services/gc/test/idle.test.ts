@@ -5,7 +5,6 @@ import { connectNode } from '@berth/client';
 import { backgroundContext } from '@berth/common/context';
 import { type Db, openDb } from '@berth/common/db';
 import { nopLogger } from '@berth/common/log';
-import { ingest } from '@berth/content/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCollector } from '../src/collector.js';
 import { inProcessOwners } from '../src/index.js';
@@ -43,8 +42,7 @@ describe('gc idle runs', () => {
     const write = async (text: string, lease?: string): Promise<string> => {
       const blob = Buffer.from(`${text} ${Date.now()}`);
       const digest = digestOf(blob);
-      await ingest(
-        node,
+      await node.content.ingest(
         { namespace: ns, ...(lease ? { lease } : {}), signal: new AbortController().signal },
         { open: async (offset) => ({ start: offset, body: [blob.subarray(offset)] }) },
         { ref: `ref-${text}`, desc: { mediaType: 'application/octet-stream', digest, size: blob.length } },

@@ -2,9 +2,7 @@ import { createHash } from 'node:crypto';
 import { connectNode } from '@berth/client';
 import { backgroundContext, viewOf } from '@berth/common/context';
 import type { Db } from '@berth/common/db';
-import { outgoingMetadata } from '@berth/common/grpc-client';
 import { nopLogger } from '@berth/common/log';
-import { ingest } from '@berth/content/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Collector, createCollector } from '../src/collector.js';
 import { inProcessOwners } from '../src/index.js';
@@ -60,8 +58,7 @@ export function racesSuite(name: string, open: () => Promise<{ db: Db; drop(): P
       forcing = true;
       forced = 0;
       try {
-        const r = await ingest(
-          node,
+        const r = await node.content.ingest(
           { namespace: ns, lease: 'pull', signal: new AbortController().signal },
           { open: async (offset) => ({ start: offset, body: [blob.subarray(offset)] }) },
           { ref: 'race-ref', desc: { mediaType: 'application/octet-stream', digest, size: blob.length } },
@@ -77,15 +74,12 @@ export function racesSuite(name: string, open: () => Promise<{ db: Db; drop(): P
       // Ingested, then labelled: a collection between the two steps, under the lease, keeps it.
       await collector.collect();
       expect(await blobs(ns)).toEqual([digest]);
-      await new Promise<void>((resolve, reject) =>
-        node.content.update(
-          {
-            info: { digest, size: 0, labels: { [gcLabels.root]: 'kept' }, createdAt: undefined, updatedAt: undefined },
-            updateMask: ['labels'],
-          },
-          outgoingMetadata({ namespace: ns, lease: undefined }),
-          (err) => (err ? reject(err) : resolve()),
-        ),
+      await node.content.updateLabels(
+        { namespace: ns, lease: undefined, signal: AbortSignal.timeout(10_000) },
+        digest,
+        {
+          [gcLabels.root]: 'kept',
+        },
       );
       await owners.metadata.stores.leases.delete(bg, 'pull');
       await collector.collect();
@@ -247,8 +241,7 @@ export function racesSuite(name: string, open: () => Promise<{ db: Db; drop(): P
             const ctx = viewOf(bg, ns, lease);
             const layer = Buffer.from(`layer of writer ${i % 5}`); // shared blobs, as pulls of one image share layers
             const digest = digestOf(layer);
-            await ingest(
-              node,
+            await node.content.ingest(
               { namespace: ns, lease, signal: new AbortController().signal },
               { open: async (offset) => ({ start: offset, body: [layer.subarray(offset)] }) },
               { ref: `layer-${digest}`, desc: { mediaType: 'application/octet-stream', digest, size: layer.length } },

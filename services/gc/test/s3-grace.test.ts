@@ -3,7 +3,6 @@ import { connectNode } from '@berth/client';
 import { backgroundContext } from '@berth/common/context';
 import { type Db, openDb } from '@berth/common/db';
 import { nopLogger } from '@berth/common/log';
-import { ingest } from '@berth/content/client';
 import { type TestS3, useS3 } from '@berth/testing/s3';
 import { Client } from 'minio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -72,8 +71,7 @@ describe('gc on the S3 content backend', () => {
     const blob = Buffer.from(`a layer on s3 ${Date.now()}`);
     const digest = digestOf(blob);
     const node = connectNode(owners.address);
-    await ingest(
-      node,
+    await node.content.ingest(
       { namespace: ns, lease: 'pull', signal: new AbortController().signal },
       { open: async (offset) => ({ start: offset, body: [blob.subarray(offset)] }) },
       { ref: 'grace-ref', desc: { mediaType: 'application/octet-stream', digest, size: blob.length } },

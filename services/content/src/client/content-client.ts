@@ -1,18 +1,19 @@
-import type { RequestContext } from '@berth/common/context';
+import type { CallContext } from '@berth/common/context';
 import { isAlreadyExists } from '@berth/common/errors';
-import { dial, outgoingMetadata, streamOf } from '@berth/common/grpc-client';
+import { dial, invoke, outgoingMetadata, streamOf } from '@berth/common/grpc-client';
 import { fromGrpcError } from '@berth/common/grpc-status';
 import {
   ContentClient as ContentGrpcClient,
   type Info,
   WriteAction,
 } from '@berth/proto/containerd/services/content/v1/content';
+import { type IngestOptions, type IngestResult, type IngestSource, ingest } from './ingest.js';
 import { openWriteCall } from './write-call.js';
 
 /** Reading and writing whole blobs, what a service that streams layers (diff) asks of content. */
 export interface ContentClient {
   /** The blob's bytes in order; not_found when it is not in the namespace. */
-  read(ctx: RequestContext, digest: string): AsyncIterable<Buffer>;
+  read(ctx: CallContext, digest: string): AsyncIterable<Buffer>;
   /**
    * Streams a blob under `ref` (from offset 0: an earlier ingest of the ref is restarted) and commits it as
    * `commit()` says once `data` has ended (the digest and labels are known only then); a blob that already
@@ -20,14 +21,18 @@ export interface ContentClient {
    * before the next is sent, so at most one piece is in flight. `wait` bounds every wait (a stall guard).
    */
   write(
-    ctx: RequestContext,
+    ctx: CallContext,
     ref: string,
     data: AsyncIterable<Buffer>,
     commit: () => { expected: string; labels: Readonly<Record<string, string>> },
     wait?: <T>(p: Promise<T>, stage: string) => Promise<T>,
   ): Promise<void>;
   /** Content.List: the blobs of the namespace matching any of `filters` (containerd's filter syntax). */
-  list(ctx: RequestContext, filters: readonly string[]): Promise<Info[]>;
+  list(ctx: CallContext, filters: readonly string[]): Promise<Info[]>;
+  /** Content.Update of (only) these labels, each by its own field path (`labels.<key>`). */
+  updateLabels(ctx: CallContext, digest: string, labels: Readonly<Record<string, string>>): Promise<void>;
+  /** A blob of known descriptor, resumable and retried, from a source that can be reopened: the pull's ingest. */
+  ingest(ctx: CallContext, source: IngestSource, opts: IngestOptions): Promise<IngestResult>;
   close(): void;
 }
 
@@ -74,6 +79,24 @@ export function contentOver(client: ContentGrpcClient): ContentClient {
         w.call.cancel();
       }
     },
+
+    async updateLabels(ctx, digest, labels) {
+      await invoke(
+        (md, o, cb) =>
+          client.update(
+            {
+              info: { digest, size: 0, labels: { ...labels }, createdAt: undefined, updatedAt: undefined },
+              updateMask: Object.keys(labels).map((k) => `labels.${k}`),
+            },
+            md,
+            o,
+            cb,
+          ),
+        ctx,
+      );
+    },
+
+    ingest: (ctx, source, opts) => ingest({ content: client }, ctx, source, opts),
 
     close: () => client.close(),
   };

@@ -1,5 +1,6 @@
 import type { RequestContext } from '@berth/common/context';
 import { localCall } from '@berth/common/local-call';
+import { nopLogger } from '@berth/common/log';
 import type { ContentClient } from './content-client.js';
 
 /** Reads a blob from a content store in this process: its chunks, as Content.Read would stream them. */
@@ -13,7 +14,9 @@ export type LocalRead = (ctx: RequestContext, digest: string) => Promise<AsyncIt
  */
 export function withLocalReads(read: LocalRead, remote: ContentClient): ContentClient {
   return {
-    async *read(ctx, digest) {
+    async *read(callCtx, digest) {
+      // Services in this process pass their request's context, logger included; a bare call context gets none.
+      const ctx: RequestContext = 'log' in callCtx ? (callCtx as RequestContext) : { ...callCtx, log: nopLogger };
       const chunks = await localCall(ctx, (c) => read(c, digest));
       if (Symbol.iterator in chunks) {
         yield* chunks as readonly Buffer[];
@@ -37,6 +40,8 @@ export function withLocalReads(read: LocalRead, remote: ContentClient): ContentC
     },
     write: (ctx, ref, data, commit, wait) => remote.write(ctx, ref, data, commit, wait),
     list: (ctx, filters) => remote.list(ctx, filters),
+    updateLabels: (ctx, digest, labels) => remote.updateLabels(ctx, digest, labels),
+    ingest: (ctx, source, opts) => remote.ingest(ctx, source, opts),
     close: () => remote.close(),
   };
 }

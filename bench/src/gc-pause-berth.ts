@@ -49,6 +49,7 @@ export async function berthSystem(opts: ShapeOptions & { readonly postgres?: str
   });
   const ctx = backgroundContext(nopLogger, 'bench');
   let written = 0;
+  let removedWriter = 0;
   let removedImage = 0;
   let nextSnapshot = nSnapshots + 10;
 
@@ -96,6 +97,12 @@ export async function berthSystem(opts: ShapeOptions & { readonly postgres?: str
           annotations: {},
         },
       });
+    },
+
+    async removeWriterImages() {
+      const from = removedWriter;
+      while (removedWriter < written) await metadata.stores.images.delete(ctx, `writer/${removedWriter++}`);
+      return removedWriter - from;
     },
 
     async churn() {

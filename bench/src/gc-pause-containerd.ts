@@ -39,6 +39,7 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
   const ctx: CallContext = { namespace, lease: undefined, signal };
   const log = collectorLog(daemon.logFile);
   let written = 0;
+  let removedWriter = 0;
   let removedImage = 0;
   let churned = 0;
   /** The lease whose sync Delete is the next collection's trigger. */
@@ -130,6 +131,17 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
           ),
         ctx,
       );
+    },
+
+    async removeWriterImages() {
+      const from = removedWriter;
+      const to = written;
+      await pool(to - from, (j) => {
+        const name = `writer/${from + j}`;
+        return invoke((md, o, cb) => node.images.delete({ name, sync: false }, md, o, cb), ctx).then(() => undefined);
+      });
+      removedWriter = to;
+      return to - from;
     },
 
     async churn() {

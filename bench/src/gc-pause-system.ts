@@ -7,11 +7,19 @@ export interface GcSystem {
   load(): Promise<string>;
   /** One image create (a new name each time): the writer that collections pause. */
   write(): Promise<void>;
+  /**
+   * Deletes the writer's images so far (untimed): the steady collections then see the loaded shape on both sides,
+   * however many images each side's writer created during its backlog collection. Resolves to how many.
+   */
+  removeWriterImages(): Promise<number>;
   /** What a busy node leaves between two collections: 10 images removed, a chain of 100 unreferenced snapshots. */
   churn(): Promise<void>;
   /** One collection, triggered as this system's users do; resolves when it has finished. */
   collect(): Promise<CollectionFigures>;
-  /** Checks what is left against what the bench expects (after the last collection); throws on a mismatch. */
+  /**
+   * Checks what is left against what the bench expects after `collections` steady collections, `writes` writer
+   * images left; throws on a mismatch.
+   */
   verify(collections: number, writes: number): Promise<string>;
   close(): Promise<void>;
 }

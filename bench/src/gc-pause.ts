@@ -5,7 +5,7 @@
  * the writers' lock, its total time and the writers' latency while it ran; and the writers' latency alone.
  *
  *   pnpm --filter @berth/bench gc-pause [--systems berth,containerd] [--images 10000] [--snapshots 50000]
- *                                       [--collections 5] [--postgres URL]
+ *                                       [--collections 5] [--postgres URL | --postgres-server]
  *
  * The first collection sweeps a backlog (the 45,000 unreferenced snapshot records); before each later one, 10
  * images are removed and 100 unreferenced snapshot records appear, as on a busy node (untimed: the writer waits);
@@ -15,6 +15,7 @@
 import { loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { startPostgresServer } from '@berth/testing/postgres-server';
 import { berthSystem } from './gc-pause-berth.js';
 import { containerdSystem } from './gc-pause-containerd.js';
 import type { CollectionFigures, GcSystem, ShapeOptions } from './gc-pause-system.js';
@@ -27,6 +28,8 @@ const { values } = parseArgs({
     snapshots: { type: 'string', default: '50000' },
     collections: { type: 'string', default: '5' },
     postgres: { type: 'string' },
+    // A private Postgres server for the Berth side (@berth/testing/postgres-server), stopped at the end.
+    'postgres-server': { type: 'boolean' },
   },
 });
 const shape: ShapeOptions = { images: Number(values.images), snapshots: Number(values.snapshots) };
@@ -170,10 +173,13 @@ console.log(
     .map((l) => l.toFixed(2))
     .join(' ')}`,
 );
+const pg = values['postgres-server'] && systems.includes('berth') ? await startPostgresServer() : undefined;
 const results: Result[] = [];
 for (const name of systems) {
   const sys =
-    name === 'berth' ? await berthSystem({ ...shape, postgres: values.postgres }) : await containerdSystem(shape);
+    name === 'berth'
+      ? await berthSystem({ ...shape, postgres: pg?.adminUrl ?? values.postgres })
+      : await containerdSystem(shape);
   try {
     results.push(await run(sys));
   } finally {
@@ -211,6 +217,8 @@ const rows: [string, (r: Result) => string][] = [
     (r) => String(r.backlog.others + r.steady.reduce((a, c) => a + c.others, 0)),
   ],
 ];
+await pg?.stop();
+
 console.log(`\n| | ${results.map((r) => r.label).join(' | ')} |`);
 console.log(`| --- | ${results.map(() => '---').join(' | ')} |`);
 for (const [name, cell] of rows) console.log(`| ${name} | ${results.map(cell).join(' | ')} |`);

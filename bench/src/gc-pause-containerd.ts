@@ -208,7 +208,7 @@ const fmtOpt = (ms: number | undefined): string => (ms === undefined ? 'none' : 
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-interface LoggedCollection {
+export interface LoggedCollection {
   readonly at: string;
   /** `garbage collected` d=: GCStats.MetaD, the time containerd's DB.GarbageCollect held its write lock. */
   readonly metaMs: number;
@@ -229,24 +229,6 @@ function collectorLog(file: string) {
       await fh.close();
     }
   };
-  const parse = (text: string): LoggedCollection[] => {
-    const runs: LoggedCollection[] = [];
-    let snapshotMs: number | undefined;
-    let contentMs: number | undefined;
-    for (const line of text.split('\n')) {
-      const msg = /msg="([^"]*)"/.exec(line)?.[1];
-      if (!msg?.endsWith('garbage collected')) continue;
-      const d = goDurationMs(/ d="?([0-9.a-zµ]+)"?/.exec(line)?.[1] ?? '');
-      if (msg === 'snapshot garbage collected') snapshotMs = d;
-      else if (msg === 'content garbage collected') contentMs = d;
-      else if (msg === 'garbage collected') {
-        runs.push({ at: /time="([^"]*)"/.exec(line)?.[1] ?? '', metaMs: d, snapshotMs, contentMs });
-        snapshotMs = undefined;
-        contentMs = undefined;
-      }
-    }
-    return runs;
-  };
   return {
     offset: async (): Promise<number> => {
       const fh = await open(file, 'r');
@@ -257,12 +239,36 @@ function collectorLog(file: string) {
       }
     },
     /** The collections logged after `from` (the scheduler logs each as its waiters are answered). */
-    collectionsSince: async (from: number): Promise<LoggedCollection[]> => parse(await read(from)),
+    collectionsSince: async (from: number): Promise<LoggedCollection[]> => parseCollections(await read(from)),
     summary: async () => {
-      const all = parse(await read(0));
+      const all = parseCollections(await read(0));
       return { count: all.length, metaMs: all.map((r) => Math.round(r.metaMs * 10) / 10) };
     },
   };
+}
+
+/**
+ * The collections in a stretch of containerd 1.6's debug log: each `garbage collected` line (gc/scheduler, after
+ * DB.GarbageCollect returned) with the `snapshot garbage collected` / `content garbage collected` lines logged
+ * since the previous one (metadata/db.go, from the cleanups it waited for).
+ */
+export function parseCollections(text: string): LoggedCollection[] {
+  const runs: LoggedCollection[] = [];
+  let snapshotMs: number | undefined;
+  let contentMs: number | undefined;
+  for (const line of text.split('\n')) {
+    const msg = /msg="([^"]*)"/.exec(line)?.[1];
+    if (!msg?.endsWith('garbage collected')) continue;
+    const d = goDurationMs(/ d="?([0-9.a-zµ]+)"?/.exec(line)?.[1] ?? '');
+    if (msg === 'snapshot garbage collected') snapshotMs = d;
+    else if (msg === 'content garbage collected') contentMs = d;
+    else if (msg === 'garbage collected') {
+      runs.push({ at: /time="([^"]*)"/.exec(line)?.[1] ?? '', metaMs: d, snapshotMs, contentMs });
+      snapshotMs = undefined;
+      contentMs = undefined;
+    }
+  }
+  return runs;
 }
 
 /** A Go time.Duration string (`1.5ms`, `850.2µs`, `2.01s`, `1m3.2s`) in milliseconds. */

@@ -17,10 +17,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { open } from 'node:fs/promises';
 import { type CallContext, connectNode, createLease } from '@berth/client';
-import { collect, invoke, outgoingMetadata } from '@berth/common/grpc-client';
+import { collect, outgoingMetadata } from '@berth/common/grpc-client';
 import { ingest } from '@berth/content/client';
 import type { ListContentResponse } from '@berth/proto/containerd/services/content/v1/content';
-import type { ListImagesResponse } from '@berth/proto/containerd/services/images/v1/images';
 import { startContainerd } from '@berth/testing/containerd';
 import { type GcSystem, imageName, referencedSnapshot, type ShapeOptions } from './gc-pause-system.js';
 
@@ -45,7 +44,7 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
   /** The lease whose sync Delete is the next collection's trigger. */
   let pending: string | undefined;
 
-  const deleteLeaseSync = (id: string) => invoke((md, o, cb) => node.leases.delete({ id, sync: true }, md, o, cb), ctx);
+  const deleteLeaseSync = (id: string) => node.leases.delete(ctx, id, true);
   /** A chain of `length` committed snapshots named `${prefix}${first}` …, each the parent of the next. */
   const chain = async (leased: CallContext, prefix: string, first: number, length: number): Promise<void> => {
     for (let k = first; k < first + length; k++) {
@@ -91,22 +90,11 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
             },
           },
         );
-        await invoke(
-          (md, o, cb) =>
-            node.images.create(
-              {
-                image: {
-                  name: imageName(i),
-                  labels: {},
-                  target: { mediaType: manifestType, digest, size: blob.length, annotations: {} },
-                },
-              },
-              md,
-              o,
-              cb,
-            ),
-          ctx,
-        );
+        await node.images.create(ctx, {
+          name: imageName(i),
+          labels: {},
+          target: { mediaType: manifestType, digest, size: blob.length },
+        });
       });
       const tImages = Date.now();
       await pool(nSnapshots / 10, (c) => chain(leased, 'chain-', c * 10, 10));
@@ -115,22 +103,11 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
     },
 
     async write() {
-      await invoke(
-        (md, o, cb) =>
-          node.images.create(
-            {
-              image: {
-                name: `writer/${written++}`,
-                labels: {},
-                target: { mediaType: manifestType, digest: `sha256:${'e'.repeat(64)}`, size: 1, annotations: {} },
-              },
-            },
-            md,
-            o,
-            cb,
-          ),
-        ctx,
-      );
+      await node.images.create(ctx, {
+        name: `writer/${written++}`,
+        labels: {},
+        target: { mediaType: manifestType, digest: `sha256:${'e'.repeat(64)}`, size: 1 },
+      });
     },
 
     async removeWriterImages() {
@@ -138,7 +115,7 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
       const to = written;
       await pool(to - from, (j) => {
         const name = `writer/${from + j}`;
-        return invoke((md, o, cb) => node.images.delete({ name, sync: false }, md, o, cb), ctx).then(() => undefined);
+        return node.images.delete(ctx, name, false);
       });
       removedWriter = to;
       return to - from;
@@ -147,7 +124,7 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
     async churn() {
       for (let k = 0; k < 10; k++) {
         const name = imageName(++removedImage);
-        await invoke((md, o, cb) => node.images.delete({ name, sync: false }, md, o, cb), ctx);
+        await node.images.delete(ctx, name, false);
       }
       const lease = await createLease(node, ctx);
       await chain({ ...ctx, lease }, `garbage-${churned++}-`, 0, 100);
@@ -181,12 +158,12 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
     },
 
     async verify(collections, writes) {
-      const images = await invoke<ListImagesResponse>((md, o, cb) => node.images.list({ filters: [] }, md, o, cb), ctx);
+      const images = await node.images.list(ctx, []);
       const blobs = (await collect(node.content.list({ filters: [] }, outgoingMetadata(ctx)), signal)).flatMap(
         (r: ListContentResponse) => r.info,
       );
       const snapshots = await node.snapshots.list(ctx, snapshotter);
-      const left = { images: images.images.length, blobs: blobs.length, snapshots: snapshots.length };
+      const left = { images: images.length, blobs: blobs.length, snapshots: snapshots.length };
       const expected = {
         images: nImages - 10 * collections + writes,
         blobs: nImages - 10 * collections,

@@ -15,7 +15,7 @@
 import { loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { startPostgresServer } from '@berth/testing/postgres-server';
+import { usePostgres } from '@berth/testing/postgres';
 import { berthSystem } from './gc-pause-berth.js';
 import { containerdSystem } from './gc-pause-containerd.js';
 import type { CollectionFigures, GcSystem, ShapeOptions } from './gc-pause-system.js';
@@ -28,7 +28,7 @@ const { values } = parseArgs({
     snapshots: { type: 'string', default: '50000' },
     collections: { type: 'string', default: '5' },
     postgres: { type: 'string' },
-    // A private Postgres server for the Berth side (@berth/testing/postgres-server), stopped at the end.
+    // A fresh database for the Berth side from @berth/testing/postgres (its first server that works), dropped at the end.
     'postgres-server': { type: 'boolean' },
   },
 });
@@ -187,12 +187,13 @@ console.log(
     .map((l) => l.toFixed(2))
     .join(' ')}`,
 );
-const pg = values['postgres-server'] && systems.includes('berth') ? await startPostgresServer() : undefined;
+const pg = values['postgres-server'] && systems.includes('berth') ? await usePostgres() : undefined;
+if (pg) console.log(`Postgres for the Berth side: ${JSON.stringify(pg.source)}`);
 const results: Result[] = [];
 for (const name of systems) {
   const sys =
     name === 'berth'
-      ? await berthSystem({ ...shape, postgres: pg?.adminUrl ?? values.postgres })
+      ? await berthSystem({ ...shape, postgres: pg?.url ?? values.postgres })
       : await containerdSystem(shape);
   try {
     results.push(await run(sys));
@@ -231,7 +232,7 @@ const rows: [string, (r: Result) => string][] = [
     (r) => String(r.backlog.others + r.steady.reduce((a, c) => a + c.others, 0)),
   ],
 ];
-await pg?.stop();
+await pg?.drop();
 
 console.log(`\n| | ${results.map((r) => r.label).join(' | ')} |`);
 console.log(`| --- | ${results.map(() => '---').join(' | ')} |`);

@@ -17,9 +17,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { open } from 'node:fs/promises';
 import { type CallContext, connectNode, createLease } from '@berth/client';
-import { collect, outgoingMetadata } from '@berth/common/grpc-client';
-import { ingest } from '@berth/content/client';
-import type { ListContentResponse } from '@berth/proto/containerd/services/content/v1/content';
 import { startContainerd } from '@berth/testing/containerd';
 import { type GcSystem, imageName, referencedSnapshot, type ShapeOptions } from './gc-pause-system.js';
 
@@ -77,8 +74,7 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
           JSON.stringify({ schemaVersion: 2, mediaType: manifestType, annotations: { i: String(i) } }),
         );
         const digest = `sha256:${sha256(blob)}`;
-        await ingest(
-          node,
+        await node.content.ingest(
           leased,
           { open: async (offset) => ({ start: offset, body: [blob.subarray(offset)] }) },
           {
@@ -159,9 +155,7 @@ export async function containerdSystem(opts: ShapeOptions): Promise<GcSystem> {
 
     async verify(collections, writes) {
       const images = await node.images.list(ctx, []);
-      const blobs = (await collect(node.content.list({ filters: [] }, outgoingMetadata(ctx)), signal)).flatMap(
-        (r: ListContentResponse) => r.info,
-      );
+      const blobs = await node.content.list(ctx, []);
       const snapshots = await node.snapshots.list(ctx, snapshotter);
       const left = { images: images.length, blobs: blobs.length, snapshots: snapshots.length };
       const expected = {

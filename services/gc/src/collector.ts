@@ -123,6 +123,9 @@ export function createCollector(deps: {
     // the previous one, so nothing a writer referenced in between is removed.
     // With nothing to remove, writers are never held out.
     for (let more = queue.size > 0; more; ) {
+      // Writers in this process get their turn between holds: an embedded database (PGlite) answers through
+      // promises alone, so back-to-back holds would otherwise never let the event loop take I/O.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const tAsk = performance.now();
       const round = await deps.owners.exclusive(async (s) => {
         const tRemark = performance.now();

@@ -42,7 +42,13 @@ describe('gc backlog sweep in several holds (PGlite, in process)', () => {
     setImmediate(tick);
     const inner = inProcessOwners(db, owners.parts, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger);
     const seen: number[] = [];
-    const owned: Owners = { ...inner, exclusive: (fn) => (seen.push(ticks), inner.exclusive(fn)) };
+    const owned: Owners = {
+      ...inner,
+      exclusive: (fn) => {
+        seen.push(ticks);
+        return inner.exclusive(fn);
+      },
+    };
     const stats = await createCollector({ owners: owned, log: nopLogger, removalsPerPause: 3 }).collect();
     ticking = false;
     expect(stats.removed.snapshots).toBe(12);

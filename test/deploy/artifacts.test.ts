@@ -11,6 +11,7 @@ import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { Service } from 'kubernetes-models/v1/Service';
@@ -38,6 +39,7 @@ const models: Record<string, new (data: Obj) => { validate(): void }> = {
   'v1/Service': Service,
   'apps/v1/Deployment': Deployment,
   'apps/v1/DaemonSet': DaemonSet,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
 };
 
 async function manifests(): Promise<Array<{ file: string; doc: Obj }>> {
@@ -81,6 +83,7 @@ describe('deploy/k8s', () => {
         'Service/berth-events',
         'Service/berth-gc',
         'Service/berth-node-collectable',
+        'NetworkPolicy/berth-node-collectable',
         'ConfigMap/berth-cluster',
       ]),
     );

@@ -14,8 +14,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { get } from 'node:http';
 import { join } from 'node:path';
 import { type BuiltImage, busyboxImage, manyFilesImage, pushImage, singleLargeFileImage } from '@berth/testing/images';
+import { freePort } from '@berth/testing/ports';
 import { mulberry32 } from '@berth/testing/prng';
 import { descendants, mountsUnder, openFds, residentMemory, within } from '@berth/testing/proc';
 import { type Registry, startRegistry } from '@berth/testing/registry';
@@ -48,6 +50,7 @@ interface Figures {
 
 describe('soak: pulls, kills and runs side by side', () => {
   let d: BerthdProcess;
+  let http: string;
   let registry: Registry;
   const images: Array<{ name: string; ref: string; image: BuiltImage }> = [];
   const pullNs = 'soak-pull';
@@ -55,7 +58,8 @@ describe('soak: pulls, kills and runs side by side', () => {
 
   beforeAll(async () => {
     // Event retention bounded, so the memory figure shows leaks rather than the replay log filling up.
-    d = await startBerthd({ env: { BERTH_EVENTS_MAX_EVENTS: '1000' } });
+    http = `127.0.0.1:${await freePort()}`;
+    d = await startBerthd({ env: { BERTH_EVENTS_MAX_EVENTS: '1000' }, args: ['--http', http] });
     registry = await startRegistry();
     const built: Array<[string, BuiltImage]> = [
       ['busybox', await busyboxImage()],
@@ -162,6 +166,7 @@ describe('soak: pulls, kills and runs side by side', () => {
       if (steady) break;
     }
     const start = { fds: fdCount(), rss: residentMemory(berthdPid()).rss, children: children() };
+    const startHeap = await heapFigures(http);
     const startFds = new Set(fds().map((f) => f.replace(/^\d+ /, '')));
 
     let pulling = true;
@@ -237,6 +242,7 @@ describe('soak: pulls, kills and runs side by side', () => {
     await quiet();
     await within(60_000, () => residentMemory(berthdPid()).rss / start.rss - 1 < rssBound);
     const end = { fds: fdCount(), rss: residentMemory(berthdPid()).rss, children: children() };
+    const endHeap = await heapFigures(http);
     const diffDir = join(d.dir, 'state', 'diff');
     const mounts = [
       ...mountsUnder(d.dir),
@@ -251,7 +257,8 @@ describe('soak: pulls, kills and runs side by side', () => {
           `${figures.runHangs} hung`,
         `  extract-* snapshots left by killed pulls (removed with ctr, as gc would): ${figures.extractLeft}`,
         `  berthd fds: start ${start.fds}, end ${end.fds} (settled: ${settled}); RSS: start ${(start.rss / MiB).toFixed(0)} MiB, ` +
-          `end ${(end.rss / MiB).toFixed(0)} MiB (${(rssChange * 100).toFixed(1)}%)`,
+          `end ${(end.rss / MiB).toFixed(0)} MiB (${(rssChange * 100).toFixed(1)}%); V8 heap used / total and ` +
+          `external (buffers, PGlite's wasm memory): start ${startHeap}, end ${endHeap}`,
         `  fds not open at the start: ${addedFds.join(', ') || 'none'}`,
         `  berthd children: start [${start.children.join(' ')}], end [${end.children.join(' ')}]; mounts left: ${mounts.length}; ` +
           `active snapshots left: ${active.length}`,
@@ -268,3 +275,19 @@ describe('soak: pulls, kills and runs side by side', () => {
     expect(rssChange, 'resident memory grew').toBeLessThan(rssBound);
   });
 });
+
+/** berthd's V8 heap (used / total) and external memory from its /metrics, in MiB, as one line. */
+async function heapFigures(http: string): Promise<string> {
+  // A connection of its own, closed after the answer, so berthd's open descriptors are not changed by it.
+  const text = await new Promise<string>((resolve, reject) => {
+    get(`http://${http}/metrics`, { agent: false, headers: { connection: 'close' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+  const mib = (name: string): string =>
+    (Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN) / MiB).toFixed(0);
+  return `${mib('nodejs_heap_size_used_bytes')} / ${mib('nodejs_heap_size_total_bytes')}, ${mib('nodejs_external_memory_bytes')} MiB`;
+}

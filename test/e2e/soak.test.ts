@@ -236,7 +236,7 @@ describe('soak: pulls, kills and runs side by side', () => {
     }
     // Settle: calls given up must have ended their work, and the connections of the ctr calls just made must
     // be closed on berthd's side too; then compare with the start.
-    const settled = await within(15_000, () => fdCount() === start.fds && children().join() === start.children.join());
+    const settled = await within(60_000, () => fdCount() === start.fds && children().join() === start.children.join());
     // Memory goes back once berthd has been idle for a sample of its event loop; on a loaded machine the work the
     // last calls left (collections, the database's own) may take a while to finish: wait for it, up to a minute.
     await quiet();

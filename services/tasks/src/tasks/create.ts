@@ -68,7 +68,7 @@ export async function createTask(agent: TaskAgent, ctx: RequestContext, req: Cre
     stillWanted();
     await shim.call(
       { method: 'init', dir, id: req.containerId, runcRoot: agent.runcRoot(ns), runc: agent.runcBinary },
-      { signal: ctx.signal },
+      // Not given up with the request: the rollback of an abandoned Create must know what the supervisor did.
     );
     const t = newTask({ namespace: ns, id: req.containerId, dir, runtime: container.runtime, rootfsMounted: mounted });
     t.procs.set('', newProc('', req.io));
@@ -77,8 +77,8 @@ export async function createTask(agent: TaskAgent, ctx: RequestContext, req: Cre
     let pid: number;
     try {
       ({ pid } = await shim.call<{ pid: number }>(
+        // Not given up with the request: a rollback while runc create still runs would leave its container.
         { method: 'create', bundle: dir, io: req.io },
-        { signal: ctx.signal },
       ));
     } catch (e) {
       throw runcCreateError(e);

@@ -55,7 +55,7 @@ export async function deleteProcess(
   if (execId === '') return { ...(await deleteTask(agent, ctx, containerId)), id: containerId };
   const p = getProc(t, execId);
   if (p.status === 'running') throw failedPrecondition(`process ${execId} must be stopped before deletion: running`);
-  await shimOf(t).call({ method: 'deleteExec', execId }, { signal: ctx.signal });
+  await shimOf(t).call({ method: 'deleteExec', execId }); // waited for: the process table follows its answer
   t.procs.delete(execId);
   const exit = p.exit ?? { pid: p.pid, exitStatus: 0, exitedAt: zeroTime.toISOString() };
   return { ...exit, id: execId };

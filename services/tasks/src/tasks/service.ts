@@ -68,7 +68,7 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
       if (p.status === 'stopped') throw failedPrecondition(`cannot start a stopped process`);
       if (p.status === 'running') throw failedPrecondition(`cannot start a running process`);
       const { pid } = await shimOf(t)
-        .call<{ pid: number }>({ method: 'start', execId }, { signal: ctx.signal })
+        .call<{ pid: number }>({ method: 'start', execId }) // the agent's state follows the supervisor's answer
         .catch((e: unknown) => {
           throw execId === '' ? wrap(e, 'OCI runtime start failed') : runcExecError(e);
         });
@@ -125,7 +125,8 @@ export function createTaskService(opts: TaskServiceOptions): TaskService {
       await writeFile(processFile, JSON.stringify(process));
       t.procs.set(req.execId, newProc(req.execId, req.io));
       try {
-        await shimOf(t).call({ method: 'exec', execId: req.execId, io: req.io, processFile }, { signal: ctx.signal });
+        // Waited for, not given up with the request: the process table follows the supervisor's answer.
+        await shimOf(t).call({ method: 'exec', execId: req.execId, io: req.io, processFile });
       } catch (e) {
         t.procs.delete(req.execId);
         throw e;

@@ -56,7 +56,6 @@ export interface BackendSweep {
   ingestsDeleted: number;
   uploadsAborted: number;
   failures: number;
-  nodesSwept: string[];
 }
 
 /** An owner's part: what it reads and removes (its own kinds only), and its backend sweep. */
@@ -64,7 +63,7 @@ export interface CollectablePart {
   /** Every record, or with `since` (a change point, gc-lock.ts) only those written since. */
   read(q: Queryable, since?: string): Promise<Partial<CollectableRecords>>;
   remove(q: Queryable, plan: CollectableRemoval): Promise<Partial<CollectableCounts>>;
-  sweepBackend?(opts: { graceMs: number; deleteTimeoutMs: number; nodes: string[] }): Promise<Partial<BackendSweep>>;
+  sweepBackend?(opts: { graceMs: number; deleteTimeoutMs: number }): Promise<Partial<BackendSweep>>;
 }
 
 const emptyRecords = (): CollectableRecords => ({
@@ -157,7 +156,6 @@ export function sweepFromPb(p: SweepBackendResponse): BackendSweep {
     ingestsDeleted: p.ingestsDeleted,
     uploadsAborted: p.uploadsAborted,
     failures: p.failures,
-    nodesSwept: p.nodesSwept,
   };
 }
 
@@ -184,7 +182,6 @@ export function collectableRegistration(db: Db, part: CollectablePart, log: Logg
         (await part.sweepBackend?.({
           graceMs: req.graceMs,
           deleteTimeoutMs: req.deleteTimeoutMs,
-          nodes: req.nodes,
         })) ?? {};
       return {
         blobsDeleted: s.blobsDeleted ?? 0,
@@ -192,7 +189,6 @@ export function collectableRegistration(db: Db, part: CollectablePart, log: Logg
         ingestsDeleted: s.ingestsDeleted ?? 0,
         uploadsAborted: s.uploadsAborted ?? 0,
         failures: s.failures ?? 0,
-        nodesSwept: s.nodesSwept ?? [],
       };
     }),
   };

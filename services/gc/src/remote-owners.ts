@@ -119,7 +119,7 @@ export function remoteOwners(
         await invoke<SweepBackendResponse>(
           (md, o, cb) =>
             clients.content.sweepBackend(
-              { graceMs: backend.contentGraceMs, deleteTimeoutMs: backend.deleteTimeoutMs, nodes: [] },
+              { graceMs: backend.contentGraceMs, deleteTimeoutMs: backend.deleteTimeoutMs },
               md,
               opts(o),
               cb,

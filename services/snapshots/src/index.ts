@@ -150,7 +150,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
     ],
     namespaceUsage,
     snapshotters,
-    collectable: createCollectableSnapshots({ events: snapshotEvents, node: deps.node, reconcile }),
+    collectable: createCollectableSnapshots({ events: snapshotEvents }),
     reconcile,
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,

@@ -14,8 +14,6 @@ export interface CollectableSnapshots {
   read(q: Queryable, since?: string): Promise<SnapshotReferences>;
   /** Deletes every node's records of these keys, publishes `/snapshot/remove`; returns the nodes touched. */
   remove(q: Queryable, plan: SnapshotRemoval): Promise<{ records: number; snapshots: number; nodes: string[] }>;
-  /** For a collector in another process: this node frees its directories when it is one of `nodes`. */
-  sweepBackend(opts: { nodes: string[] }): Promise<{ nodesSwept: string[] }>;
 }
 
 export interface SnapshotReferences {
@@ -32,17 +30,8 @@ export interface SnapshotRemoval {
   readonly snapshots: ReadonlyArray<{ readonly namespace: string; readonly snapshotter: string; readonly key: string }>;
 }
 
-export function createCollectableSnapshots(deps: {
-  readonly events: SnapshotEvents;
-  readonly node: string;
-  readonly reconcile: () => Promise<number>;
-}): CollectableSnapshots {
+export function createCollectableSnapshots(deps: { readonly events: SnapshotEvents }): CollectableSnapshots {
   return {
-    async sweepBackend({ nodes }) {
-      if (!nodes.includes(deps.node)) return { nodesSwept: [] };
-      await deps.reconcile();
-      return { nodesSwept: [deps.node] };
-    },
     async read(q, since) {
       return { snapshots: await allSnapshotReferences(q, since) };
     },

@@ -150,8 +150,6 @@ export interface RemoveCollectableResponse {
 export interface SweepBackendRequest {
   graceMs: number;
   deleteTimeoutMs: number;
-  /** Snapshots: the nodes whose records went; the node answering reconciles if it is one of them. */
-  nodes: string[];
 }
 
 export interface SweepBackendResponse {
@@ -160,7 +158,6 @@ export interface SweepBackendResponse {
   ingestsDeleted: number;
   uploadsAborted: number;
   failures: number;
-  nodesSwept: string[];
 }
 
 function createBaseReadCollectableRequest(): ReadCollectableRequest {
@@ -2288,7 +2285,7 @@ export const RemoveCollectableResponse: MessageFns<RemoveCollectableResponse> = 
 };
 
 function createBaseSweepBackendRequest(): SweepBackendRequest {
-  return { graceMs: 0, deleteTimeoutMs: 0, nodes: [] };
+  return { graceMs: 0, deleteTimeoutMs: 0 };
 }
 
 export const SweepBackendRequest: MessageFns<SweepBackendRequest> = {
@@ -2298,9 +2295,6 @@ export const SweepBackendRequest: MessageFns<SweepBackendRequest> = {
     }
     if (message.deleteTimeoutMs !== 0) {
       writer.uint32(16).int64(message.deleteTimeoutMs);
-    }
-    for (const v of message.nodes) {
-      writer.uint32(26).string(v!);
     }
     return writer;
   },
@@ -2334,14 +2328,6 @@ export const SweepBackendRequest: MessageFns<SweepBackendRequest> = {
             message.deleteTimeoutMs = longToNumber(reader.int64());
             continue;
           }
-          case 3: {
-            if (tag !== 26) {
-              break;
-            }
-
-            message.nodes.push(reader.string());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2366,7 +2352,6 @@ export const SweepBackendRequest: MessageFns<SweepBackendRequest> = {
         : isSet(object.delete_timeout_ms)
         ? globalThis.Number(object.delete_timeout_ms)
         : 0,
-      nodes: globalThis.Array.isArray(object?.nodes) ? object.nodes.map((e: any) => globalThis.String(e)) : [],
     };
   },
 
@@ -2378,9 +2363,6 @@ export const SweepBackendRequest: MessageFns<SweepBackendRequest> = {
     if (message.deleteTimeoutMs !== 0) {
       obj.deleteTimeoutMs = Math.round(message.deleteTimeoutMs);
     }
-    if (message.nodes?.length) {
-      obj.nodes = message.nodes;
-    }
     return obj;
   },
 
@@ -2391,13 +2373,12 @@ export const SweepBackendRequest: MessageFns<SweepBackendRequest> = {
     const message = createBaseSweepBackendRequest();
     message.graceMs = object.graceMs ?? 0;
     message.deleteTimeoutMs = object.deleteTimeoutMs ?? 0;
-    message.nodes = object.nodes?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseSweepBackendResponse(): SweepBackendResponse {
-  return { blobsDeleted: 0, bytesFreed: 0, ingestsDeleted: 0, uploadsAborted: 0, failures: 0, nodesSwept: [] };
+  return { blobsDeleted: 0, bytesFreed: 0, ingestsDeleted: 0, uploadsAborted: 0, failures: 0 };
 }
 
 export const SweepBackendResponse: MessageFns<SweepBackendResponse> = {
@@ -2416,9 +2397,6 @@ export const SweepBackendResponse: MessageFns<SweepBackendResponse> = {
     }
     if (message.failures !== 0) {
       writer.uint32(40).int64(message.failures);
-    }
-    for (const v of message.nodesSwept) {
-      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -2476,14 +2454,6 @@ export const SweepBackendResponse: MessageFns<SweepBackendResponse> = {
             message.failures = longToNumber(reader.int64());
             continue;
           }
-          case 6: {
-            if (tag !== 50) {
-              break;
-            }
-
-            message.nodesSwept.push(reader.string());
-            continue;
-          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2519,11 +2489,6 @@ export const SweepBackendResponse: MessageFns<SweepBackendResponse> = {
         ? globalThis.Number(object.uploads_aborted)
         : 0,
       failures: isSet(object.failures) ? globalThis.Number(object.failures) : 0,
-      nodesSwept: globalThis.Array.isArray(object?.nodesSwept)
-        ? object.nodesSwept.map((e: any) => globalThis.String(e))
-        : globalThis.Array.isArray(object?.nodes_swept)
-        ? object.nodes_swept.map((e: any) => globalThis.String(e))
-        : [],
     };
   },
 
@@ -2544,9 +2509,6 @@ export const SweepBackendResponse: MessageFns<SweepBackendResponse> = {
     if (message.failures !== 0) {
       obj.failures = Math.round(message.failures);
     }
-    if (message.nodesSwept?.length) {
-      obj.nodesSwept = message.nodesSwept;
-    }
     return obj;
   },
 
@@ -2560,7 +2522,6 @@ export const SweepBackendResponse: MessageFns<SweepBackendResponse> = {
     message.ingestsDeleted = object.ingestsDeleted ?? 0;
     message.uploadsAborted = object.uploadsAborted ?? 0;
     message.failures = object.failures ?? 0;
-    message.nodesSwept = object.nodesSwept?.map((e) => e) || [];
     return message;
   },
 };

@@ -3,12 +3,11 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connectNode } from '@berth/client';
 import { backgroundContext } from '@berth/common/context';
-import { type Db, openDb } from '@berth/common/db';
 import { nopLogger } from '@berth/common/log';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createCollector } from '../src/collector.js';
 import { inProcessOwners } from '../src/index.js';
-import { startOwners } from './owners-harness.js';
+import { ownersOnPglite } from './owners-harness.js';
 
 const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const exists = (p: string) =>
@@ -23,22 +22,12 @@ const exists = (p: string) =>
  * stays until a real trigger, as on containerd (`ctr content ingest` then `ctr content get` works).
  */
 describe('gc idle runs', () => {
-  let db: Db;
-  let owners: Awaited<ReturnType<typeof startOwners>>;
-
-  beforeAll(async () => {
-    db = await openDb('pglite://memory');
-    owners = await startOwners(db);
-  });
-  afterAll(async () => {
-    await owners?.close();
-    await db?.close();
-  });
+  const t = ownersOnPglite();
 
   it('keep unreferenced content until an expiry, then collect as any collection does', async () => {
     const ns = 'idle';
     const bg = backgroundContext(nopLogger, ns);
-    const node = connectNode(owners.address);
+    const node = connectNode(t.owners.address);
     const write = async (text: string, lease?: string): Promise<string> => {
       const blob = Buffer.from(`${text} ${Date.now()}`);
       const digest = digestOf(blob);
@@ -49,9 +38,9 @@ describe('gc idle runs', () => {
       );
       return digest;
     };
-    const path = (d: string) => join(owners.dir.path, 'content', 'blobs', 'sha256', d.slice(7));
+    const path = (d: string) => join(t.owners.dir.path, 'content', 'blobs', 'sha256', d.slice(7));
     const collector = createCollector({
-      owners: inProcessOwners(db, owners.parts, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger),
+      owners: inProcessOwners(t.db, t.owners.parts, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger),
       log: nopLogger,
     });
     try {
@@ -61,7 +50,7 @@ describe('gc idle runs', () => {
       expect(await exists(path(loose))).toBe(true);
 
       const expiry = new Date(Date.now() + 1_000).toISOString();
-      await owners.metadata.stores.leases.create(bg, 'short', { 'containerd.io/gc.expire': expiry });
+      await t.owners.metadata.stores.leases.create(bg, 'short', { 'containerd.io/gc.expire': expiry });
       const held = await write('held', 'short');
       expect((await collector.collect({ onlyIfExpired: true })).removed.blobs).toBe(0);
       await new Promise((r) => setTimeout(r, 1_100));

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Db, Queryable } from '@berth/common/db';
+import { type Db, openDb, type Queryable } from '@berth/common/db';
 import { createInProcessBus } from '@berth/common/event-bus';
 import { createServer, listen } from '@berth/common/grpc-server';
 import { localCall } from '@berth/common/local-call';
@@ -11,6 +11,7 @@ import { createMetadataModule } from '@berth/metadata';
 import { type MetadataCalls, metadataClient } from '@berth/metadata/client';
 import { createSnapshotsModule } from '@berth/snapshots';
 import { tempDir } from '@berth/testing/tmp';
+import { afterAll, beforeAll } from 'vitest';
 import type { LocalOwnerParts } from '../src/index.js';
 
 /** Runs around every lease call content and snapshots make (a test forces a collection there). */
@@ -85,6 +86,22 @@ export async function startOwners(db: Db, hooks: { around?: LeaseCallHook } = {}
       await dir.remove();
     },
   };
+}
+
+export type TestOwners = Awaited<ReturnType<typeof startOwners>>;
+
+/** The calling suite's owners over a throwaway PGlite database: opened before its tests, closed after them. */
+export function ownersOnPglite(): { readonly db: Db; readonly owners: TestOwners } {
+  const held = {} as { db: Db; owners: TestOwners };
+  beforeAll(async () => {
+    held.db = await openDb('pglite://memory');
+    held.owners = await startOwners(held.db);
+  });
+  afterAll(async () => {
+    await held.owners?.close();
+    await held.db?.close();
+  });
+  return held;
 }
 
 /** containerd's test digests: distinct, deterministic. */

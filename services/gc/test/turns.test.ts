@@ -1,10 +1,9 @@
 import { backgroundContext } from '@berth/common/context';
-import { type Db, openDb } from '@berth/common/db';
 import { nopLogger } from '@berth/common/log';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createCollector } from '../src/collector.js';
 import { inProcessOwners, type Owners } from '../src/index.js';
-import { startOwners } from './owners-harness.js';
+import { ownersOnPglite } from './owners-harness.js';
 
 /**
  * A backlog is swept in several holds of the lock. On an embedded database (PGlite) every statement resolves
@@ -12,21 +11,11 @@ import { startOwners } from './owners-harness.js';
  * (all-in-one) waited for the whole backlog: seconds for 45,000 records (bench gc-pause).
  */
 describe('gc backlog sweep in several holds (PGlite, in process)', () => {
-  let db: Db;
-  let owners: Awaited<ReturnType<typeof startOwners>>;
-
-  beforeAll(async () => {
-    db = await openDb('pglite://memory');
-    owners = await startOwners(db);
-  });
-  afterAll(async () => {
-    await owners?.close();
-    await db?.close();
-  });
+  const t = ownersOnPglite();
 
   it('lets the event loop take other work between two holds of the lock', async () => {
     const bg = backgroundContext(nopLogger, 'turns');
-    const ss = owners.snapshots.snapshotters.get('native');
+    const ss = t.owners.snapshots.snapshotters.get('native');
     if (!ss) throw new Error('native snapshotter missing');
     for (let i = 0; i < 12; i++) {
       await ss.prepare(bg, `loose-${i}-active`, '', {});
@@ -40,7 +29,7 @@ describe('gc backlog sweep in several holds (PGlite, in process)', () => {
       if (ticking) setImmediate(tick);
     };
     setImmediate(tick);
-    const inner = inProcessOwners(db, owners.parts, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger);
+    const inner = inProcessOwners(t.db, t.owners.parts, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger);
     const seen: number[] = [];
     const owned: Owners = {
       ...inner,

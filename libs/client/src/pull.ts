@@ -150,7 +150,7 @@ export async function pull(node: NodeClient, opts: PullOptions): Promise<PullRes
       const labels = { ...gcLabels, ...sourceLabel };
       const r = await node.content.ingest(ctx, bufferSource(data), { ref: refKey(desc), desc, labels });
       // A blob that was already there gets the labels this image needs, as ctr's handlers set them.
-      if (r.state === 'exists') await updateLabels(node, ctx, desc.digest, labels);
+      if (r.state === 'exists') await node.content.updateLabels(ctx, desc.digest, labels);
       emit({
         type: 'blob',
         kind,
@@ -190,7 +190,7 @@ export async function pull(node: NodeClient, opts: PullOptions): Promise<PullRes
           },
         });
         if (r.state === 'written') fetchedBytes += r.fetched;
-        else await updateLabels(node, ctx, desc.digest, sourceLabel);
+        else await node.content.updateLabels(ctx, desc.digest, sourceLabel);
         emit({
           type: 'blob',
           kind: 'layer',
@@ -212,7 +212,8 @@ export async function pull(node: NodeClient, opts: PullOptions): Promise<PullRes
             const diffId = config.diffIds[i] ?? '';
             emit({ type: 'unpack', layer: i, desc, chainId, state: 'applying' });
             const r = await unpackLayer(node, ctx, snapshotter, { desc, diffId, chainId, parent: chain[i - 1] ?? '' });
-            if (r === 'applied') await updateLabels(node, ctx, desc.digest, { 'containerd.io/uncompressed': diffId });
+            if (r === 'applied')
+              await node.content.updateLabels(ctx, desc.digest, { 'containerd.io/uncompressed': diffId });
             emit({ type: 'unpack', layer: i, desc, chainId, state: r === 'applied' ? 'done' : 'exists' });
           }
           return snapshotter;
@@ -224,7 +225,9 @@ export async function pull(node: NodeClient, opts: PullOptions): Promise<PullRes
     emit({ type: 'image', name: ref.name, created });
     const top = chain[chain.length - 1];
     if (snapshotter !== undefined && top !== undefined) {
-      await updateLabels(node, ctx, manifest.config.digest, { [`containerd.io/gc.ref.snapshot.${snapshotter}`]: top });
+      await node.content.updateLabels(ctx, manifest.config.digest, {
+        [`containerd.io/gc.ref.snapshot.${snapshotter}`]: top,
+      });
     }
     succeeded = true;
     return {
@@ -281,16 +284,6 @@ async function registerImage(node: NodeClient, ctx: CallContext, name: string, t
       if (!isNotFound(e) || attempt > 2) throw e;
     }
   }
-}
-
-/** Sets (only) the given labels on a blob, each by its own field path. */
-export function updateLabels(
-  node: NodeClient,
-  ctx: CallContext,
-  digest: string,
-  labels: Record<string, string>,
-): Promise<void> {
-  return node.content.updateLabels(ctx, digest, labels);
 }
 
 async function defaultSnapshotter(node: NodeClient, ctx: CallContext): Promise<string> {

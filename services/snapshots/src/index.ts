@@ -15,7 +15,13 @@ import { migrations } from './db/migrations.js';
 import { registerNode, snapshottersUsing } from './db/snapshots-repo.js';
 import { snapshotEvents } from './events.js';
 import { createSnapshotsServer } from './grpc/snapshots-server.js';
-import { type Driver, nativeDriver, overlayDriver, overlaySupportsIndex } from './snapshots/driver.js';
+import {
+  type Driver,
+  nativeDriver,
+  overlayDriver,
+  overlaySupportsIndex,
+  prepareDriverDir,
+} from './snapshots/driver.js';
 import { createSnapshotter } from './snapshots/store.js';
 import type { Snapshotter } from './snapshots/types.js';
 
@@ -69,6 +75,7 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
   ];
   const snapshotters = new Map<string, Snapshotter>();
   for (const driver of drivers) {
+    await prepareDriverDir(driver.dir);
     snapshotters.set(
       driver.name,
       await createSnapshotter({

@@ -7,6 +7,7 @@ import { type Db, openDb } from '@berth/common/db';
 import { codeOf } from '@berth/common/errors';
 import { createInProcessBus, type EventBus, type StoredEvent } from '@berth/common/event-bus';
 import { nopLogger } from '@berth/common/log';
+import { spreadsSubdirectories } from '@berth/common/spread-dirs';
 import { SnapshotCommit, SnapshotPrepare, SnapshotRemove } from '@berth/proto/containerd/events/snapshot';
 import { type TestPostgres, usePostgres } from '@berth/testing/postgres';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
@@ -72,6 +73,11 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       await db?.close();
       await dbh?.drop();
       await tmp?.remove();
+    });
+
+    it("spreads each snapshot's tree over the file system (ext4's Orlov allocator, chattr +T)", () => {
+      expect(spreadsSubdirectories(join(tmp.path, 'snapshots', 'overlayfs'))).toBe(true);
+      expect(spreadsSubdirectories(join(tmp.path, 'snapshots', 'native'))).toBe(true);
     });
 
     it('overlayfs: base is a bind mount, children overlay their parents, and files flow up the chain', async () => {

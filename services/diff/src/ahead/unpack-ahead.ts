@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { backgroundContext, type RequestContext, requireNamespace } from '@berth/common/context';
 import type { Logger } from '@berth/common/log';
 import { type Descriptor, isManifest } from '@berth/common/oci';
+import { spreadSubdirectories } from '@berth/common/spread-dirs';
 import type { WriteTap } from '@berth/content';
 import type { ContentClient } from '@berth/content/client';
 import type { Extract, Extracted } from '../apply/extract.js';
@@ -104,6 +105,8 @@ export async function createUnpackAhead(deps: UnpackAheadDeps): Promise<UnpackAh
   // Staged trees hold whatever images hold (setuid binaries too): only root may reach them, as snapshots.
   await mkdir(deps.root, { recursive: true, mode: 0o700 });
   await chmod(deps.root, 0o700);
+  // Trees staged here become snapshots' trees (moved, not copied): they start in block groups of their own.
+  spreadSubdirectories(deps.root);
   const concurrency = deps.concurrency ?? 2;
   const ttlMs = deps.ttlMs ?? 60_000;
   // Between one Apply of a pull and the next come a Commit and a Prepare: tens of milliseconds, rarely more.

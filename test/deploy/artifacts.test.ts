@@ -9,6 +9,7 @@ import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
+import { berthdNodeFlags } from '@berth/berthd/node-flags';
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
@@ -332,5 +333,22 @@ describe('what the deploy files name exists in berthd', () => {
       }
     }
     expect(http.size).toBe(5);
+  });
+});
+
+describe("every launch of berthd passes berthd's Node flags", () => {
+  it('the bin, the image and systemd wrapper, the npm script, the demo and the A/B bench', async () => {
+    const launches: Array<[string, RegExp]> = [
+      ['apps/berthd/src/main.ts', /^#!.*$/m],
+      ['deploy/docker/berthd', /^exec node .*$/m],
+      ['package.json', /"berthd": "node [^"]*"/],
+      ['scripts/demo.sh', /^node .*apps\/berthd\/dist\/main\.js.*$/m],
+      ['bench/ab/run-ab.sh', /^node .*apps\/berthd\/dist\/main\.js.*$/m],
+    ];
+    for (const [file, launch] of launches) {
+      const line = launch.exec(await readFile(join(repoRoot, file), 'utf8'))?.[0];
+      expect(line, `${file} starts berthd`).toBeDefined();
+      for (const flag of berthdNodeFlags) expect(line, `${file}: ${line}`).toContain(flag);
+    }
   });
 });

@@ -289,5 +289,17 @@ async function heapFigures(http: string): Promise<string> {
   });
   const mib = (name: string): string =>
     (Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN) / MiB).toFixed(0);
-  return `${mib('nodejs_heap_size_used_bytes')} / ${mib('nodejs_heap_size_total_bytes')}, ${mib('nodejs_external_memory_bytes')} MiB`;
+  const bySpace = (figure: string): Map<string, string> =>
+    new Map(
+      [
+        ...text.matchAll(new RegExp(`^nodejs_heap_space_size_${figure}_bytes\\{space="(\\w+)"[^}]*\\} (\\S+)`, 'gm')),
+      ].map(([, space, bytes]) => [space ?? '', (Number(bytes) / MiB).toFixed(1)]),
+    );
+  const used = bySpace('used');
+  const total = bySpace('total');
+  const spaces = [...total]
+    .filter(([, size]) => size !== '0.0')
+    .map(([space, size]) => `${space} ${used.get(space)}/${size}`)
+    .join(', ');
+  return `${mib('nodejs_heap_size_used_bytes')} / ${mib('nodejs_heap_size_total_bytes')}, ${mib('nodejs_external_memory_bytes')} MiB (used/total by space: ${spaces})`;
 }

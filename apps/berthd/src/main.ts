@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 import { parseArgs } from 'node:util';
 import { readConfigFile } from '@berth/common/config';
 import { onShutdownSignal } from '@berth/common/lifecycle';

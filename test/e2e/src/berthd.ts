@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { berthdNodeFlags } from '@berth/berthd/node-flags';
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), '../../../..');
 const berthdMain = join(repoRoot, 'apps/berthd/dist/main.js');
@@ -44,6 +45,7 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'berth-e2e-')));
   const socket = opts.socket ?? join(dir, 'berth.sock');
   const args = [
+    ...berthdNodeFlags,
     ...(opts.nodeArgs ?? []),
     '--import',
     berthdInstrument,

@@ -18,6 +18,7 @@ import { blobsChannel, migrations } from './db/migrations.js';
 import { contentDeleted } from './events.js';
 import { createContentServer } from './grpc/content-server.js';
 import { encodeReadResponse } from './grpc/read-codec.js';
+import { decodeWriteRequest } from './grpc/write-codec.js';
 import { type BlobBackendConfig, createBlobStore } from './store/index.js';
 
 export type {
@@ -118,7 +119,11 @@ export async function createContentModule(deps: ContentDeps): Promise<ContentMod
     collectable,
     grpc: [
       {
-        definition: { ...ContentService, read: { ...ContentService.read, responseSerialize: encodeReadResponse } },
+        definition: {
+          ...ContentService,
+          read: { ...ContentService.read, responseSerialize: encodeReadResponse },
+          write: { ...ContentService.write, requestDeserialize: decodeWriteRequest },
+        },
         implementation: createContentServer(store, log, { stallMs: deps.stallMs ?? 0 }),
       },
     ],

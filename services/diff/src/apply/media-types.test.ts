@@ -31,6 +31,20 @@ describe('decompress', () => {
     expect((await collect(out)).equals(data)).toBe(true);
   });
 
+  it('hands on about 1 MiB at a time, not all it holds ahead (16 MiB joined into one buffer per chunk)', async () => {
+    const big = randomBytes(24 * 1024 * 1024);
+    const out = decompress(once(gzipSync(big, { level: 1 })), 'gzip');
+    await sleep(500); // the decompressor runs ahead of this consumer and fills its queue
+    const sizes: number[] = [];
+    const chunks: Buffer[] = [];
+    for await (const c of out) {
+      sizes.push(c.length);
+      chunks.push(c);
+    }
+    expect(Buffer.concat(chunks).equals(big)).toBe(true);
+    expect(Math.max(...sizes)).toBeLessThan(2 * 1024 * 1024);
+  });
+
   it('reports a corrupt zstd stream as an error, not a hang', async () => {
     const out = decompress(once(Buffer.from('not zstd at all')), 'zstd');
     await sleep(300);

@@ -90,7 +90,7 @@ function drained(
   gone?: Promise<void>,
 ): AsyncGenerator<Buffer> {
   let finished = false;
-  let queue: Buffer[] = [];
+  const queue: Buffer[] = [];
   let queued = 0;
   let ended = false;
   let failed: unknown;
@@ -134,6 +134,20 @@ function drained(
   signal?.addEventListener('abort', onAbort, { once: true });
   return consume();
 
+  /**
+   * The queue's first `chunkBytes` or more, joined only as far as needed: the whole queue (up to `aheadBytes`)
+   * joined at once made a new 16 MiB buffer per chunk, page-faulted in and counted against V8's external memory,
+   * which set off full collections (a 500 MiB layer: 0.8 s of copying and 2 s of collecting per pull).
+   */
+  function takeChunk(): Buffer {
+    let n = 0;
+    let bytes = 0;
+    while (n < queue.length && bytes < chunkBytes) bytes += (queue[n++] as Buffer).length;
+    const parts = queue.splice(0, n);
+    queued -= bytes;
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, bytes);
+  }
+
   async function* consume(): AsyncGenerator<Buffer> {
     try {
       for (;;) {
@@ -152,10 +166,8 @@ function drained(
           });
           if (queued < chunkBytes && !ended && failed === undefined) continue;
         }
-        const chunk = queue.length === 1 ? (queue[0] as Buffer) : Buffer.concat(queue, queued);
-        queue = [];
-        queued = 0;
-        if (out.isPaused() && !ended) out.resume();
+        const chunk = takeChunk();
+        if (out.isPaused() && !ended && queued < aheadBytes) out.resume();
         yield chunk;
       }
       await done;

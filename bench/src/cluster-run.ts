@@ -21,8 +21,10 @@ import { type Cluster, startCluster } from '@berth/e2e/cluster';
 import { ImagesClient } from '@berth/proto/containerd/services/images/v1/images';
 import { startContainerd } from '@berth/testing/containerd';
 import { type BuiltImage, busyboxImage, busyboxLayer, manyFilesImage, pushImage } from '@berth/testing/images';
+import { descendants } from '@berth/testing/proc';
 import { startRegistry } from '@berth/testing/registry';
 import * as grpc from '@grpc/grpc-js';
+import { cpuOfMs } from './proc.js';
 import { percentile } from './stats.js';
 
 const { values } = parseArgs({
@@ -52,13 +54,40 @@ async function seconds(fn: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - t) / 1e9;
 }
 
+/**
+ * `fn`'s wall time and the CPU time (user + system, seconds) `pids` and this process spent during it. This
+ * process counts the ctr it waits for (both sides) and, on Berth's side, the S3 server it runs (s3rver); a
+ * process counts the children it waited for (tar, runc). Other processes of the machine are not counted.
+ */
+async function timed(
+  groups: Readonly<Record<string, readonly (number | undefined)[]>>,
+  fn: () => Promise<unknown>,
+): Promise<Timing> {
+  const all = { bench: [process.pid], ...groups };
+  const sample = async (): Promise<Array<[string, number]>> =>
+    Promise.all(Object.entries(all).map(async ([k, pids]) => [k, await cpuOfMs(pids)] as [string, number]));
+  const before = new Map(await sample());
+  const wall = await seconds(fn);
+  const parts = (await sample()).map(([k, ms]) => [k, (ms - (before.get(k) ?? 0)) / 1000] as [string, number]);
+  return { wall, cpu: parts.reduce((s, [, c]) => s + c, 0), parts };
+}
+
+interface Timing {
+  readonly wall: number;
+  /** CPU seconds of every process counted, and (`parts`) per group of processes. */
+  readonly cpu: number;
+  readonly parts: ReadonlyArray<readonly [string, number]>;
+}
+
+const cpuParts = (t: Timing): string => t.parts.map(([k, c]) => `${k} ${c.toFixed(2)}`).join(', ');
+
 /** Pull on A (untimed); poll B until it lists the image; then `ctr run --rm` on B (timed). */
 async function clusterRound(
   cluster: Cluster,
   ref: string,
   round: number,
   fetches: () => Promise<number>,
-): Promise<{ run: number; listedMs: number }> {
+): Promise<{ run: Timing; listedMs: number }> {
   const ns = `bench-cluster-${round}`;
   const a = cluster.socket('a');
   const b = cluster.socket('b');
@@ -82,7 +111,15 @@ async function clusterRound(
   }
   const listedMs = Number(process.hrtime.bigint() - pulled) / 1e6;
   const before = await fetches();
-  const run = await seconds(() =>
+  // Every process of the cluster (node a and the collectors idle meanwhile).
+  const pids = (names: (n: string) => boolean, from: ReadonlyMap<string, { child: { pid?: number } }>) =>
+    [...from].filter(([n]) => names(n)).map(([, p]) => p.child.pid);
+  const groups = {
+    'node b': pids((n) => n === 'b', cluster.nodes),
+    content: pids((n) => n.startsWith('content'), cluster.replicas),
+    others: [...pids((n) => n !== 'b', cluster.nodes), ...pids((n) => !n.startsWith('content'), cluster.replicas)],
+  };
+  const run = await timed(groups, () =>
     sh(['--address', b, '--namespace', ns, 'run', '--rm', ref, `r${round}`, '/bin/true']),
   );
   const fetched = (await fetches()) - before;
@@ -90,10 +127,12 @@ async function clusterRound(
   return { run, listedMs };
 }
 
-async function containerdRound(ref: string, round: number): Promise<number> {
+async function containerdRound(ref: string, round: number): Promise<Timing> {
   const d = await startContainerd();
+  // containerd and the registry it pulls from (the shim, not a child containerd waits for, is not counted).
+  const registryPids = descendants(process.pid, ['registry', 'docker-registry']).map((p) => p.pid);
   try {
-    return await seconds(async () => {
+    return await timed({ containerd: [d.pid], registry: registryPids }, async () => {
       await sh(['--address', d.socket, '--namespace', 'bench', 'images', 'pull', '--plain-http', ref]);
       await sh(['--address', d.socket, '--namespace', 'bench', 'run', '--rm', ref, `c${round}`, '/bin/true']);
     });
@@ -122,24 +161,28 @@ try {
       `(built and pushed in ${((Date.now() - t0) / 1000).toFixed(1)} s); load average ${loadavg()[0]?.toFixed(2)}`,
   );
   const fetches = async (): Promise<number> => [...(await registry.blobFetches()).values()].reduce((s, n) => s + n, 0);
-  const berth: number[] = [];
+  const berth: Timing[] = [];
   const listed: number[] = [];
-  const containerd: number[] = [];
+  const containerd: Timing[] = [];
   for (let i = 0; i < runs; i++) {
-    containerd.push(await containerdRound(ref, i));
+    const c = await containerdRound(ref, i);
+    containerd.push(c);
     const r = await clusterRound(cluster, ref, i, fetches);
     berth.push(r.run);
     listed.push(r.listedMs);
     console.log(
-      `  round ${i + 1}: containerd pull+run ${containerd[i]?.toFixed(2)} s, berth run on B ${r.run.toFixed(2)} s, ` +
-        `listed on B ${r.listedMs.toFixed(1)} ms after the pull on A returned`,
+      `  round ${i + 1}: containerd pull+run ${c.wall.toFixed(2)} s (cpu ${c.cpu.toFixed(2)} s: ${cpuParts(c)}), ` +
+        `berth run on B ${r.run.wall.toFixed(2)} s (cpu ${r.run.cpu.toFixed(2)} s: ${cpuParts(r.run)}), ` +
+        `listed on B ${r.listedMs.toFixed(1)} ms after the pull on A returned; load average ${loadavg()[0]?.toFixed(2)}`,
     );
   }
-  const ratio = median(berth) / median(containerd);
+  const wall = (ts: readonly Timing[]): number => median(ts.map((t) => t.wall));
+  const cpu = (ts: readonly Timing[]): number => median(ts.map((t) => t.cpu));
+  const ratio = wall(berth) / wall(containerd);
   console.log(
-    `\nmedian of ${runs}: containerd pull + run --rm ${median(containerd).toFixed(2)} s; ` +
-      `berth run --rm on B of an image pulled on A ${median(berth).toFixed(2)} s (${ratio.toFixed(2)}x, goal <= 0.5x); ` +
-      `listed on B ${median(listed).toFixed(1)} ms after A's pull (goal < 1 s)`,
+    `\nmedian of ${runs}: containerd pull + run --rm ${wall(containerd).toFixed(2)} s (cpu ${cpu(containerd).toFixed(2)} s); ` +
+      `berth run --rm on B of an image pulled on A ${wall(berth).toFixed(2)} s (cpu ${cpu(berth).toFixed(2)} s) ` +
+      `(${ratio.toFixed(2)}x, goal <= 0.5x); listed on B ${median(listed).toFixed(1)} ms after A's pull (goal < 1 s)`,
   );
 } catch (e) {
   for (const [name, node] of cluster.nodes) console.error(`--- node ${name} log tail:\n${node.logs().slice(-4000)}`);

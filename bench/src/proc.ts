@@ -6,3 +6,16 @@ export async function cpuMs(pid: number | undefined): Promise<number> {
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.split(' ') ?? [];
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
+
+/** User + system CPU time of process `pid` and of its children it has waited for, so far (ms); 0 once gone. */
+export async function cpuWithChildrenMs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return 0;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [11, 12, 13, 14].reduce((s, i) => s + Number(fields[i] ?? 0), 0) * 10;
+}
+
+/** Sum of cpuWithChildrenMs over `pids`. */
+export async function cpuOfMs(pids: readonly (number | undefined)[]): Promise<number> {
+  return (await Promise.all(pids.map((p) => cpuWithChildrenMs(p)))).reduce((s, n) => s + n, 0);
+}

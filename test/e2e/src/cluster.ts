@@ -12,6 +12,8 @@ export interface ClusterOptions {
   readonly nodes?: readonly string[];
   /** Replicas of content and of metadata. Default 2. */
   readonly replicas?: number;
+  /** Node.js flags for every process (e.g. `--cpu-prof`). */
+  readonly nodeArgs?: readonly string[];
 }
 
 export interface Cluster {
@@ -101,6 +103,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
         name,
         await startBerthd({
           role: ['serve', service],
+          ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
           config: service === 'gc' ? gcConfig : config,
           dir: join(dir, name),
           socket: listen,
@@ -122,6 +125,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       await mkdir(nodeDir, { recursive: true });
       const p = await startBerthd({
         role: ['serve', 'node'],
+        ...(opts.nodeArgs ? { nodeArgs: opts.nodeArgs } : {}),
         config,
         dir: nodeDir,
         socket: socket(name),

@@ -23,7 +23,7 @@ import {
 import { gcClient } from '@berth/gc/client';
 import { createMetadataModule, type GarbageCollector, type MetadataModule } from '@berth/metadata';
 import { type InProcessMetadata, inProcessMetadata } from '@berth/metadata/client';
-import { createSnapshotsModule, type SnapshotsModule } from '@berth/snapshots';
+import { createSnapshotsModule, type SnapshotCallObserver, type SnapshotsModule } from '@berth/snapshots';
 import { createTasksModule } from '@berth/tasks';
 import type { BerthdConfig } from './config.js';
 
@@ -338,11 +338,13 @@ async function buildModule(
     case 'diff': {
       // Content built in this process (before diff: see the order in startNode) serves layer reads directly.
       const content = built.find((m): m is ContentModule => m.name === 'content');
+      const snapshots = built.find((m): m is SnapshotsModule => m.name === 'snapshots');
       return createDiffModule({
         log: deps.log,
         ...(content
           ? { localRead: content.read, observeIngests: (o: IngestObserver) => content.observeIngests(o) }
           : {}),
+        ...(snapshots ? { observeSnapshotCalls: (o: SnapshotCallObserver) => snapshots.observeCalls(o) } : {}),
         // Layers stream from content: its own address when served apart, else this node's socket.
         contentAddress: deps.cfg.services.content.address ?? deps.cfg.address,
         tmpRoot: join(deps.cfg.state, 'diff'),

@@ -29,6 +29,12 @@ export interface DiffDeps {
   readonly aheadConcurrency?: number;
   /** Content in this process: its Writes, so a layer is extracted while it downloads. */
   readonly observeIngests?: (observer: IngestObserver) => () => void;
+  /**
+   * The node's snapshots in this process: each call they serve is reported as it begins (the function returned
+   * called as it ends). Unpack-ahead counts them as calls of the namespace's pull: the Commit and Prepare
+   * between two Applies keep its extractions, however slow they are.
+   */
+  readonly observeSnapshotCalls?: (observer: (namespace: string) => () => void) => () => void;
   /** How long a stage of Apply or Diff may make no progress before the call fails; 0 = the default, 60 s. */
   readonly stallMs?: number;
 }
@@ -52,6 +58,7 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
       })
     : undefined;
   const unsubscribe = ahead && deps.observeIngests?.(ahead);
+  const unobserve = ahead && deps.observeSnapshotCalls?.((ns) => ahead.active(ns));
   const applier = createApplier({ extract, tmpRoot: deps.tmpRoot, ...(ahead ? { ahead } : {}) });
   const differ = createDiffer({ content, tmpRoot: deps.tmpRoot, stallMs });
   return {
@@ -63,6 +70,7 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
     ],
     async close() {
       unsubscribe?.();
+      unobserve?.();
       await ahead?.close();
       content.close();
     },

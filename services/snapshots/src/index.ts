@@ -22,12 +22,14 @@ import {
   overlaySupportsIndex,
   prepareDriverDir,
 } from './snapshots/driver.js';
+import { observedSnapshotter, type SnapshotCallObserver } from './snapshots/observed.js';
 import { createSnapshotter } from './snapshots/store.js';
 import type { Snapshotter } from './snapshots/types.js';
 
 export type { CollectableSnapshots, SnapshotReferences, SnapshotRemoval } from './collectable/store.js';
 /** The snapshots schema's migrations, for `berthd migrate` (the module also applies them when it starts). */
 export { migrations } from './db/migrations.js';
+export type { SnapshotCallObserver } from './snapshots/observed.js';
 export type { Info, Kind, Mount, Snapshotter, Usage } from './snapshots/types.js';
 
 export interface SnapshotsDeps {
@@ -58,6 +60,8 @@ export interface SnapshotsModule extends ServiceModule {
   reconcile(): Promise<number>;
   /** Resolves once every committed event has reached the bus. */
   flushEvents(): Promise<void>;
+  /** Tells `observer` of every call the gRPC service serves from now on, until the function returned is called. */
+  observeCalls(observer: SnapshotCallObserver): () => void;
 }
 
 /** Builds the snapshots service: `overlayfs` (default) and `native` snapshotters over one Postgres schema. */
@@ -139,12 +143,14 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
       return names.map((n) => `snapshots on ${JSON.stringify(n)} snapshotter`);
     },
   };
+  const observers = new Set<SnapshotCallObserver>();
+  const served = new Map([...snapshotters].map(([n, sn]) => [n, observedSnapshotter(sn, observers)]));
   return {
     name: 'snapshots',
     grpc: [
       {
         definition: SnapshotsService,
-        implementation: createSnapshotsServer(snapshotters, log, { stallMs: deps.stallMs ?? 0 }),
+        implementation: createSnapshotsServer(served, log, { stallMs: deps.stallMs ?? 0 }),
       },
     ],
     plugins: [
@@ -161,6 +167,10 @@ export async function createSnapshotsModule(deps: SnapshotsDeps): Promise<Snapsh
     reconcile,
     notReady: () => databaseNotReady(deps.db),
     flushEvents: relay.flush,
+    observeCalls(observer) {
+      observers.add(observer);
+      return () => observers.delete(observer);
+    },
     async close() {
       await unlisten();
       await reconciling;

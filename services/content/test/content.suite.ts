@@ -80,6 +80,16 @@ export function contentSuite(name: string, setup: () => Promise<BackendUnderTest
       expect(await backend.committedBlobs()).toContain(dgst.slice('sha256:'.length));
     });
 
+    it('reads a large blob back in 1 MiB messages, as containerd sends them, each with its offset', async () => {
+      const data = randomBytes(2 * (1 << 20) + 777);
+      const dgst = sha256(data);
+      await writeBlob(h.client, 'ns-a', 'pieces-1', data, { expected: dgst });
+      const parts = await collect(h.client.read({ digest: dgst, offset: 0, size: 0 }, md('ns-a')));
+      expect(parts.map((p) => p.data.length)).toEqual([1 << 20, 1 << 20, 777]);
+      expect(parts.map((p) => p.offset)).toEqual([0, 1 << 20, 2 << 20]);
+      expect(Buffer.concat(parts.map((p) => p.data)).equals(data)).toBe(true);
+    });
+
     it('reads ranges, clips at the end, and refuses offsets past the end', async () => {
       const data = randomBytes(100_000);
       const dgst = sha256(data);

@@ -1,5 +1,6 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import { coalesce } from '@berth/common/chunks';
 import { notFound } from '@berth/common/errors';
 import { Client } from 'minio';
 import type { BlobStore, Ingest } from './blob-store.js';
@@ -20,6 +21,8 @@ export interface S3Options {
 }
 
 const minPart = 5 * 1024 * 1024;
+/** Reads are handed on in pieces of this size (the last excepted). */
+const readPieceBytes = 1 << 20;
 
 /**
  * Blobs in an S3 bucket through the minio client.
@@ -89,7 +92,9 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
         if (isMissing(e)) throw notFound(`content digest ${digest}`, e);
         throw e;
       }
-      for await (const chunk of stream) yield chunk as Buffer;
+      // In 1 MiB pieces, as the filesystem store reads and containerd sends them: the HTTP body's chunks
+      // (16–64 KiB) would each become a Read message, and the reader pays per message.
+      yield* coalesce(stream as AsyncIterable<Buffer>, readPieceBytes);
     },
     async delete(digest) {
       await again(() => client.removeObject(bucket, blobKey(digest)));

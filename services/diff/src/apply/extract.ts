@@ -1,3 +1,4 @@
+import { coalesce } from '@berth/common/chunks';
 import { type RequestContext, withSignal } from '@berth/common/context';
 import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
 import { type Descriptor, MediaType } from '@berth/common/oci';
@@ -53,6 +54,9 @@ async function* tap(
   }
 }
 
+/** Blob bytes are handed to the digest and the decompressor in pieces of at least this. */
+const blobPieceBytes = 1 << 20;
+
 function parseDigest(digest: string): { algorithm: string; hex: string } {
   const m = /^(sha256|sha384|sha512):([a-f0-9]+)$/.exec(digest);
   if (!m) throw invalidArgument(`invalid digest ${JSON.stringify(digest)}`);
@@ -85,7 +89,8 @@ export function createExtract(deps: ExtractDeps): Extract {
     };
     let blobSize = 0;
     let size = 0;
-    const blobBytes = tap(guard.iterate(source?.bytes ?? deps.content.read(ctx, desc.digest), 'content read'), (b) => {
+    const read = guard.iterate(source?.bytes ?? deps.content.read(ctx, desc.digest), 'content read');
+    const blobBytes = tap(coalesce(read, blobPieceBytes), (b) => {
       blobSize += b.length;
       return digest(blobStream, b);
     });

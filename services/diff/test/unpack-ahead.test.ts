@@ -256,24 +256,32 @@ describe('unpack-ahead', () => {
   });
 
   it('extracts layers written after their manifest as they commit, before any Apply, the bottom one too', async () => {
-    const manifest = putManifest(descs, 'image-5');
-    const before = { ...ahead.stats };
-    ahead.committed('commits', manifest.digest, manifest.size);
-    // The manifest is read in the background; its layers are awaited once it is.
-    for (let i = 0; i < 100; i++) {
-      ahead.committed('commits', 'sha256:0000', 1);
-      await new Promise((r) => setTimeout(r, 10));
+    // An instance of its own whose awaited layers do not expire while a loaded machine reads the manifest.
+    const patient = await createUnpackAhead({
+      content,
+      extract,
+      root: join(tmp.path, 'ahead-commits'),
+      log: nopLogger,
+    });
+    const applier = createApplier({ extract, tmpRoot: join(tmp.path, 'mnt'), ahead: patient });
+    try {
+      const manifest = putManifest(descs, 'image-5');
+      patient.committed('commits', manifest.digest, manifest.size);
+      // The manifest is read in the background; its layers are awaited once it is. Until then a layer's
+      // commit is only a blob that is no manifest. Up to 30 s: a loaded machine extracts two at a time.
+      for (let i = 0; i < 1500 && patient.stats.started < 4; i++) {
+        if (i % 10 === 0) for (const d of descs) patient.committed('commits', d.digest, d.size);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(patient.stats.started).toBe(4);
+      const fast = await unpack(applier, 'commits', descs);
+      expect(patient.stats.taken).toBe(4);
+      expect(patient.stats.started, 'nothing extracted twice').toBe(4);
+      expect(fast.diffs.map((d) => d.digest)).toEqual(tars.map((t) => sha256(t)));
+      expect(await trees('commits', descs.length)).toEqual(await trees('inline', descs.length));
+    } finally {
+      await patient.close();
     }
-    for (const d of descs) ahead.committed('commits', d.digest, d.size);
-    // Up to 30 s: a loaded machine runs the four extractions two at a time.
-    for (let i = 0; i < 1500 && ahead.stats.started - before.started < 4; i++)
-      await new Promise((r) => setTimeout(r, 20));
-    expect(ahead.stats.started - before.started).toBe(4);
-    const fast = await unpack(withAhead, 'commits', descs);
-    expect(ahead.stats.taken - before.taken).toBe(4);
-    expect(ahead.stats.started - before.started, 'nothing extracted twice').toBe(4);
-    expect(fast.diffs.map((d) => d.digest)).toEqual(tars.map((t) => sha256(t)));
-    expect(await trees('commits', descs.length)).toEqual(await trees('inline', descs.length));
   });
 
   it('a bottom layer with whiteouts is applied by its own Apply (as deletions), not moved in with devices', async () => {

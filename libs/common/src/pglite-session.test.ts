@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Db, openDb } from './db.js';
 import { ErrorCode, ServiceError } from './errors.js';
-import { pgliteSession } from './pglite-session.js';
+import { parseBytea, pgliteSession, serializeBytea } from './pglite-session.js';
 
 const timesPrepared = async (db: Db, text: string): Promise<number> =>
   (
@@ -91,6 +92,36 @@ describe('pgliteSession', () => {
   });
   afterAll(async () => {
     await pg.close();
+  });
+
+  it('reads and writes bytea exactly as PGlite does', async () => {
+    const pgParse = pg.parsers[17];
+    const pgSerialize = pg.serializers[17];
+    for (const bytes of [new Uint8Array(0), Uint8Array.from([0, 1, 127, 128, 255]), randomBytes(5000)]) {
+      // A view into a larger buffer, as a Buffer from Node's pool is.
+      const whole = Buffer.concat([Buffer.from([9, 9]), bytes]);
+      const view = new Uint8Array(whole.buffer, whole.byteOffset + 2, bytes.length);
+      expect(serializeBytea(view)).toBe(pgSerialize?.(bytes));
+      const text = pgSerialize?.(bytes) ?? '';
+      expect(parseBytea(text)).toEqual(pgParse?.(text, 17));
+      expect(parseBytea(text)).toBeInstanceOf(Uint8Array);
+    }
+    // Through Postgres: what the session writes is what Postgres stores, and it reads back the same.
+    // A PGlite of its own: the statement names of two sessions on one database would collide.
+    const own = await PGlite.create();
+    const session = pgliteSession(own);
+    await session.exec('CREATE TABLE b (id int PRIMARY KEY, v bytea)', false);
+    const big = randomBytes(20_000);
+    await session.query('INSERT INTO b (id, v) VALUES ($1, $2)', [1, big], false);
+    const [row] = await session.query<{ v: Uint8Array; n: number; h: string }>(
+      "SELECT v, length(v) AS n, encode(substring(v from 1 for 4), 'hex') AS h FROM b WHERE id = $1",
+      [1],
+      false,
+    );
+    expect(row?.n).toBe(big.length);
+    expect(row?.h).toBe(big.subarray(0, 4).toString('hex'));
+    expect(Buffer.from(row?.v ?? new Uint8Array()).equals(big)).toBe(true);
+    await own.close();
   });
 
   it('keeps at most its limit of statements prepared, closing the least recently used', async () => {

@@ -7,7 +7,8 @@ import type { TaskAgent } from './agent.js';
 /**
  * Removes what a task leaves on the node: runc state, rootfs mounts, the bundle, the cgroup. With the
  * task's supervisor, runc delete runs there (forking it is far cheaper than forking the agent), and the
- * supervisor is shut down once runc's state is gone.
+ * supervisor is shut down once runc's state is gone. `cgroups`: the task's cgroup directories when already
+ * known (Task.cgroups); otherwise they are read from runc's state before runc delete removes it.
  */
 export async function cleanup(
   agent: TaskAgent,
@@ -16,8 +17,9 @@ export async function cleanup(
   dir: string,
   mounted: boolean,
   shim?: ShimConnection,
+  cgroups?: Readonly<Record<string, string>>,
 ): Promise<void> {
-  const paths = await agent.system.cgroupPaths(agent.runcRoot(ns), id);
+  const paths = cgroups ?? (await agent.system.cgroupPaths(agent.runcRoot(ns), id));
   let unresponsive = false;
   const runcDelete = async (): Promise<void> => {
     if (shim) {

@@ -27,7 +27,7 @@ export async function deleteTask(agent: TaskAgent, ctx: RequestContext, containe
     const exit = init.exit ?? { pid: init.pid, exitStatus: 0, exitedAt: new Date().toISOString() };
     // The exit is announced before the delete, as containerd orders them.
     await (t.announcing ?? announceExit(agent, t, '', exit)).catch(() => undefined);
-    await cleanup(agent, t.namespace, t.id, t.dir, t.rootfsMounted, t.shim);
+    await cleanup(agent, t.namespace, t.id, t.dir, t.rootfsMounted, t.shim, t.cgroups);
     agent.registry.remove(t);
     await removeEmptyParents(agent, t.namespace);
     agent.events.delete(t.namespace, {

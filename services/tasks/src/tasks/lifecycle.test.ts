@@ -198,6 +198,16 @@ describe('task lifecycle (fake runc and supervisor)', () => {
     expect(events.topics()).toEqual(['create', 'start', 'oom', 'exit', 'delete']);
   });
 
+  it("reads a task's cgroup directories from runc's state once: the exit's OOM check and Delete share them", async () => {
+    node.oomKills = 0;
+    await tasks.create(ctx, request('c1'));
+    const { pid } = await tasks.start(ctx, 'c1', '');
+    node.spares[0]!.exit('', exitOf(pid, 0));
+    await tasks.delete(ctx, 'c1');
+    expect(node.cgroupReads).toBe(1);
+    expect(events.topics()).toEqual(['create', 'start', 'exit', 'delete']);
+  });
+
   it('keeps namespaces apart', async () => {
     await tasks.create(ctx, request('c1'));
     const other = backgroundContext(nopLogger, 'ns2');

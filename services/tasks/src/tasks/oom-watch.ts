@@ -1,9 +1,17 @@
 import type { TaskAgent } from './agent.js';
 import type { Task } from './task-registry.js';
 
+/** The task's cgroup directories, read from runc's state the first time they are found, then remembered. */
+export async function taskCgroups(agent: TaskAgent, t: Task): Promise<Readonly<Record<string, string>> | undefined> {
+  if (t.cgroups) return t.cgroups;
+  const paths = await agent.system.cgroupPaths(agent.runcRoot(t.namespace), t.id);
+  if (paths) t.cgroups = paths;
+  return paths;
+}
+
 /** Announces the task's OOM kills since the last look (the cgroup's kill counter went up). */
 export async function checkOomOf(agent: TaskAgent, t: Task): Promise<void> {
-  const paths = await agent.system.cgroupPaths(agent.runcRoot(t.namespace), t.id);
+  const paths = await taskCgroups(agent, t);
   if (!paths) return;
   const kills = await agent.system.oomKills(paths);
   if (kills <= t.oomKills) return;

@@ -28,6 +28,11 @@ export interface Task {
   deleting: boolean;
   /** The cgroup's OOM kill count last seen, to announce each new one. */
   oomKills: number;
+  /**
+   * The container's cgroup directories once read from runc's state (`taskCgroups`): fixed for the container's
+   * life, and runc's state.json, which holds them, is ~10 KiB of JSON to parse again on every OOM poll.
+   */
+  cgroups?: Readonly<Record<string, string>>;
   /** The init exit's announcement (OOM check, then /tasks/exit), which Delete waits for. */
   announcing?: Promise<void>;
 }

@@ -67,6 +67,8 @@ export class FakeNode {
   poolCalls: string[] = [];
   /** Cgroup kill counter (undefined: the task has no cgroup). */
   oomKills: number | undefined;
+  /** How often the agent read a container's cgroup directories (runc's state.json on a real node). */
+  cgroupReads = 0;
   #pid = 1000;
 
   readonly system: NodeSystem = {
@@ -83,7 +85,10 @@ export class FakeNode {
     unmountAll: async (target) => {
       this.unmounts.push(target);
     },
-    cgroupPaths: async () => (this.oomKills === undefined ? undefined : { memory: '/nonexistent/berth-fake-cgroup' }),
+    cgroupPaths: async () => {
+      this.cgroupReads++;
+      return this.oomKills === undefined ? undefined : { memory: '/nonexistent/berth-fake-cgroup' };
+    },
     oomKills: async () => this.oomKills ?? 0,
     readStats: async () => ({ version: 2, metrics: {} as never }),
   };

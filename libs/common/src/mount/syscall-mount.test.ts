@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { mountAll, unmountAll } from './syscall-mount.js';
+import { mountAll, mountedAt, unmountAll } from './syscall-mount.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -28,6 +28,29 @@ async function mountsAt(target: string): Promise<string[]> {
     .filter((f) => f[4] === target)
     .map((f) => f[5] ?? '');
 }
+
+describe('mountedAt', () => {
+  const info = [
+    '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw',
+    '40 22 0:33 / /run/berth/a\\040b rw shared:2 - tmpfs tmpfs rw',
+    '41 22 0:34 /run/x /run/y rw - overlay overlay rw,lowerdir=/l',
+    '42 22 0:35 / /run/x/rootfs rw - overlay overlay rw',
+    '43 22 0:36 / /run/back\\134slash rw - tmpfs tmpfs rw',
+  ].join('\n');
+
+  it('finds a mount point by its unescaped path, as the fifth field of a line only', () => {
+    expect(mountedAt(info, '/')).toBe(true);
+    expect(mountedAt(info, '/run/berth/a b')).toBe(true);
+    expect(mountedAt(info, '/run/back\\slash')).toBe(true);
+    expect(mountedAt(info, '/run/x/rootfs')).toBe(true);
+    expect(mountedAt(info, '/run/y')).toBe(true);
+    // A root field, a prefix, an escaped form taken literally: not mount points.
+    expect(mountedAt(info, '/run/x')).toBe(false);
+    expect(mountedAt(info, '/run/x/root')).toBe(false);
+    expect(mountedAt(info, '/run/berth/a\\040b')).toBe(false);
+    expect(mountedAt('', '/')).toBe(false);
+  });
+});
 
 // Mounting needs CAP_SYS_ADMIN, which the tasks agent has (it runs runc): these run as root, as CI does.
 describe('rootfs mounts', () => {

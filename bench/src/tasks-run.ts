@@ -8,7 +8,7 @@
  * runs: berthd is a Node process whose JIT keeps compiling for its first ~100 runs (its CPU per run falls
  * from ~80 to ~50 ms); the median of the first runs is reported as `cold`.
  *
- *   pnpm --filter @berth/bench tasks [--runs 20] [--detached 50] [--bg-reps 3] [--warmup 100] [--postgres postgres://…]
+ *   pnpm --filter @berth/bench run tasks [--runs 20] [--detached 50] [--bg-reps 3] [--warmup 100] [--postgres postgres://…]
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';

@@ -9,7 +9,7 @@
  *   pnpm --filter @berth/bench run tasks-profile [--runs 30] [--warmup 100] [--out DIR]
  */
 import { spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -26,7 +26,8 @@ const { values } = parseArgs({
 const runs = Number(values.runs ?? 30);
 const warmup = Number(values.warmup ?? 100);
 const out = values.out ?? '/tmp/berth-tasks-profile';
-const tapScript = process.env.BERTH_TAP ?? '/work/shared/tools/grpc-tap.py';
+/** The shared gRPC tap (needs python3-hpack); a copy that stamps each line with a monotonic time runs here. */
+const sharedTap = process.env.BERTH_TAP ?? '/work/shared/tools/grpc-tap.py';
 
 function sh(cmd: string, args: readonly string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
@@ -54,6 +55,10 @@ const span = (xs: readonly TapLine[]): number => ((xs.at(-1)?.t ?? 0) - (xs[0]?.
 
 async function main(): Promise<void> {
   await mkdir(out, { recursive: true });
+  const tapScript = join(out, 'grpc-tap-timed.py');
+  const tapSource = await readFile(sharedTap, 'utf8');
+  if (!tapSource.includes('def log(d):')) throw new Error(`${sharedTap}: no log(d) to stamp`);
+  await writeFile(tapScript, tapSource.replace('def log(d):', 'def log(d):\n    d["t"] = time.monotonic()'));
   const registry = await startRegistry();
   const ref = await pushImage(registry, 'bench/busybox', 'latest', await busyboxImage());
   // The event loop's delay, per phase: bench/preload/event-loop-delay.mjs writes it on SIGUSR2.

@@ -208,6 +208,14 @@ describe('task lifecycle (fake runc and supervisor)', () => {
     expect(events.topics()).toEqual(['create', 'start', 'exit', 'delete']);
   });
 
+  it("reads a running task's cgroup directories once for all its metrics", async () => {
+    node.oomKills = 0;
+    await tasks.create(ctx, request('c1'));
+    await tasks.start(ctx, 'c1', '');
+    for (let i = 0; i < 3; i++) expect((await tasks.metrics(ctx, [])).map((m) => m.id)).toEqual(['c1']);
+    expect(node.cgroupReads).toBe(1);
+  });
+
   it('keeps namespaces apart', async () => {
     await tasks.create(ctx, request('c1'));
     const other = backgroundContext(nopLogger, 'ns2');

@@ -1,12 +1,13 @@
 import { invalidArgument } from '@berth/common/errors';
 import { adaptorFromObject, FilterSyntaxError, parseFilters } from '@berth/common/filters';
 import type { TaskAgent } from './agent.js';
+import { taskCgroups } from './oom-watch.js';
 import type { Task } from './task-registry.js';
 import type { TaskMetric } from './types.js';
 
 /** The task's cgroup statistics, or undefined when it has no cgroup (yet or any more). */
 export async function metricOf(agent: TaskAgent, t: Task): Promise<TaskMetric | undefined> {
-  const paths = await agent.system.cgroupPaths(agent.runcRoot(t.namespace), t.id);
+  const paths = await taskCgroups(agent, t);
   if (!paths) return undefined;
   return { id: t.id, namespace: t.namespace, timestamp: new Date(), stats: await agent.system.readStats(paths) };
 }

@@ -1,4 +1,5 @@
 import { WriteAction, WriteContentRequest } from '@berth/proto/containerd/services/content/v1/content';
+import { mulberry32 } from '@berth/testing/prng';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import { describe, expect, it } from 'vitest';
 import { decodeWriteRequest } from './write-codec.js';
@@ -37,6 +38,42 @@ describe('decodeWriteRequest', () => {
     expect(ours.data.buffer).toBe(wire.buffer);
     wire[wire.indexOf(0x5a)] = 0x00;
     expect(ours.data[0]).toBe(0x00);
+  });
+
+  it('decodes and refuses exactly what the generated decoder does, on 20,000 mutated messages', () => {
+    const random = mulberry32(0x5eed);
+    const int = (n: number): number => Math.floor(random() * n);
+    const seeds = samples.map((m) => Buffer.from(WriteContentRequest.encode(m).finish()));
+    const outcome = (decode: () => WriteContentRequest): string => {
+      try {
+        return JSON.stringify(decode());
+      } catch {
+        return 'throws';
+      }
+    };
+    let refused = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const b = Buffer.from(seeds[int(seeds.length)] as Buffer);
+      for (let k = 1 + int(4); k > 0; k--) {
+        if (b.length === 0) break;
+        const at = int(b.length);
+        const r = random();
+        if (r < 0.5) b[at] = int(256);
+        else if (r < 0.7)
+          b[at] = 0; // zero tags end a message for the generated decoder
+        else b[at] = (int(16) << 3) | int(8); // any field, any wire type
+      }
+      const cut = random() < 0.2 ? b.subarray(0, int(b.length + 1)) : b;
+      const generated = outcome(() => WriteContentRequest.decode(cut));
+      expect(
+        outcome(() => decodeWriteRequest(Buffer.from(cut))),
+        `bytes ${cut.toString('hex')}`,
+      ).toBe(generated);
+      if (generated === 'throws') refused++;
+    }
+    // Both outcomes occur: the mutants reach the decoders' error paths and their field paths.
+    expect(refused).toBeGreaterThan(1000);
+    expect(refused).toBeLessThan(19_000);
   });
 
   it('refuses an int64 beyond the safe integers, as the generated decoder does', () => {

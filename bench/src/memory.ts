@@ -10,7 +10,6 @@
  *
  *   pnpm --filter @berth/bench memory [--containers 100] [--systems berthd,containerd]
  */
-import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -18,6 +17,7 @@ import { startBerthd } from '@berth/e2e/berthd';
 import { startContainerd } from '@berth/testing/containerd';
 import { busyboxImage, pushImage } from '@berth/testing/images';
 import { startRegistry } from '@berth/testing/registry';
+import { sh } from './proc.js';
 
 const { values } = parseArgs({
   options: {
@@ -27,16 +27,6 @@ const { values } = parseArgs({
 });
 const n = Number(values.containers);
 const systems = values.systems.split(',');
-
-function sh(cmd: string, args: readonly string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('close', (code) => resolve({ code, out }));
-  });
-}
 
 interface ProcMemory {
   readonly pid: number;

@@ -17,7 +17,7 @@ import { startBerthd } from '@berth/e2e/berthd';
 import { startContainerd } from '@berth/testing/containerd';
 import { busyboxImage, pushImage } from '@berth/testing/images';
 import { startRegistry } from '@berth/testing/registry';
-import { cpuMs } from './proc.js';
+import { cpuMs, sh } from './proc.js';
 import { summarize } from './stats.js';
 
 const { values } = parseArgs({
@@ -27,17 +27,8 @@ const runs = Number(values.runs ?? 30);
 const warmup = Number(values.warmup ?? 100);
 const out = values.out ?? '/tmp/berth-tasks-profile';
 /** The shared gRPC tap (needs python3-hpack); a copy that stamps each line with a monotonic time runs here. */
-const sharedTap = process.env.BERTH_TAP ?? '/work/shared/tools/grpc-tap.py';
+const sharedTap = process.env.BERTH_TAP ?? fileURLToPath(new URL('../../../shared/tools/grpc-tap.py', import.meta.url));
 
-function sh(cmd: string, args: readonly string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let o = '';
-    child.stdout.on('data', (b: Buffer) => (o += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (o += b.toString()));
-    child.once('close', (code) => resolve({ code, out: o }));
-  });
-}
 const ctr = (socket: string, ...args: string[]): Promise<{ code: number | null; out: string }> =>
   sh('ctr', ['--address', socket, '--namespace', 'bench', ...args]);
 const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);

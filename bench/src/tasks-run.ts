@@ -10,7 +10,6 @@
  *
  *   pnpm --filter @berth/bench run tasks [--runs 20] [--detached 50] [--bg-reps 3] [--warmup 100] [--postgres postgres://…]
  */
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +18,7 @@ import { startBerthd } from '@berth/e2e/berthd';
 import { startContainerd } from '@berth/testing/containerd';
 import { busyboxImage, pushImage } from '@berth/testing/images';
 import { startRegistry } from '@berth/testing/registry';
-import { cpuMs } from './proc.js';
+import { cpuMs, sh } from './proc.js';
 import { fmt, summarize } from './stats.js';
 
 const { values } = parseArgs({
@@ -35,17 +34,6 @@ const runs = Number(values.runs ?? 20);
 const detached = Number(values.detached ?? 50);
 const warmup = Math.max(1, Number(values.warmup ?? 100));
 const bgReps = Math.max(1, Number(values['bg-reps'] ?? 3));
-
-function sh(cmd: string, args: readonly string[], stdin = ''): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-    child.once('close', (code) => resolve({ code, out }));
-    child.stdin.end(stdin);
-  });
-}
 
 async function timed(cmd: string, args: readonly string[]): Promise<number> {
   const t = process.hrtime.bigint();

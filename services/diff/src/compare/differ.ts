@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import { coalesce } from '@berth/common/chunks';
 import { type RequestContext, withSignal } from '@berth/common/context';
 import { invalidArgument, notImplemented } from '@berth/common/errors';
 import { type Mount, readonlyMounts, withTempMount } from '@berth/common/mount';
@@ -59,7 +60,7 @@ export function createDiffer(deps: DifferDeps): Differ {
         const walk = diffLayer(lowerRoot, upperRoot, guard.signal);
         const layer = tap(walk, (b) => diffHash.update(b));
         const compressed = mediaType === MediaType.ociLayerGzip ? gzipped(layer, guard.signal) : layer;
-        const blob = tap(batched(compressed, writeBytes), (b) => {
+        const blob = tap(coalesce(compressed, writeBytes), (b) => {
           blobHash.update(b);
           size += b.length;
         });
@@ -102,22 +103,6 @@ async function* tap(source: AsyncIterable<Buffer>, fn: (b: Buffer) => void): Asy
     fn(b);
     yield b;
   }
-}
-
-/** `source` gathered into pieces of at least `bytes` (the last may be smaller). */
-async function* batched(source: AsyncIterable<Buffer>, bytes: number): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let held = 0;
-  for await (const b of source) {
-    parts.push(b);
-    held += b.length;
-    if (held >= bytes) {
-      yield parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, held);
-      parts = [];
-      held = 0;
-    }
-  }
-  if (held > 0) yield Buffer.concat(parts, held);
 }
 
 /** gzip of `source`, streamed; ends the compressor when `signal` aborts or the consumer stops. */

@@ -23,7 +23,7 @@ umoci config --image "$img/oci:busybox" --config.cmd /bin/sh --config.env PATH=/
 skopeo copy -q "oci:$img/oci:busybox" "oci-archive:$demo/busybox.tar:docker.io/library/busybox:demo"
 
 echo "== starting berthd on embedded defaults"
-node --max-semi-space-size=2 --import ./apps/berthd/dist/instrument.js apps/berthd/dist/main.js \
+node --max-semi-space-size=2 --initial-old-space-size=96 --import ./apps/berthd/dist/instrument.js apps/berthd/dist/main.js \
   --root "$demo/root" --state "$demo/state" --address "$sock" --log-level warn 2>"$demo/berthd.log" &
 berthd=$!
 trap 'kill -TERM $berthd 2>/dev/null; wait $berthd 2>/dev/null || true' EXIT

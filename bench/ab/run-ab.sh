@@ -20,7 +20,7 @@ trap cleanup EXIT
 start_registry "$work/registry" >/dev/null
 "$harness/images.sh" "$work/images" >/dev/null
 sock=$work/state/berth.sock
-node --max-semi-space-size=2 --import "$repo/apps/berthd/dist/instrument.js" "$repo/apps/berthd/dist/main.js" \
+node --max-semi-space-size=2 --initial-old-space-size=96 --import "$repo/apps/berthd/dist/instrument.js" "$repo/apps/berthd/dist/main.js" \
   --root "$work/root" --state "$work/state" --address "$sock" --log-level warn 2>"$work/berthd.log" &
 berthd=$!
 for _ in $(seq 1 600); do ctr --address "$sock" version >/dev/null 2>&1 && break; sleep 0.1; done

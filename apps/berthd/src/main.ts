@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=2
+#!/usr/bin/env -S node --max-semi-space-size=2 --initial-old-space-size=96
 import { parseArgs } from 'node:util';
 import { readConfigFile } from '@berth/common/config';
 import { onShutdownSignal } from '@berth/common/lifecycle';

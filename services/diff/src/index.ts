@@ -6,7 +6,7 @@ import { type LocalRead, remoteContent, withLocalReads } from '@berth/content/cl
 import { DiffService } from '@berth/proto/containerd/services/diff/v1/diff';
 import { createUnpackAhead, type UnpackAhead } from './ahead/unpack-ahead.js';
 import { createApplier } from './apply/applier.js';
-import { createExtract } from './apply/extract.js';
+import { createThreadedExtract } from './apply/extract-thread.js';
 import { createDiffer } from './compare/differ.js';
 import { createDiffServer } from './grpc/diff-server.js';
 
@@ -47,7 +47,7 @@ export async function createDiffModule(deps: DiffDeps): Promise<ServiceModule> {
   const remote = remoteContent(deps.contentAddress);
   const content = deps.localRead ? withLocalReads(deps.localRead, remote) : remote;
   const stallMs = deps.stallMs ?? 0;
-  const extract = createExtract({ content, stallMs });
+  const extract = createThreadedExtract({ content, stallMs });
   const ahead: UnpackAhead | undefined = deps.aheadRoot
     ? await createUnpackAhead({
         content,

@@ -12,6 +12,7 @@ import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Applier, createApplier } from '../src/apply/applier.js';
 import { createExtract, type ExtractDeps } from '../src/apply/extract.js';
+import { createThreadedExtract } from '../src/apply/extract-thread.js';
 import {
   buildTar,
   ctxIn,
@@ -25,9 +26,14 @@ import {
   zstd,
 } from './test-support/fixtures.js';
 
-/** An applier that extracts every layer in its own Apply (no unpack-ahead). */
-const applierOver = (deps: ExtractDeps & { tmpRoot: string }) =>
-  createApplier({ extract: createExtract(deps), tmpRoot: deps.tmpRoot });
+/**
+ * Each layer extracted on the calling thread, or on a worker thread of its own (every size: `threadFrom` 0),
+ * as berthd does for layers of 4 MiB and more.
+ */
+const extractions = [
+  ['in line', (deps: ExtractDeps) => createExtract(deps)],
+  ['on a worker thread', (deps: ExtractDeps) => createThreadedExtract({ ...deps, threadFrom: 0 })],
+] as const;
 
 const busybox = randomBytes(200_000);
 const short = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex').slice(0, 16);
@@ -150,7 +156,11 @@ const expected2: Record<string, string> = (() => {
   };
 })();
 
-describe('Diff.Apply onto snapshots', () => {
+describe.each(extractions)('Diff.Apply onto snapshots (layers extracted %s)', (_, extractWith) => {
+  /** An applier that extracts every layer in its own Apply (no unpack-ahead). */
+  const applierOver = (deps: ExtractDeps & { tmpRoot: string }) =>
+    createApplier({ extract: extractWith(deps), tmpRoot: deps.tmpRoot });
+
   let tmp: TempDir;
   let db: Db;
   let snaps: SnapshotsModule;

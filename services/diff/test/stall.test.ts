@@ -14,11 +14,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUnpackAhead } from '../src/ahead/unpack-ahead.js';
 import { createApplier } from '../src/apply/applier.js';
 import { createExtract, type ExtractDeps } from '../src/apply/extract.js';
+import { createThreadedExtract } from '../src/apply/extract-thread.js';
 import { encodeEntry, TypeFlag } from '../src/archive/tar-header.js';
 
-/** An applier that extracts every layer in its own Apply (no unpack-ahead). */
-const applierOver = (deps: ExtractDeps & { tmpRoot: string }) =>
-  createApplier({ extract: createExtract(deps), tmpRoot: deps.tmpRoot });
+/**
+ * Each layer extracted on the calling thread, or on a worker thread of its own (every size: `threadFrom` 0),
+ * as berthd does for layers of 4 MiB and more.
+ */
+const extractions = [
+  ['in line', (deps: ExtractDeps) => createExtract(deps)],
+  ['on a worker thread', (deps: ExtractDeps) => createThreadedExtract({ ...deps, threadFrom: 0 })],
+] as const;
 
 /**
  * A stage of Diff.Apply that stops making progress fails the call with deadline_exceeded naming the stage,
@@ -53,7 +59,11 @@ function contentFrom(source: () => AsyncIterable<Buffer>): ContentClient {
 
 const children = (names: readonly string[]): number[] => descendants(process.pid, names).map((p) => p.pid);
 
-describe('Diff.Apply: stalls and cancellation', () => {
+describe.each(extractions)('Diff.Apply: stalls and cancellation (layers extracted %s)', (_, extractWith) => {
+  /** An applier that extracts every layer in its own Apply (no unpack-ahead). */
+  const applierOver = (deps: ExtractDeps & { tmpRoot: string }) =>
+    createApplier({ extract: extractWith(deps), tmpRoot: deps.tmpRoot });
+
   let tmp: TempDir;
   let target: string;
   let tmpRoot: string;

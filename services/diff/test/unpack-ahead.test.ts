@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUnpackAhead, type UnpackAhead } from '../src/ahead/unpack-ahead.js';
 import { type Applier, createApplier } from '../src/apply/applier.js';
 import { createExtract, type Extract } from '../src/apply/extract.js';
+import { createThreadedExtract } from '../src/apply/extract-thread.js';
 import {
   buildTar,
   ctxIn,
@@ -76,7 +77,13 @@ const layers: LayerEntry[][] = [
   ],
 ];
 
-describe('unpack-ahead', () => {
+/** Layers extracted on the calling thread, or each on a worker thread of its own (every size), as berthd does. */
+const extractions = [
+  ['in line', createExtract],
+  ['on worker threads', (deps: Parameters<typeof createExtract>[0]) => createThreadedExtract({ ...deps, threadFrom: 0 })],
+] as const;
+
+describe.each(extractions)('unpack-ahead (layers extracted %s)', (_, extractWith) => {
   let tmp: TempDir;
   let db: Db;
   let snaps: SnapshotsModule;
@@ -101,7 +108,7 @@ describe('unpack-ahead', () => {
     });
     server = await startContentServer(tmp.path);
     content = remoteContent(server.address);
-    extract = createExtract({ content });
+    extract = extractWith({ content });
     plain = createApplier({ extract, tmpRoot: join(tmp.path, 'mnt') });
     ahead = await createUnpackAhead({ content, extract, root: join(tmp.path, 'ahead'), log: nopLogger, ttlMs: 1_500 });
     withAhead = createApplier({ extract, tmpRoot: join(tmp.path, 'mnt'), ahead });

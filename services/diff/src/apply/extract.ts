@@ -38,9 +38,15 @@ export type Extract = (
 ) => Promise<Extracted>;
 
 export interface ExtractDeps {
-  readonly content: ContentClient;
+  /** Where blobs are read from; none where every call hands over its bytes (`source`). */
+  readonly content?: ContentClient;
   /** How long any stage (content read, decompressor, digest, tar) may make no progress; 0 = the default. */
   readonly stallMs?: number;
+  /**
+   * Digests are computed on the calling thread whatever the layer's size: set where that thread is itself a
+   * worker (extract-thread.ts), which a second thread per layer would only cost a start-up.
+   */
+  readonly digestInline?: boolean;
 }
 
 async function* tap(
@@ -68,6 +74,10 @@ function parseDigest(digest: string): { algorithm: string; hex: string } {
 const workerDigestFrom = 4 * 1024 * 1024;
 
 export function createExtract(deps: ExtractDeps): Extract {
+  const readContent = (ctx: RequestContext, digest: string): AsyncIterable<Buffer> => {
+    if (!deps.content) throw new ServiceError(ErrorCode.Internal, `apply ${digest}: no content store to read from`);
+    return deps.content.read(ctx, digest);
+  };
   return async (callCtx, desc, target, source) => {
     const compression = compressionOf(desc.mediaType);
     const blob = parseDigest(desc.digest);
@@ -81,7 +91,7 @@ export function createExtract(deps: ExtractDeps): Extract {
     const algorithms = [...(hashBlob ? [blob.algorithm] : []), ...(sameStream ? [] : ['sha256'])];
     const blobStream = hashBlob ? 0 : -1;
     const diffStream = sameStream ? blobStream : algorithms.length - 1;
-    const digester = desc.size >= workerDigestFrom ? workerDigester(algorithms) : inlineDigester(algorithms);
+    const digester = !deps.digestInline && desc.size >= workerDigestFrom ? workerDigester(algorithms) : inlineDigester(algorithms);
     const digest = (i: number, b: Buffer): Promise<void> | undefined => {
       if (i < 0) return undefined;
       const wait = digester.update(i, b);
@@ -89,7 +99,7 @@ export function createExtract(deps: ExtractDeps): Extract {
     };
     let blobSize = 0;
     let size = 0;
-    const read = guard.iterate(source?.bytes ?? deps.content.read(ctx, desc.digest), 'content read');
+    const read = guard.iterate(source?.bytes ?? readContent(ctx, desc.digest), 'content read');
     const blobBytes = tap(coalesce(read, blobPieceBytes), (b) => {
       blobSize += b.length;
       return digest(blobStream, b);

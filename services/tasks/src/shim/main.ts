@@ -384,9 +384,19 @@ class SupervisedTask {
         );
         return {};
       }
-      case 'kill':
+      case 'kill': {
+        const init = this.procs.get('');
+        if (!req.all && init && init.pid !== 0 && !init.exit) {
+          // What `runc kill` without --all does, without starting runc (~5 ms of a Kill): the init process is our
+          // child (we are its subreaper) until `reap` collects it and records its exit, so its pid cannot name
+          // another process, and a zombie takes the signal as a no-op. A stopped task still goes to runc, which
+          // refuses it as before.
+          process.kill(init.pid, req.signal);
+          return {};
+        }
         await runc(this, ['kill', ...(req.all ? ['--all'] : []), this.id, String(req.signal)]);
         return {};
+      }
       case 'delete':
         await runc(this, ['delete', '--force', this.id]);
         return {};

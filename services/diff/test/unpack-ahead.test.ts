@@ -80,7 +80,10 @@ const layers: LayerEntry[][] = [
 /** Layers extracted on the calling thread, or each on a worker thread of its own (every size), as berthd does. */
 const extractions = [
   ['in line', createExtract],
-  ['on worker threads', (deps: Parameters<typeof createExtract>[0]) => createThreadedExtract({ ...deps, threadFrom: 0 })],
+  [
+    'on worker threads',
+    (deps: Parameters<typeof createExtract>[0]) => createThreadedExtract({ ...deps, threadFrom: 0 }),
+  ],
 ] as const;
 
 describe.each(extractions)('unpack-ahead (layers extracted %s)', (_, extractWith) => {

@@ -155,14 +155,24 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       expect(usage.size).toBeGreaterThanOrEqual(30_000);
       // Stored in the row: a snapshotter loaded afresh answers without measuring.
       const stored = async () =>
-        (await db.query<{ size: string; inodes: string }>(
-          `SELECT size, inodes FROM snapshots.snapshots WHERE key = 'u-layer' AND namespace = 'usage-later'`,
-        ))[0];
+        (
+          await db.query<{ size: string; inodes: string }>(
+            `SELECT size, inodes FROM snapshots.snapshots WHERE key = 'u-layer' AND namespace = 'usage-later'`,
+          )
+        )[0];
       expect(await within(5_000, async () => Number((await stored())?.inodes) === 3)).toBe(true);
       expect(Number((await stored())?.size)).toBe(usage.size);
       // A row left pending (the node stopped before the walk ended) is measured when asked, and stored.
-      await db.query(`UPDATE snapshots.snapshots SET size = -1, inodes = -1 WHERE key = 'u-layer' AND namespace = 'usage-later'`);
-      const fresh = await createSnapshotsModule({ db, bus, log: nopLogger, root: join(tmp.path, 'snapshots'), node: 'node-a' });
+      await db.query(
+        `UPDATE snapshots.snapshots SET size = -1, inodes = -1 WHERE key = 'u-layer' AND namespace = 'usage-later'`,
+      );
+      const fresh = await createSnapshotsModule({
+        db,
+        bus,
+        log: nopLogger,
+        root: join(tmp.path, 'snapshots'),
+        node: 'node-a',
+      });
       try {
         expect(await fresh.snapshotters.get('overlayfs')?.usage(ctx, 'u-layer')).toEqual(usage);
         expect(Number((await stored())?.inodes)).toBe(3);

@@ -79,7 +79,9 @@ function threadPool(url: URL, idle: number, idleMs: number) {
   const spawnThread = (): Thread => {
     const t: Thread = { worker: new Worker(url) };
     t.worker.on('message', (m: ToMain) => t.onMessage?.(m));
-    t.worker.on('error', (e) => t.onGone?.(new ServiceError(ErrorCode.Unknown, `extraction thread failed: ${e.message}`)));
+    t.worker.on('error', (e) =>
+      t.onGone?.(new ServiceError(ErrorCode.Unknown, `extraction thread failed: ${e.message}`)),
+    );
     t.worker.on('exit', (code) => {
       const i = waiting.indexOf(t);
       if (i !== -1) waiting.splice(i, 1);

@@ -91,7 +91,8 @@ export function createExtract(deps: ExtractDeps): Extract {
     const algorithms = [...(hashBlob ? [blob.algorithm] : []), ...(sameStream ? [] : ['sha256'])];
     const blobStream = hashBlob ? 0 : -1;
     const diffStream = sameStream ? blobStream : algorithms.length - 1;
-    const digester = !deps.digestInline && desc.size >= workerDigestFrom ? workerDigester(algorithms) : inlineDigester(algorithms);
+    const digester =
+      !deps.digestInline && desc.size >= workerDigestFrom ? workerDigester(algorithms) : inlineDigester(algorithms);
     const digest = (i: number, b: Buffer): Promise<void> | undefined => {
       if (i < 0) return undefined;
       const wait = digester.update(i, b);

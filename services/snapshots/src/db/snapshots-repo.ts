@@ -145,7 +145,10 @@ export class SnapshotsRepo {
   }
 
   /** Stores the usage measured after the commit of snapshot `id`; undefined when it is gone. */
-  async setUsage(id: number, usage: { readonly size: number; readonly inodes: number }): Promise<SnapshotRecord | undefined> {
+  async setUsage(
+    id: number,
+    usage: { readonly size: number; readonly inodes: number },
+  ): Promise<SnapshotRecord | undefined> {
     const [row] = await this.db.query<RecordRow>(
       `UPDATE snapshots.snapshots SET size = $2, inodes = $3 WHERE id = $1 AND kind = 'committed' RETURNING ${recordColumns}`,
       [id, usage.size, usage.inodes],

@@ -45,16 +45,6 @@ async function expectCode(p: Promise<unknown>, code: string, message?: string): 
   if (message !== undefined) expect((e as Error).message).toBe(message);
 }
 
-/** Polls `check` until it holds or `ms` pass. */
-async function within(ms: number, check: () => Promise<boolean>): Promise<boolean> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promise<void> }>): void {
   describe(`snapshotters on ${label}`, () => {
     let dbh: { url: string; drop(): Promise<void> };
@@ -139,46 +129,6 @@ function suite(label: string, dbUrl: () => Promise<{ url: string; drop(): Promis
       const usage = await overlay.usage(ctx, 'layer-b');
       expect(usage.inodes).toBe(2); // the fs dir and b.txt
       expect(usage.size).toBeGreaterThan(0);
-    });
-
-    it("measures a committed snapshot's usage after the Commit, stores it, and measures a row left pending", async () => {
-      const ctx = ctxIn('usage-later');
-      const active = await overlay.prepare(ctx, 'u-active', '', {});
-      await withMounted(active, async (dir) => {
-        await writeFile(join(dir, 'one'), Buffer.alloc(10_000, 1));
-        await writeFile(join(dir, 'two'), Buffer.alloc(20_000, 2));
-      });
-      await overlay.commit(ctx, 'u-layer', 'u-active', {});
-      const expected = { inodes: 3, size: expect.any(Number) };
-      const usage = await overlay.usage(ctx, 'u-layer');
-      expect(usage).toEqual(expected);
-      expect(usage.size).toBeGreaterThanOrEqual(30_000);
-      // Stored in the row: a snapshotter loaded afresh answers without measuring.
-      const stored = async () =>
-        (
-          await db.query<{ size: string; inodes: string }>(
-            `SELECT size, inodes FROM snapshots.snapshots WHERE key = 'u-layer' AND namespace = 'usage-later'`,
-          )
-        )[0];
-      expect(await within(5_000, async () => Number((await stored())?.inodes) === 3)).toBe(true);
-      expect(Number((await stored())?.size)).toBe(usage.size);
-      // A row left pending (the node stopped before the walk ended) is measured when asked, and stored.
-      await db.query(
-        `UPDATE snapshots.snapshots SET size = -1, inodes = -1 WHERE key = 'u-layer' AND namespace = 'usage-later'`,
-      );
-      const fresh = await createSnapshotsModule({
-        db,
-        bus,
-        log: nopLogger,
-        root: join(tmp.path, 'snapshots'),
-        node: 'node-a',
-      });
-      try {
-        expect(await fresh.snapshotters.get('overlayfs')?.usage(ctx, 'u-layer')).toEqual(usage);
-        expect(Number((await stored())?.inodes)).toBe(3);
-      } finally {
-        await fresh.close();
-      }
     });
 
     it('returns containerd errors with containerd messages and changes nothing', async () => {

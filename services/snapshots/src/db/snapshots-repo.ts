@@ -144,18 +144,6 @@ export class SnapshotsRepo {
     return row ? recordOf(row) : undefined;
   }
 
-  /** Stores the usage measured after the commit of snapshot `id`; undefined when it is gone. */
-  async setUsage(
-    id: number,
-    usage: { readonly size: number; readonly inodes: number },
-  ): Promise<SnapshotRecord | undefined> {
-    const [row] = await this.db.query<RecordRow>(
-      `UPDATE snapshots.snapshots SET size = $2, inodes = $3 WHERE id = $1 AND kind = 'committed' RETURNING ${recordColumns}`,
-      [id, usage.size, usage.inodes],
-    );
-    return row ? recordOf(row) : undefined;
-  }
-
   async setLabels(
     tx: Queryable,
     id: number,

@@ -65,12 +65,6 @@ export class NodeIndex {
     if (r.parentId !== null) this.children.set(r.parentId, (this.children.get(r.parentId) ?? 0) + 1);
   }
 
-  /** The usage of record `id`, if it is still here (a removal may have come first). */
-  setUsage(id: number, usage: { readonly size: number; readonly inodes: number }): void {
-    const r = this.byId.get(id);
-    if (r) this.put({ ...r, size: usage.size, inodes: usage.inodes });
-  }
-
   remove(id: number): void {
     const r = this.byId.get(id);
     if (r) this.drop(r);

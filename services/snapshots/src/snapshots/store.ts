@@ -39,9 +39,6 @@ export interface SnapshotterDeps {
 
 const schema = 'snapshots';
 
-/** The usage a committed row holds until its tree has been measured. */
-const usagePending = { size: -1, inodes: -1 } as const;
-
 const doesNotExist = (key: string): Error => notFound(`snapshot ${key} does not exist`);
 
 function validateSnapshotLabels(labels: Readonly<Record<string, string>>): void {
@@ -75,27 +72,6 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
     } finally {
       inflight.delete(p);
     }
-  };
-
-  /**
-   * A committed snapshot's usage is measured after its Commit has answered (the tree no longer changes),
-   * not before as containerd does: walking a layer of 20,000 entries took ~50 ms of the event loop between
-   * two Applies of a pull, with ctr waiting. Until stored, the row holds `usagePending`, and Usage measures
-   * (the same walk, shared) instead of answering it. A walk that fails (the snapshot was removed meanwhile,
-   * the process stops) leaves the row pending, for Usage to measure later.
-   */
-  const measuring = new Map<number, Promise<Usage>>();
-  const measure = (r: SnapshotRecord): Promise<Usage> => {
-    let p = measuring.get(r.id);
-    if (!p) {
-      p = (async () => {
-        const usage = await diskUsage(driver.usagePath(r.id));
-        if (await repo.setUsage(r.id, usage)) index.setUsage(r.id, usage);
-        return usage;
-      })().finally(() => measuring.delete(r.id));
-      measuring.set(r.id, p);
-    }
-    return p;
   };
 
   /**
@@ -196,6 +172,8 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       // Metadata in this process on this database: the lease takes the name in the transaction that commits it.
       const leases = deps.metadata?.leaseResourcesIn?.(db);
       if (!leases) await deps.metadata?.addLeaseResource(ctx, `snapshots/${name}`, commitName);
+      // Measured before the transaction: an active snapshot being committed is no longer written to.
+      const usage = await diskUsage(driver.usagePath(active.id), ctx.signal);
       let committed: SnapshotRecord;
       try {
         committed = await db.transaction(async (tx) => {
@@ -206,7 +184,7 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
           if (r.kind !== Kind.Active) {
             throw failedPrecondition(`failed to commit snapshot: snapshot ${JSON.stringify(key)} is not active`);
           }
-          const row = await repo.commit(tx, r.id, commitName, labels, usagePending);
+          const row = await repo.commit(tx, r.id, commitName, labels, usage);
           if (!row) throw doesNotExist(key);
           await emit(tx, ns, deps.events.committed(key, commitName));
           return row;
@@ -217,7 +195,6 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       }
       index.put(committed);
       deps.onCommit();
-      measure(committed).catch(() => undefined);
     },
 
     async remove(ctx, key) {
@@ -324,7 +301,6 @@ export async function createSnapshotter(deps: SnapshotterDeps): Promise<Snapshot
       const r = index.get(ns, key);
       if (!r) throw doesNotExist(key);
       if (r.kind === Kind.Active) return diskUsage(driver.usagePath(r.id), ctx.signal);
-      if (r.size === usagePending.size) return measure(r);
       return { size: r.size, inodes: r.inodes } satisfies Usage;
     },
 

@@ -40,10 +40,9 @@ export interface UnpackAhead {
   opened(ns: string, expected: string, total: number): WriteTap | undefined;
   /**
    * A call of the namespace's pulls (an Apply, a Write, a Snapshots call on this node) runs until the function
-   * returned is called. When a
-   * namespace has had no such call for `idleMs`, nobody pulls there any more (the client went away): its
-   * extractions not taken are stopped and their trees removed; at once when the last call ended because its
-   * client went away (`clientGone`). Never throws.
+   * returned is called. When a namespace has had no such call for `idleMs`, nobody pulls there any more (the
+   * client went away): its extractions not taken are stopped and their trees removed; at once when the last
+   * call ended because its client went away (`clientGone`). Never throws.
    */
   active(ns: string): (clientGone?: boolean) => void;
   /**

@@ -5,7 +5,14 @@ import { withSignal } from '@berth/common/context';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
 import type { LogFields } from '@berth/common/log';
 import type { Descriptor } from '@berth/common/oci';
-import { createExtract, type Extract, type ExtractDeps, type Extracted, type ExtractTarget } from './extract.js';
+import {
+  createExtract,
+  type Extract,
+  type ExtractDeps,
+  type Extracted,
+  type ExtractTarget,
+  readBlob,
+} from './extract.js';
 
 /** What a worker is started with: one layer's extraction. */
 export interface ExtractJob {
@@ -188,8 +195,7 @@ export function createThreadedExtract(deps: ThreadedExtractDeps): Extract {
     else ctx.signal.addEventListener('abort', onAbort, { once: true });
 
     const pump = async (): Promise<void> => {
-      const bytes = source?.bytes ?? deps.content?.read(readCtx, desc.digest);
-      if (!bytes) throw new ServiceError(ErrorCode.Internal, `apply ${desc.digest}: no content store to read from`);
+      const bytes = source?.bytes ?? readBlob(deps.content, readCtx, desc.digest);
       for await (const chunk of bytes) {
         if (reading.signal.aborted) return;
         // A copy the worker owns: the chunk may be a view of a larger buffer, or written elsewhere too (a Write's

@@ -73,11 +73,17 @@ function parseDigest(digest: string): { algorithm: string; hex: string } {
 /** Below this, starting a digest thread costs more than it saves. */
 const workerDigestFrom = 4 * 1024 * 1024;
 
+/** The blob `digest` read from `content`; internal when there is none to read from (see `ExtractDeps.content`). */
+export function readBlob(
+  content: ContentClient | undefined,
+  ctx: RequestContext,
+  digest: string,
+): AsyncIterable<Buffer> {
+  if (!content) throw new ServiceError(ErrorCode.Internal, `apply ${digest}: no content store to read from`);
+  return content.read(ctx, digest);
+}
+
 export function createExtract(deps: ExtractDeps): Extract {
-  const readContent = (ctx: RequestContext, digest: string): AsyncIterable<Buffer> => {
-    if (!deps.content) throw new ServiceError(ErrorCode.Internal, `apply ${digest}: no content store to read from`);
-    return deps.content.read(ctx, digest);
-  };
   return async (callCtx, desc, target, source) => {
     const compression = compressionOf(desc.mediaType);
     const blob = parseDigest(desc.digest);
@@ -100,7 +106,7 @@ export function createExtract(deps: ExtractDeps): Extract {
     };
     let blobSize = 0;
     let size = 0;
-    const read = guard.iterate(source?.bytes ?? readContent(ctx, desc.digest), 'content read');
+    const read = guard.iterate(source?.bytes ?? readBlob(deps.content, ctx, desc.digest), 'content read');
     const blobBytes = tap(coalesce(read, blobPieceBytes), (b) => {
       blobSize += b.length;
       return digest(blobStream, b);

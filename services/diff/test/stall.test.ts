@@ -19,7 +19,7 @@ import { encodeEntry, TypeFlag } from '../src/archive/tar-header.js';
 
 /**
  * Each layer extracted on the calling thread, or on a worker thread of its own (every size: `threadFrom` 0),
- * as berthd does for layers of 4 MiB and more.
+ * as berthd does for every layer.
  */
 const extractions = [
   ['in line', (deps: ExtractDeps) => createExtract(deps)],

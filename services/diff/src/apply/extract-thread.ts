@@ -45,7 +45,14 @@ export type ToMain =
     };
 
 export interface ThreadedExtractDeps extends ExtractDeps {
-  /** Layers of fewer compressed bytes are extracted on the calling thread. */
+  /**
+   * Layers of fewer compressed bytes are extracted on the calling thread. Default 0: every layer goes to a
+   * thread. A small layer's extraction in line (decompressing, checking, feeding tar, and forking tar, which
+   * blocks a thread for 6-20 ms in a process of berthd's size) ran during the pull's downloads with
+   * unpack-ahead, and delayed the gRPC answers the pull waits on: `ctr images pull` ends its download phase on a
+   * 100 ms tick of its progress display, so those milliseconds cost a whole tick (busybox: 250-270 instead of
+   * 145-160 ms, bench/README.md, session 11).
+   */
   readonly threadFrom?: number;
   /** Threads kept waiting for the next layer (the rest end as their layer does). */
   readonly idleThreads?: number;
@@ -131,7 +138,7 @@ function threadPool(url: URL, idle: number, idleMs: number) {
  */
 export function createThreadedExtract(deps: ThreadedExtractDeps): Extract {
   const inline = createExtract(deps);
-  const threadFrom = deps.threadFrom ?? 4 * 1024 * 1024;
+  const threadFrom = deps.threadFrom ?? 0;
   const pool = threadPool(workerModule(), deps.idleThreads ?? 2, deps.idleMs ?? 10_000);
   return async (ctx, desc, target, source) => {
     if (desc.size < threadFrom) return inline(ctx, desc, target, source);

@@ -11,11 +11,11 @@ import { createSnapshotsModule, type SnapshotsModule, type Snapshotter } from '@
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Applier, createApplier } from '../src/apply/applier.js';
-import { createExtract, type ExtractDeps } from '../src/apply/extract.js';
-import { createThreadedExtract } from '../src/apply/extract-thread.js';
+import type { ExtractDeps } from '../src/apply/extract.js';
 import {
   buildTar,
   ctxIn,
+  extractions,
   getXattr,
   gzip,
   type LayerEntry,
@@ -25,15 +25,6 @@ import {
   treeOf,
   zstd,
 } from './test-support/fixtures.js';
-
-/**
- * Each layer extracted on the calling thread, or on a worker thread of its own (every size: `threadFrom` 0),
- * as berthd does for every layer.
- */
-const extractions = [
-  ['in line', (deps: ExtractDeps) => createExtract(deps)],
-  ['on a worker thread', (deps: ExtractDeps) => createThreadedExtract({ ...deps, threadFrom: 0 })],
-] as const;
 
 const busybox = randomBytes(200_000);
 const short = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex').slice(0, 16);

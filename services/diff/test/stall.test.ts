@@ -14,17 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUnpackAhead } from '../src/ahead/unpack-ahead.js';
 import { createApplier } from '../src/apply/applier.js';
 import { createExtract, type ExtractDeps } from '../src/apply/extract.js';
-import { createThreadedExtract } from '../src/apply/extract-thread.js';
 import { encodeEntry, TypeFlag } from '../src/archive/tar-header.js';
-
-/**
- * Each layer extracted on the calling thread, or on a worker thread of its own (every size: `threadFrom` 0),
- * as berthd does for every layer.
- */
-const extractions = [
-  ['in line', (deps: ExtractDeps) => createExtract(deps)],
-  ['on a worker thread', (deps: ExtractDeps) => createThreadedExtract({ ...deps, threadFrom: 0 })],
-] as const;
+import { extractions } from './test-support/fixtures.js';
 
 /**
  * A stage of Diff.Apply that stops making progress fails the call with deadline_exceeded naming the stage,

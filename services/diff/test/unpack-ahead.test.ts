@@ -16,11 +16,11 @@ import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createUnpackAhead, type UnpackAhead } from '../src/ahead/unpack-ahead.js';
 import { type Applier, createApplier } from '../src/apply/applier.js';
-import { createExtract, type Extract } from '../src/apply/extract.js';
-import { createThreadedExtract } from '../src/apply/extract-thread.js';
+import type { Extract } from '../src/apply/extract.js';
 import {
   buildTar,
   ctxIn,
+  extractions,
   getXattr,
   gzip,
   type LayerEntry,
@@ -76,15 +76,6 @@ const layers: LayerEntry[][] = [
     { name: 'only/file', mode: 0o644, body: 'alone' },
   ],
 ];
-
-/** Layers extracted on the calling thread, or each on a worker thread of its own (every size), as berthd does. */
-const extractions = [
-  ['in line', createExtract],
-  [
-    'on worker threads',
-    (deps: Parameters<typeof createExtract>[0]) => createThreadedExtract({ ...deps, threadFrom: 0 }),
-  ],
-] as const;
 
 describe.each(extractions)('unpack-ahead (layers extracted %s)', (_, extractWith) => {
   let tmp: TempDir;

@@ -5,14 +5,7 @@ import { withSignal } from '@berth/common/context';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
 import type { LogFields } from '@berth/common/log';
 import type { Descriptor } from '@berth/common/oci';
-import {
-  createExtract,
-  type Extract,
-  type ExtractDeps,
-  type Extracted,
-  type ExtractTarget,
-  readBlob,
-} from './extract.js';
+import { type Extract, type ExtractDeps, type Extracted, type ExtractTarget, readBlob } from './extract.js';
 
 /** What a worker is started with: one layer's extraction. */
 export interface ExtractJob {
@@ -45,15 +38,6 @@ export type ToMain =
     };
 
 export interface ThreadedExtractDeps extends ExtractDeps {
-  /**
-   * Layers of fewer compressed bytes are extracted on the calling thread. Default 0: every layer goes to a
-   * thread. A small layer's extraction in line (decompressing, checking, feeding tar, and forking tar, which
-   * blocks a thread for 6-20 ms in a process of berthd's size) ran during the pull's downloads with
-   * unpack-ahead, and delayed the gRPC answers the pull waits on: `ctr images pull` ends its download phase on a
-   * 100 ms tick of its progress display, so those milliseconds cost a whole tick (busybox: 250-270 instead of
-   * 145-160 ms, bench/README.md, session 11).
-   */
-  readonly threadFrom?: number;
   /** Threads kept waiting for the next layer (the rest end as their layer does). */
   readonly idleThreads?: number;
   /** How long a waiting thread is kept. */
@@ -135,13 +119,16 @@ function threadPool(url: URL, idle: number, idleMs: number) {
  * that layers extracted at once (unpack-ahead) use the machine's cores, and the thread that serves gRPC only
  * reads the blob and hands its bytes over. The result and the errors are those of `createExtract` (errdefs
  * code and message); a read that fails fails the call with the read's own error.
+ *
+ * Every layer, whatever its size. A small layer extracted in line (decompressing, checking, feeding tar, and
+ * forking tar, which blocks a thread for 6-20 ms in a process of berthd's size) ran during the pull's downloads
+ * with unpack-ahead, and delayed the gRPC answers the pull waits on: `ctr images pull` ends its download phase
+ * on a 100 ms tick of its progress display, so those milliseconds cost a whole tick (busybox: 250-270 instead
+ * of 145-160 ms, bench/README.md, session 11).
  */
 export function createThreadedExtract(deps: ThreadedExtractDeps): Extract {
-  const inline = createExtract(deps);
-  const threadFrom = deps.threadFrom ?? 0;
   const pool = threadPool(workerModule(), deps.idleThreads ?? 2, deps.idleMs ?? 10_000);
   return async (ctx, desc, target, source) => {
-    if (desc.size < threadFrom) return inline(ctx, desc, target, source);
     const job: ExtractJob = {
       desc,
       target,

@@ -20,6 +20,17 @@ import {
 } from '@berth/proto/containerd/services/content/v1/content';
 import * as grpc from '@grpc/grpc-js';
 import * as tar from 'tar-stream';
+import { createExtract, type Extract, type ExtractDeps } from '../../src/apply/extract.js';
+import { createThreadedExtract } from '../../src/apply/extract-thread.js';
+
+/**
+ * The two ways a layer is extracted, for suites that run once with each: on the calling thread
+ * (`createExtract`, what runs inside an extraction thread), and as berthd does, on a worker thread.
+ */
+export const extractions: ReadonlyArray<readonly [string, (deps: ExtractDeps) => Extract]> = [
+  ['in line', createExtract],
+  ['on a worker thread', createThreadedExtract],
+];
 
 export const ctxIn = (namespace = 'default'): RequestContext => backgroundContext(nopLogger, namespace);
 

@@ -62,7 +62,7 @@ async function* bytes(job: Running): AsyncGenerator<Buffer> {
 function start(job: ExtractJob): void {
   const r: Running = { chunks: [], ended: false, controller: new AbortController() };
   running = r;
-  const extract = createExtract({ stallMs: job.stallMs, digestInline: true });
+  const extract = createExtract({ stallMs: job.stallMs });
   extract(backgroundContext(log, job.namespace, r.controller.signal), job.desc, job.target, {
     bytes: bytes(r),
     verified: job.verified,

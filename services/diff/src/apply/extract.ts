@@ -5,7 +5,7 @@ import { type Descriptor, MediaType } from '@berth/common/oci';
 import { stallGuard } from '@berth/common/stall';
 import type { ContentClient } from '@berth/content/client';
 import { type AppliedLayer, applyLayer } from '../archive/apply.js';
-import { inlineDigester, workerDigester } from './digester.js';
+import { inlineDigester } from './digester.js';
 import { compressionOf, decompress } from './media-types.js';
 
 /** Where and how a layer is written: a directory, its whiteout form and its lower layers (nearest first). */
@@ -42,11 +42,6 @@ export interface ExtractDeps {
   readonly content?: ContentClient;
   /** How long any stage (content read, decompressor, digest, tar) may make no progress; 0 = the default. */
   readonly stallMs?: number;
-  /**
-   * Digests are computed on the calling thread whatever the layer's size: set where that thread is itself a
-   * worker (extract-thread.ts), which a second thread per layer would only cost a start-up.
-   */
-  readonly digestInline?: boolean;
 }
 
 async function* tap(
@@ -69,9 +64,6 @@ function parseDigest(digest: string): { algorithm: string; hex: string } {
   const [, algorithm = '', hex = ''] = m;
   return { algorithm, hex };
 }
-
-/** Below this, starting a digest thread costs more than it saves. */
-const workerDigestFrom = 4 * 1024 * 1024;
 
 /** The blob `digest` read from `content`; internal when there is none to read from (see `ExtractDeps.content`). */
 export function readBlob(
@@ -97,8 +89,9 @@ export function createExtract(deps: ExtractDeps): Extract {
     const algorithms = [...(hashBlob ? [blob.algorithm] : []), ...(sameStream ? [] : ['sha256'])];
     const blobStream = hashBlob ? 0 : -1;
     const diffStream = sameStream ? blobStream : algorithms.length - 1;
-    const digester =
-      !deps.digestInline && desc.size >= workerDigestFrom ? workerDigester(algorithms) : inlineDigester(algorithms);
+    // On the calling thread: in berthd that is already an extraction thread (extract-thread.ts), where a second
+    // thread per layer would only cost its start-up.
+    const digester = inlineDigester(algorithms);
     const digest = (i: number, b: Buffer): Promise<void> | undefined => {
       if (i < 0) return undefined;
       const wait = digester.update(i, b);

@@ -112,16 +112,16 @@ export function createCollectableContent(deps: {
         await holdContentLockExclusive(tx);
         const named = await namedDigests(tx);
         const brefs = await ingestBackendKeys(tx);
-        for await (const b of blobs.listBlobs()) {
-          if (named.has(b.key) || !old(b.modifiedAt)) continue;
+        for await (const b of blobs.listBlobs((key) => named.has(key))) {
+          if (!old(b.modifiedAt)) continue;
           const size = (await blobs.stat(b.key).catch(() => undefined)) ?? 0;
           if (await withTimeout(`blob ${b.key}`, opts.deleteTimeoutMs, () => blobs.delete(b.key))) {
             blobsDeleted++;
             bytesFreed += size;
           } else failures++;
         }
-        for await (const i of blobs.listIngests()) {
-          if (brefs.has(i.key) || !old(i.modifiedAt)) continue;
+        for await (const i of blobs.listIngests((key) => brefs.has(key))) {
+          if (!old(i.modifiedAt)) continue;
           if (await withTimeout(`ingest ${i.key}`, opts.deleteTimeoutMs, () => blobs.removeIngest(i.key)))
             ingestsDeleted++;
           else failures++;

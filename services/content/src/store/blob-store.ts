@@ -23,10 +23,13 @@ export interface BlobStore {
   ingestSize(key: string): Promise<number | undefined>;
   /** Discards the ingest `key` and its bytes; absent is not an error. */
   removeIngest(key: string): Promise<void>;
-  /** Every committed blob with the time it was placed (for garbage collection), in no particular order. */
-  listBlobs(): AsyncIterable<StoredObject>;
-  /** Every ingest key the backend holds bytes for, with the time of its last write. */
-  listIngests(): AsyncIterable<StoredObject>;
+  /**
+   * Every committed blob with the time it was placed (for garbage collection), in no particular order; keys
+   * `skip` accepts are left out before their time is looked up (on a filesystem, a stat per blob).
+   */
+  listBlobs(skip?: (key: string) => boolean): AsyncIterable<StoredObject>;
+  /** Every ingest key the backend holds bytes for, with the time of its last write; `skip` as for listBlobs. */
+  listIngests(skip?: (key: string) => boolean): AsyncIterable<StoredObject>;
   /** S3: aborts multipart uploads started before `olderThan` (a crashed writer's); returns how many. */
   abortStaleUploads?(olderThan: Date): Promise<number>;
   close(): Promise<void>;

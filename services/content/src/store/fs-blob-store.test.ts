@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,5 +52,33 @@ describe('fs ingest', () => {
     await rm(join(root, 'blobs', 'sha256'), { recursive: true, force: true });
     const second = await put('k4', 'second');
     expect(await store.stat(second)).toBe(6);
+  });
+
+  it('lists blobs and ingests without looking up the ones skip accepts', async () => {
+    const data = Buffer.from('listed');
+    const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    const ingest = await store.openIngest('k5');
+    await ingest.write(data);
+    await ingest.commit(digest, data.length);
+    await (await store.openIngest('k6')).suspend();
+    // Entries a lookup fails on (a symlink loop): listed only if they are looked up.
+    const loop = `sha256:${'0'.repeat(64)}`;
+    await symlink(loop.slice(7), join(root, 'blobs', 'sha256', loop.slice(7)));
+    await mkdir(join(root, 'ingest', 'k7'));
+    await symlink('data', join(root, 'ingest', 'k7', 'data'));
+    await rm(join(root, 'ingest', 'k7'), { recursive: true });
+    await symlink('k7', join(root, 'ingest', 'k7'));
+    const list = async (it: AsyncIterable<{ key: string }>): Promise<string[]> => {
+      const keys: string[] = [];
+      for await (const o of it) keys.push(o.key);
+      return keys.sort();
+    };
+    await expect(list(store.listBlobs())).rejects.toThrow(/ELOOP/);
+    const blobs = await list(store.listBlobs((key) => key === loop));
+    expect(blobs).toContain(digest);
+    expect(blobs).not.toContain(loop);
+    expect(await list(store.listBlobs((key) => key === loop || key === digest))).not.toContain(digest);
+    await expect(list(store.listIngests())).rejects.toThrow(/ELOOP/);
+    expect(await list(store.listIngests((key) => key === 'k7'))).toEqual(['k6']);
   });
 });

@@ -105,16 +105,19 @@ export function createFsBlobStore(root: string): BlobStore {
     async removeIngest(key) {
       await rm(ingestDir(key), { recursive: true, force: true });
     },
-    async *listBlobs() {
+    async *listBlobs(skip) {
       for (const algorithm of await entries(join(root, 'blobs'))) {
         for (const hex of await entries(join(root, 'blobs', algorithm))) {
+          const key = `${algorithm}:${hex}`;
+          if (skip?.(key)) continue;
           const at = await mtime(join(root, 'blobs', algorithm, hex));
-          if (at) yield { key: `${algorithm}:${hex}`, modifiedAt: at };
+          if (at) yield { key, modifiedAt: at };
         }
       }
     },
-    async *listIngests() {
+    async *listIngests(skip) {
       for (const key of await entries(join(root, 'ingest'))) {
+        if (skip?.(key)) continue;
         const at = (await mtime(join(ingestDir(key), 'data'))) ?? (await mtime(ingestDir(key)));
         if (at) yield { key, modifiedAt: at };
       }

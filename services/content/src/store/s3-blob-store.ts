@@ -203,7 +203,7 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
     async removeIngest(key) {
       await removeAll((await staged(key)).map((p) => p.name));
     },
-    async *listBlobs() {
+    async *listBlobs(skip) {
       const prefix = `${opts.prefix}blobs/`;
       for await (const item of client.listObjectsV2(bucket, prefix, true)) {
         const { name, lastModified } = item as { name?: string; lastModified?: Date };
@@ -211,10 +211,11 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
         const rest = name.slice(prefix.length);
         const slash = rest.indexOf('/');
         if (slash <= 0) continue;
-        yield { key: `${rest.slice(0, slash)}:${rest.slice(slash + 1)}`, modifiedAt: lastModified ?? new Date(0) };
+        const key = `${rest.slice(0, slash)}:${rest.slice(slash + 1)}`;
+        if (!skip?.(key)) yield { key, modifiedAt: lastModified ?? new Date(0) };
       }
     },
-    async *listIngests() {
+    async *listIngests(skip) {
       const prefix = `${opts.prefix}ingests/`;
       const newest = new Map<string, Date>();
       for await (const item of client.listObjectsV2(bucket, prefix, true)) {
@@ -225,7 +226,7 @@ export async function createS3BlobStore(opts: S3Options): Promise<BlobStore> {
         const seen = newest.get(key);
         if (key !== '' && (!seen || seen < at)) newest.set(key, at);
       }
-      for (const [key, modifiedAt] of newest) yield { key, modifiedAt };
+      for (const [key, modifiedAt] of newest) if (!skip?.(key)) yield { key, modifiedAt };
     },
     async abortStaleUploads(olderThan) {
       const stale: Array<{ key: string; uploadId: string }> = [];

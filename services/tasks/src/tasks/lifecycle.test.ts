@@ -104,6 +104,20 @@ describe('task lifecycle (fake runc and supervisor)', () => {
     expect(events.topics()).toEqual([]);
   });
 
+  it('rolls a failed rootfs mount back: no supervisor left running, the bundle gone, the id free', async () => {
+    node.mountFailure = new Error('mount overlay: EINVAL');
+    expect(await codeOf(tasks.create(ctx, request('c1')))).toBe(ErrorCode.Unknown);
+    for (const shim of node.spares) {
+      expect(shim.methods().at(-1)).toBe('shutdown');
+      expect(shim.closed).toBe(true);
+    }
+    expect(existsSync(join(state, 'tasks', 'ns1', 'c1'))).toBe(false);
+    expect(await tasks.list(ctx)).toEqual([]);
+    expect(events.topics()).toEqual([]);
+    node.mountFailure = undefined;
+    await tasks.create(ctx, request('c1'));
+  });
+
   it('leaves nothing behind for a client that went away during create', async () => {
     const gone = new AbortController();
     gone.abort();

@@ -69,6 +69,8 @@ export class FakeNode {
   oomKills: number | undefined;
   /** How often the agent read a container's cgroup directories (runc's state.json on a real node). */
   cgroupReads = 0;
+  /** When set, mounting a rootfs fails with it. */
+  mountFailure: Error | undefined;
   #pid = 1000;
 
   readonly system: NodeSystem = {
@@ -80,6 +82,7 @@ export class FakeNode {
       return s;
     },
     mountAll: async (_mounts, target) => {
+      if (this.mountFailure) throw this.mountFailure;
       this.mounts.push(target);
     },
     unmountAll: async (target) => {

@@ -17,10 +17,22 @@ export interface Queryable {
   /** Several statements without parameters (migrations). */
   exec(text: string): Promise<void>;
   /**
+   * A statement that returns no rows and whose outcome the transaction does not wait for: it may be sent with
+   * the transaction's next statement or its commit, which then fails if it failed. Only some transactions
+   * have it (PGlite's, where each statement sent is a call on the one thread): use `deferOrQuery`.
+   */
+  defer?(text: string, params?: readonly unknown[]): Promise<void>;
+  /**
    * True when every statement of the process runs in one database session, one transaction at a time
    * (PGlite): transactions never overlap, so nothing session-scoped, an advisory lock say, can conflict.
    */
   readonly serialized?: boolean;
+}
+
+/** `q.defer` where `q` has it, else the statement now. */
+export async function deferOrQuery(q: Queryable, text: string, params: readonly unknown[] = []): Promise<void> {
+  if (q.defer) await q.defer(text, params);
+  else await q.query(text, params);
 }
 
 export interface Db extends Queryable {
@@ -120,19 +132,21 @@ async function openPglite(dataDir: string | undefined): Promise<Db> {
     },
   });
   const direct = queryable(false);
-  const inTransaction = queryable(true);
+  const inTransaction: Queryable = {
+    ...queryable(true),
+    defer: async (text, params = []) => translate(() => session.defer(text, params)),
+  };
   const transaction = async <T>(fn: (tx: Queryable) => Promise<T>): Promise<T> => {
-    await session.exec('BEGIN', false);
+    session.begin();
     let result: T;
     try {
       result = await fn(inTransaction);
     } catch (e) {
-      await session.exec('ROLLBACK', false);
+      await session.rollback();
       throw e;
     }
     // A statement of the transaction failed and `fn` went on regardless: Postgres rolls it back.
-    if ((await session.exec('COMMIT', false)) === 'ROLLBACK')
-      throw new Error('transaction rolled back: a statement in it failed');
+    if ((await session.commit()) === 'ROLLBACK') throw new Error('transaction rolled back: a statement in it failed');
     return result;
   };
   return {

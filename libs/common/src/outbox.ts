@@ -1,4 +1,4 @@
-import type { Db, Queryable } from './db.js';
+import { type Db, deferOrQuery, type Queryable } from './db.js';
 import type { EventPublisher } from './event-bus.js';
 import type { Logger } from './log.js';
 
@@ -45,7 +45,8 @@ export function outboxTableSql(schema: string): string {
  * order and an event never becomes visible after a later one of the same namespace.
  */
 export async function enqueue(tx: Queryable, schema: string, e: OutboxEvent): Promise<void> {
-  await tx.query(
+  await deferOrQuery(
+    tx,
     `WITH serialized AS (SELECT pg_advisory_xact_lock(hashtext($5)))
      INSERT INTO ${schema}.outbox (namespace, topic, type_url, payload) SELECT $1, $2, $3, $4 FROM serialized`,
     [e.namespace, e.topic, e.typeUrl, Buffer.from(e.payload), `berth.${schema}.outbox.${e.namespace}`],
@@ -57,7 +58,8 @@ export async function enqueueMany(tx: Queryable, schema: string, events: readonl
   if (events.length === 0) return;
   for (const ns of [...new Set(events.map((e) => e.namespace))].sort())
     await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`berth.${schema}.outbox.${ns}`]);
-  await tx.query(
+  await deferOrQuery(
+    tx,
     `INSERT INTO ${schema}.outbox (namespace, topic, type_url, payload)
      SELECT n, t, u, decode(p, 'hex') FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS e(n, t, u, p, i)
      ORDER BY i`,

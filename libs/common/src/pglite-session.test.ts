@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Db, openDb } from './db.js';
+import { type Db, deferOrQuery, openDb } from './db.js';
 import { ErrorCode, ServiceError } from './errors.js';
 import { parseBytea, pgliteSession, serializeBytea } from './pglite-session.js';
 
@@ -75,6 +75,22 @@ describe('PGlite statements (pglite-session)', () => {
     expect(await db.query('SELECT id FROM t WHERE id = ANY($1::text[])', [['rolled-back', 'aborted']])).toEqual([]);
   });
 
+  it('fails a transaction whose deferred statement fails, with its translated code, keeping none of it', async () => {
+    await db.query('INSERT INTO t (id) VALUES ($1) ON CONFLICT DO NOTHING', ['taken']);
+    const err = await db
+      .transaction(async (tx) => {
+        await tx.query('INSERT INTO t (id) VALUES ($1)', ['first-of-failed']);
+        await deferOrQuery(tx, 'INSERT INTO t (id) VALUES ($1)', ['taken']);
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ServiceError);
+    expect((err as ServiceError).code).toBe(ErrorCode.AlreadyExists);
+    expect(await db.query('SELECT id FROM t WHERE id = $1', ['first-of-failed'])).toEqual([]);
+    // The session is usable again, in and out of transactions.
+    await db.transaction((tx) => deferOrQuery(tx, 'INSERT INTO t (id) VALUES ($1)', ['after']));
+    expect(await db.query('SELECT id FROM t WHERE id = $1', ['after'])).toEqual([{ id: 'after' }]);
+  });
+
   it('answers with the new columns after a schema change', async () => {
     const text = 'SELECT * FROM t WHERE id = $1';
     expect(Object.keys((await db.query(text, ['v']))[0] ?? {})).not.toContain('extra');
@@ -134,5 +150,65 @@ describe('pgliteSession', () => {
     // Used again, the most recent stay prepared.
     await session.query('SELECT 5 AS n', [], false);
     expect(await session.query('SELECT 5 AS n', [], false)).toEqual([{ n: 5 }]);
+  });
+
+  it('sends a transaction in two calls: BEGIN with its first statement, deferred ones with the COMMIT', async () => {
+    const own = await PGlite.create();
+    const session = pgliteSession(own);
+    await session.exec('CREATE TABLE w (id text PRIMARY KEY); CREATE TABLE o (id bigserial, what text)', false);
+    const write = (id: string) => session.query('INSERT INTO w (id) VALUES ($1) RETURNING id', [id], true);
+    const note = (what: string) => session.defer('INSERT INTO o (what) VALUES ($1)', [what]);
+    // Prepared once, outside the counted transactions.
+    session.begin();
+    await write('warm');
+    await note('warm');
+    await session.commit();
+    let calls = 0;
+    const exec = own.execProtocolStream.bind(own);
+    own.execProtocolStream = (async (...args: Parameters<typeof exec>) => {
+      calls++;
+      return exec(...args);
+    }) as typeof exec;
+
+    session.begin();
+    expect(await write('a')).toEqual([{ id: 'a' }]);
+    await note('wrote a');
+    expect(await session.commit()).toBe('COMMIT');
+    expect(calls).toBe(2);
+
+    // A deferred statement's failure fails the commit with its code, and nothing of the transaction stays.
+    session.begin();
+    await write('b');
+    await session.defer('INSERT INTO w (id) VALUES ($1)', ['a']);
+    await expect(session.commit()).rejects.toMatchObject({ code: '23505' });
+
+    // Rolled back before anything was sent: nothing is sent. An empty transaction sends nothing either.
+    calls = 0;
+    session.begin();
+    await note('never');
+    await session.rollback();
+    session.begin();
+    expect(await session.commit()).toBe('COMMIT');
+    expect(calls).toBe(0);
+
+    // Rolled back after its first statement: undone.
+    session.begin();
+    await write('c');
+    await session.rollback();
+
+    // Only a statement without rows, and only in a transaction.
+    await expect(session.defer('INSERT INTO o (what) VALUES ($1)', ['x'])).rejects.toThrow(/outside a transaction/);
+    session.begin();
+    await expect(session.defer('SELECT id FROM w WHERE id = $1', ['a'])).rejects.toThrow(/returns no rows/);
+    await session.rollback();
+
+    own.execProtocolStream = exec;
+    expect(await session.query('SELECT id FROM w ORDER BY id', [], false)).toEqual([{ id: 'a' }, { id: 'warm' }]);
+    expect(await session.query('SELECT what FROM o ORDER BY id', [], false)).toEqual([
+      { what: 'warm' },
+      { what: 'wrote a' },
+    ]);
+    expect(await session.query('SELECT 1 AS n', [], false)).toEqual([{ n: 1 }]);
+    await own.close();
   });
 });

@@ -59,9 +59,19 @@ export function remoteOwners(
   };
   const ctx = () => ({ namespace: undefined, lease: undefined, signal: AbortSignal.timeout(callMs) });
   const opts = (o: Partial<grpc.CallOptions>): Partial<grpc.CallOptions> => ({ ...o, deadline: Date.now() + callMs });
+  // An owner that is restarting (a node, a replica) is waited for, up to the call's deadline: without this a
+  // call made while its channel waits to dial again (up to 2 s after the owner is back) fails at once, and so
+  // does the collection, and every `images rm --sync` waiting on it.
+  const ready = (md: grpc.Metadata): grpc.Metadata => {
+    md.setOptions({ waitForReady: true });
+    return md;
+  };
   const read = async (c: CollectableClient, since = ''): Promise<CollectableRecords> =>
     recordsFromPb(
-      await invoke<ReadCollectableResponse>((md, o, cb) => c.read({ changedSince: since }, md, opts(o), cb), ctx()),
+      await invoke<ReadCollectableResponse>(
+        (md, o, cb) => c.read({ changedSince: since }, ready(md), opts(o), cb),
+        ctx(),
+      ),
     );
   const readAll = async (since?: string): Promise<Resources> => {
     const [m, c, s] = await Promise.all([
@@ -93,7 +103,7 @@ export function remoteOwners(
         const remove = async (c: CollectableClient, plan: Partial<CollectableRemoval>) =>
           countsFromPb(
             await invoke<RemoveCollectableResponse>(
-              (md, o, cb) => c.remove(removalToPb(pid, { ...none, ...plan }), md, opts(o), cb),
+              (md, o, cb) => c.remove(removalToPb(pid, { ...none, ...plan }), ready(md), opts(o), cb),
               ctx(),
             ),
           );
@@ -120,7 +130,7 @@ export function remoteOwners(
           (md, o, cb) =>
             clients.content.sweepBackend(
               { graceMs: backend.contentGraceMs, deleteTimeoutMs: backend.deleteTimeoutMs },
-              md,
+              ready(md),
               opts(o),
               cb,
             ),

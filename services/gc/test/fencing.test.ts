@@ -36,26 +36,30 @@ describe('gc leader election and fencing (PostgreSQL)', () => {
   const elections: Election[] = [];
   const closers: Array<() => Promise<void>> = [];
   const addresses = { metadata: '', content: '', snapshots: '' };
+  const servers: Partial<Record<keyof typeof addresses, { close(): Promise<void> }>> = {};
+
+  /** Serves `m`'s Collectable part on its own socket, as an owner served alone does. */
+  const serve = async (name: keyof typeof addresses, m: ServiceModule): Promise<void> => {
+    const server = createServer();
+    if (!m.collectable) throw new Error(`${name} has no collectable part`);
+    const r = collectableRegistration(db, m.collectable, nopLogger);
+    server.addService(r.definition, r.implementation);
+    const bound = await listen(server, join(owners.dir.path, `${name}-collectable.sock`));
+    addresses[name] = bound.address;
+    servers[name] = bound;
+  };
 
   beforeAll(async () => {
     pg = await usePostgres();
     db = await openDb(pg.url);
     owners = await startOwners(db);
     admin = postgres(pg.url, { max: 1, onnotice: () => undefined });
-    // Each owner serves its Collectable part on its own socket, as it does when served alone.
-    for (const [name, m] of [
-      ['metadata', owners.metadata],
-      ['content', owners.content],
-      ['snapshots', owners.snapshots],
-    ] as Array<[keyof typeof addresses, ServiceModule]>) {
-      const server = createServer();
-      if (!m.collectable) throw new Error(`${name} has no collectable part`);
-      const r = collectableRegistration(db, m.collectable, nopLogger);
-      server.addService(r.definition, r.implementation);
-      const bound = await listen(server, join(owners.dir.path, `${name}-collectable.sock`));
-      addresses[name] = bound.address;
-      closers.push(() => bound.close());
-    }
+    await serve('metadata', owners.metadata);
+    await serve('content', owners.content);
+    await serve('snapshots', owners.snapshots);
+    closers.push(async () => {
+      for (const s of Object.values(servers)) await s.close();
+    });
   });
   afterAll(async () => {
     for (const e of elections) await e.close();
@@ -132,6 +136,20 @@ describe('gc leader election and fencing (PostgreSQL)', () => {
     expect(existsSync(elsewhere?.source ?? '')).toBe(true);
     await (await startOther()).close();
     expect(existsSync(elsewhere?.source ?? '')).toBe(false);
+  });
+
+  it('waits for an owner that is restarting: a collection started while its socket is gone completes once it is back', async () => {
+    await until(() => elections.some((x) => x.isLeader()), 15_000);
+    const leader = elections.find((x) => x.isLeader()) as Election;
+    await alters(db).addContent('fenced', dgst(4));
+    // The node's snapshots owner goes away (its socket with it), as a node container being restarted.
+    await servers.snapshots?.close();
+    const remote = remoteOwners(leader, addresses, { contentGraceMs: 0, deleteTimeoutMs: 5_000 }, nopLogger, db);
+    const collection = createCollector({ owners: remote, log: nopLogger }).collect();
+    await new Promise((r) => setTimeout(r, 1_000));
+    await serve('snapshots', owners.snapshots);
+    expect((await collection).removed.blobs).toBe(1);
+    remote.close();
   });
 
   it('refuses the sweep of a collector whose session ended after it marked (deposed leader)', async () => {

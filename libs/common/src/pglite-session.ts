@@ -245,7 +245,8 @@ export function pgliteSession(pg: PGlite, max = 512): PgliteSession {
       if (transaction === 'none') throw new Error('pglite session: defer outside a transaction');
       if (!dml.test(text)) throw new Error('pglite session: only a data statement can be deferred');
       const p = await lookup(text);
-      if (p.columns.length > 0) throw new Error(`pglite session: a deferred statement returns no rows: ${text}`);
+      if (p.columns.length > 0)
+        throw new Error(`pglite session: only a statement that returns no rows can be deferred: ${text}`);
       ahead.push(...bindExecute(p, params));
       deferred.push(text);
     },

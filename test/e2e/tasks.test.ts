@@ -1,6 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventsReplayClient, type SequencedEnvelope } from '@berth/proto/berth/internal/v1/events';
@@ -348,7 +348,10 @@ describe('tasks agent', () => {
     expect(created.pid).toBeGreaterThan(0);
     const bundleRootfs = join(d.dir, 'state', 'tasks', ns, 'mounted', 'rootfs');
     expect(await readFile('/proc/self/mountinfo', 'utf8')).toContain(bundleRootfs);
-    const reading = readFile(out, 'utf8');
+    // Open before Start, as ctr opens its FIFOs before Create: a reader that opened only after the process exited
+    // and its supervisor closed the FIFO would find no writer, and wait for one forever.
+    const outReader = await open(out, 'r');
+    const reading = outReader.readFile('utf8').finally(() => outReader.close());
     const waited = unary<{ exitStatus: number }>(
       (md, cb) => tasksClient.wait({ containerId: 'mounted', execId: '' }, md, cb),
       ns,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { coalesce } from '@berth/common/chunks';
 import { type RequestContext, withSignal } from '@berth/common/context';
 import { ErrorCode, invalidArgument, ServiceError } from '@berth/common/errors';
@@ -5,7 +6,6 @@ import { type Descriptor, MediaType } from '@berth/common/oci';
 import { stallGuard } from '@berth/common/stall';
 import type { ContentClient } from '@berth/content/client';
 import { type AppliedLayer, applyLayer } from '../archive/apply.js';
-import { inlineDigester } from './digester.js';
 import { compressionOf, decompress } from './media-types.js';
 
 /** Where and how a layer is written: a directory, its whiteout form and its lower layers (nearest first). */
@@ -40,17 +40,13 @@ export type Extract = (
 export interface ExtractDeps {
   /** Where blobs are read from; none where every call hands over its bytes (`source`). */
   readonly content?: ContentClient;
-  /** How long any stage (content read, decompressor, digest, tar) may make no progress; 0 = the default. */
+  /** How long any stage (content read, decompressor, tar) may make no progress; 0 = the default. */
   readonly stallMs?: number;
 }
 
-async function* tap(
-  source: AsyncIterable<Buffer>,
-  fn: (b: Buffer) => Promise<void> | undefined,
-): AsyncGenerator<Buffer> {
+async function* tap(source: AsyncIterable<Buffer>, fn: (b: Buffer) => void): AsyncGenerator<Buffer> {
   for await (const b of source) {
-    const wait = fn(b);
-    if (wait) await wait;
+    fn(b);
     yield b;
   }
 }
@@ -89,37 +85,32 @@ export function createExtract(deps: ExtractDeps): Extract {
     const algorithms = [...(hashBlob ? [blob.algorithm] : []), ...(sameStream ? [] : ['sha256'])];
     const blobStream = hashBlob ? 0 : -1;
     const diffStream = sameStream ? blobStream : algorithms.length - 1;
-    // On the calling thread: in berthd that is already an extraction thread (extract-thread.ts), where a second
-    // thread per layer would only cost its start-up.
-    const digester = inlineDigester(algorithms);
-    const digest = (i: number, b: Buffer): Promise<void> | undefined => {
-      if (i < 0) return undefined;
-      const wait = digester.update(i, b);
-      return wait && guard.wait(wait, 'digest');
+    // On the calling thread: in berthd that is already an extraction thread (extract-thread.ts).
+    const hashes = algorithms.map((a) => createHash(a));
+    const digest = (i: number, b: Buffer): void => {
+      if (i >= 0) hashes[i]?.update(b);
     };
     let blobSize = 0;
     let size = 0;
     const read = guard.iterate(source?.bytes ?? readBlob(deps.content, ctx, desc.digest), 'content read');
     const blobBytes = tap(coalesce(read, blobPieceBytes), (b) => {
       blobSize += b.length;
-      return digest(blobStream, b);
+      digest(blobStream, b);
     });
     const layer = sameStream
       ? tap(blobBytes, (b) => {
           size += b.length;
-          return undefined;
         })
       : tap(guard.iterate(decompress(blobBytes, compression, guard.signal), `decompress (${compression})`), (b) => {
           size += b.length;
-          return digest(diffStream, b);
+          digest(diffStream, b);
         });
     let digests: string[];
     let applied: AppliedLayer;
     try {
       applied = await applyLayer(layer, { ...target, log: ctx.log, signal: guard.signal, watch: guard });
-      digests = await guard.wait(digester.digests(), 'digest');
+      digests = hashes.map((h) => h.digest('hex'));
     } catch (e) {
-      await digester.close();
       // Whatever a stage failed with once the guard gave up, the call fails with the guard's reason.
       if (guard.signal.aborted) throw guard.failure();
       throw e;

@@ -81,21 +81,16 @@ export function createExtract(deps: ExtractDeps): Extract {
     const ctx = withSignal(callCtx, guard.signal);
     // An uncompressed layer is its own diff: its sha256 blob digest is the diffID, computed once.
     const sameStream = compression === 'none' && blob.algorithm === 'sha256';
-    const hashBlob = source?.verified !== true;
-    const algorithms = [...(hashBlob ? [blob.algorithm] : []), ...(sameStream ? [] : ['sha256'])];
-    const blobStream = hashBlob ? 0 : -1;
-    const diffStream = sameStream ? blobStream : algorithms.length - 1;
-    // On the calling thread: in berthd that is already an extraction thread (extract-thread.ts).
-    const hashes = algorithms.map((a) => createHash(a));
-    const digest = (i: number, b: Buffer): void => {
-      if (i >= 0) hashes[i]?.update(b);
-    };
+    // On the calling thread: in berthd that is already an extraction thread (extract-thread.ts). Bytes handed
+    // over by a Write whose commit checks their digest are not hashed a second time.
+    const blobHash = source?.verified === true ? undefined : createHash(blob.algorithm);
+    const diffHash = sameStream ? undefined : createHash('sha256');
     let blobSize = 0;
     let size = 0;
     const read = guard.iterate(source?.bytes ?? readBlob(deps.content, ctx, desc.digest), 'content read');
     const blobBytes = tap(coalesce(read, blobPieceBytes), (b) => {
       blobSize += b.length;
-      digest(blobStream, b);
+      blobHash?.update(b);
     });
     const layer = sameStream
       ? tap(blobBytes, (b) => {
@@ -103,13 +98,11 @@ export function createExtract(deps: ExtractDeps): Extract {
         })
       : tap(guard.iterate(decompress(blobBytes, compression, guard.signal), `decompress (${compression})`), (b) => {
           size += b.length;
-          digest(diffStream, b);
+          diffHash?.update(b);
         });
-    let digests: string[];
     let applied: AppliedLayer;
     try {
       applied = await applyLayer(layer, { ...target, log: ctx.log, signal: guard.signal, watch: guard });
-      digests = hashes.map((h) => h.digest('hex'));
     } catch (e) {
       // Whatever a stage failed with once the guard gave up, the call fails with the guard's reason.
       if (guard.signal.aborted) throw guard.failure();
@@ -117,8 +110,8 @@ export function createExtract(deps: ExtractDeps): Extract {
     } finally {
       guard.close();
     }
-    const got = hashBlob ? (digests[0] ?? '') : blob.hex;
-    const diffHex = sameStream ? got : (digests[diffStream] ?? '');
+    const got = blobHash ? blobHash.digest('hex') : blob.hex;
+    const diffHex = diffHash ? diffHash.digest('hex') : got;
     // The blob was checked when written; checking again here catches a store that returns other bytes.
     if (got !== blob.hex || (desc.size > 0 && blobSize !== desc.size)) {
       throw new ServiceError(

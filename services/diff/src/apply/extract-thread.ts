@@ -24,7 +24,9 @@ export type ToWorker =
   /** The blob's bytes failed to arrive: the extraction fails (and tears down) with this. */
   | { readonly type: 'fail'; readonly code: ErrorCode; readonly message: string }
   /** The call was given up. */
-  | { readonly type: 'abort'; readonly code: ErrorCode; readonly message: string };
+  | { readonly type: 'abort'; readonly code: ErrorCode; readonly message: string }
+  /** The thread ends: it stops its spare tar first (see tar-process.ts), then exits. */
+  | { readonly type: 'retire' };
 
 export type ToMain =
   | { readonly type: 'ack'; readonly bytes: number }
@@ -87,6 +89,11 @@ function threadPool(url: URL, idle: number, idleMs: number) {
     });
     return t;
   };
+  /** Asks the thread to end (after its spare tar); one that does not within a second is terminated. */
+  const retire = (t: Thread): void => {
+    t.worker.postMessage({ type: 'retire' } satisfies ToWorker);
+    setTimeout(() => void t.worker.terminate(), 1_000).unref();
+  };
   return {
     take(): Thread {
       const t = waiting.pop() ?? spawnThread();
@@ -99,14 +106,14 @@ function threadPool(url: URL, idle: number, idleMs: number) {
       t.onMessage = undefined;
       t.onGone = undefined;
       if (!answered || waiting.length >= idle) {
-        void t.worker.terminate();
+        retire(t);
         return;
       }
       t.worker.unref();
       t.idleTimer = setTimeout(() => {
         const i = waiting.indexOf(t);
         if (i !== -1) waiting.splice(i, 1);
-        void t.worker.terminate();
+        retire(t);
       }, idleMs);
       t.idleTimer.unref();
       waiting.push(t);

@@ -8,6 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { backgroundContext } from '@berth/common/context';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
 import type { LogFields, Logger } from '@berth/common/log';
+import { discardSpareTar, prepareSpareTar } from '../archive/tar-process.js';
 import { createExtract } from './extract.js';
 import type { ExtractJob, ToMain, ToWorker } from './extract-thread.js';
 
@@ -59,7 +60,21 @@ async function* bytes(job: Running): AsyncGenerator<Buffer> {
   }
 }
 
+/**
+ * A spare tar for the next layer, started once this thread has been idle a moment: not at once, when the
+ * pull this layer belongs to is still answering its last calls (a fork stalls the main thread too).
+ */
+const spareAfterMs = 250;
+let spareTimer: NodeJS.Timeout | undefined;
+function spareSoon(): void {
+  clearTimeout(spareTimer);
+  spareTimer = setTimeout(() => {
+    if (!running) prepareSpareTar();
+  }, spareAfterMs);
+}
+
 function start(job: ExtractJob): void {
+  clearTimeout(spareTimer);
   const r: Running = { chunks: [], ended: false, controller: new AbortController() };
   running = r;
   const extract = createExtract({ stallMs: job.stallMs });
@@ -77,11 +92,18 @@ function start(job: ExtractJob): void {
     .then((m) => {
       running = undefined;
       post(m);
+      spareSoon();
     });
 }
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'job') return start(m.job);
+  if (m.type === 'retire') {
+    // This thread's children are reaped by this thread: the spare ends before the thread does.
+    clearTimeout(spareTimer);
+    void discardSpareTar().then(() => process.exit(0));
+    return;
+  }
   const r = running;
   if (!r) return;
   switch (m.type) {

@@ -1,6 +1,5 @@
-import { type ChildProcessByStdio, spawn } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
 import { ErrorCode, ServiceError } from '@berth/common/errors';
+import { defaultXattrArgs, startTar, type TarChild } from './tar-process.js';
 
 /** Bytes queued before they are handed to tar in one (vectored) write. */
 const batchBytes = 1 << 20;
@@ -20,9 +19,9 @@ export interface ProgressWatch {
  * validated every member it forwards (tar never sees a member that could escape `dir`).
  */
 export class GnuTarSink {
-  private child: ChildProcessByStdio<Writable, null, Readable> | undefined;
+  private child: TarChild | undefined;
   private exited: Promise<void> | undefined;
-  private stderr = '';
+  private stderr: () => string = () => '';
   private queue: Buffer[] = [];
   private queuedBytes = 0;
   private staging = Buffer.allocUnsafe(stagingBytes);
@@ -30,7 +29,7 @@ export class GnuTarSink {
 
   constructor(
     private readonly dir: string,
-    private readonly xattrArgs: readonly string[] = ['--xattrs-include=*', '--xattrs-exclude=trusted.*'],
+    private readonly xattrArgs: readonly string[] = defaultXattrArgs,
     /** When given, a tar that stops reading fails the call (stage `tar stdin`), and an abort kills tar. */
     private readonly watch?: ProgressWatch,
   ) {}
@@ -44,32 +43,10 @@ export class GnuTarSink {
     return this.watch ? this.watch.wait(p, stage) : p;
   }
 
-  private start(): ChildProcessByStdio<Writable, null, Readable> {
-    const child = spawn(
-      'tar',
-      [
-        '--extract',
-        '--file=-',
-        `--directory=${this.dir}`,
-        // Every member was checked and re-encoded with its resolved path by the caller; with this, tar
-        // creates symlinks at once instead of deferring them, so the tree matches the caller's model.
-        '--absolute-names',
-        '--numeric-owner',
-        '--same-owner',
-        '--same-permissions',
-        '--xattrs',
-        ...this.xattrArgs,
-        '--warning=no-timestamp',
-        '--warning=no-unknown-keyword',
-      ],
-      { stdio: ['pipe', 'ignore', 'pipe'] },
-    );
-    this.stderr = '';
-    child.stderr.on('data', (d: Buffer) => {
-      if (this.stderr.length < 8192) this.stderr += d.toString();
-    });
-    // EPIPE when tar dies early is reported through its exit status and stderr instead.
-    child.stdin.on('error', () => undefined);
+  private start(): TarChild {
+    const tar = startTar(this.dir, this.xattrArgs);
+    const child = tar.child;
+    this.stderr = tar.stderr;
     // The caller gave up (client gone, a stage stalled): tar must not outlive the call.
     const kill = (): void => {
       child.kill('SIGKILL');
@@ -77,19 +54,14 @@ export class GnuTarSink {
     const signal = this.watch?.signal;
     if (signal?.aborted) kill();
     signal?.addEventListener('abort', kill, { once: true });
-    child.once('close', () => signal?.removeEventListener('abort', kill));
-    this.exited = new Promise((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code, signal) => {
-        if (code === 0) resolve();
-        else
-          reject(
-            new ServiceError(
-              ErrorCode.Unknown,
-              `failed to extract layer: tar exited with ${code ?? signal}: ${this.stderr.trim()}`,
-            ),
-          );
-      });
+    this.exited = tar.closed.then(({ code, signal: killedBy }) => {
+      signal?.removeEventListener('abort', kill);
+      if (code !== 0) {
+        throw new ServiceError(
+          ErrorCode.Unknown,
+          `failed to extract layer: tar exited with ${code ?? killedBy}: ${this.stderr().trim()}`,
+        );
+      }
     });
     this.child = child;
     return child;
@@ -154,7 +126,10 @@ export class GnuTarSink {
         const onClose = (): void => {
           child.stdin.off('drain', onDrain);
           reject(
-            new ServiceError(ErrorCode.Unknown, `failed to extract layer: ${this.stderr.trim() || 'tar exited early'}`),
+            new ServiceError(
+              ErrorCode.Unknown,
+              `failed to extract layer: ${this.stderr().trim() || 'tar exited early'}`,
+            ),
           );
         };
         child.stdin.once('drain', onDrain);

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -36,6 +36,7 @@ const seen = new Map<string, string>();
 
 describe('gRPC handler adapters', () => {
   let bound: BoundServer;
+  let socketDir: string;
   let client: grpc.Client;
 
   beforeAll(async () => {
@@ -71,13 +72,15 @@ describe('gRPC handler adapters', () => {
         return Buffer.from('');
       }),
     });
-    bound = await listen(server, join(mkdtempSync(join(tmpdir(), 'berth-h-')), 's.sock'));
+    socketDir = mkdtempSync(join(tmpdir(), 'berth-h-'));
+    bound = await listen(server, join(socketDir, 's.sock'));
     client = new (grpc.makeGenericClientConstructor(definition, 'T'))(bound.address, grpc.credentials.createInsecure());
   });
 
   afterAll(async () => {
     client.close();
     await bound.close();
+    rmSync(socketDir, { recursive: true, force: true });
   });
 
   it('bidi: a client that half-closes gets every answer and an OK status', async () => {

@@ -48,7 +48,7 @@ describe('Content.Read: a client that stops reading', () => {
   }, 60_000);
   afterAll(async () => {
     await h?.close();
-    dir.remove();
+    await dir.remove();
   });
 
   it('closes the blob and ends the call once the client has read nothing for the stall timeout', async () => {

@@ -74,11 +74,17 @@ export async function startBerthd(opts: StartOptions = {}): Promise<BerthdProces
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
 
   const deadline = Date.now() + 60_000;
+  // A berthd that did not start (some tests expect that) leaves no directory of ours behind.
+  const failed = async (message: string): Promise<never> => {
+    if (ownDir) await rm(dir, { recursive: true, force: true });
+    throw new Error(message);
+  };
   while (!(await answers(socket))) {
-    if (child.exitCode !== null) throw new Error(`berthd exited with ${child.exitCode}:\n${stderr}`);
+    if (child.exitCode !== null) return failed(`berthd exited with ${child.exitCode}:\n${stderr}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`berthd did not listen on ${socket} within 60 s:\n${stderr}`);
+      await exited;
+      return failed(`berthd did not listen on ${socket} within 60 s:\n${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -25,7 +25,8 @@ import { descendants, isAlive, mountsUnder, within } from '@berth/testing/proc';
 import { type Registry, startRegistry } from '@berth/testing/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BerthdProcess, startBerthd } from './src/berthd.js';
-import { activeBytes, ctr, mountCommand, snapshotRows, tableRows } from './src/ctr.js';
+import { activeBytes, ctr, snapshotRows, tableRows } from './src/ctr.js';
+import { mountCommand } from './src/mounts.js';
 
 const exec = promisify(execFile);
 const MiB = 1024 * 1024;

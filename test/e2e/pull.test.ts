@@ -22,7 +22,8 @@ import {
 import { type Registry, startRegistry } from '@berth/testing/registry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type BerthdProcess, startBerthd } from './src/berthd.js';
-import { ctr, mountCommand, tableRows } from './src/ctr.js';
+import { ctr, tableRows } from './src/ctr.js';
+import { mountCommand } from './src/mounts.js';
 
 const exec = promisify(execFile);
 const berthCli = join(import.meta.dirname, '../../apps/berth/dist/main.js');

@@ -1,40 +1,18 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { descendants, procInfo, within } from '@berth/testing/proc';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createThreadedExtract } from '../src/apply/extract-thread.js';
 import { buildTar, ctxIn } from './test-support/fixtures.js';
 
-/** This process's child processes that are a spare tar's shell, running or not yet reaped. */
-function spareShells(): number[] {
-  const found: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid !== process.pid) continue;
-      // A zombie has no command line any more: its name is what is left.
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      if (cmd.includes('read -r dir') || stat.includes('(sh)')) found.push(Number(p));
-    } catch {
-      /* gone meanwhile */
-    }
-  }
-  return found;
-}
+/** This process's child processes that are a spare tar's shell, running or not yet reaped (a zombie keeps its name). */
+const spareShells = (): number[] => descendants(process.pid, ['sh']).map((p) => p.pid);
 
 async function* once(b: Buffer): AsyncGenerator<Buffer> {
   yield b;
 }
-
-const within = async (ms: number, ok: () => boolean): Promise<boolean> => {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50)))
-    if (ok()) return true;
-  return ok();
-};
 
 describe('extraction threads and their spare tar', () => {
   let tmp: TempDir;
@@ -69,7 +47,7 @@ describe('extraction threads and their spare tar', () => {
     expect(await within(1_000, () => spareShells().length === 1)).toBe(true);
     const spare = spareShells()[0];
     expect(await layer('second')).toBe('second\n');
-    expect(existsSync(`/proc/${spare}`), 'the spare became the second layer’s tar and was reaped').toBe(false);
+    expect(procInfo(spare ?? 0), 'the spare became the second layer’s tar and was reaped').toBeUndefined();
     // Then a new spare, and once the thread has idled 1.5 s it ends, killing and reaping it: no zombie left.
     expect(await within(1_000, () => spareShells().length === 1)).toBe(true);
     expect(await within(4_000, () => spareShells().length === 0)).toBe(true);

@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { procInfo } from '@berth/testing/proc';
 import { type TempDir, tempDir } from '@berth/testing/tmp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildTar } from '../../test/test-support/fixtures.js';
@@ -8,7 +8,7 @@ import { GnuTarSink } from './gnu-tar.js';
 import { discardSpareTar, prepareSpareTar, spareTarPid } from './tar-process.js';
 
 /** Running or a zombie: either way not reaped. */
-const exists = (pid: number | undefined): boolean => pid !== undefined && existsSync(`/proc/${pid}`);
+const exists = (pid: number | undefined): boolean => pid !== undefined && procInfo(pid) !== undefined;
 
 describe('a spare tar, started ahead of its layer', () => {
   let tmp: TempDir;

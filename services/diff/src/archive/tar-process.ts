@@ -58,17 +58,21 @@ function launch(file: string, args: readonly string[]): TarProcess {
  */
 let spare: TarProcess | undefined;
 
+/** Not exited nor killed: still reading its directory. */
+const waiting = (s: TarProcess | undefined): s is TarProcess =>
+  s !== undefined && s.child.exitCode === null && s.child.signalCode === null;
+
 const spareScript = 'IFS= read -r dir || exit 97; exec tar "--directory=$dir" "$@"';
 
 /** Starts a spare tar for the default arguments, unless one waits already. */
 export function prepareSpareTar(): void {
-  if (spare && spare.child.exitCode === null && spare.child.signalCode === null) return;
+  if (waiting(spare)) return;
   spare = launch('sh', ['-c', spareScript, 'sh', ...extractArgs(defaultXattrArgs)]);
 }
 
 /** The pid of the spare waiting for a layer, if one waits. */
 export function spareTarPid(): number | undefined {
-  return spare && spare.child.exitCode === null && spare.child.signalCode === null ? spare.child.pid : undefined;
+  return waiting(spare) ? spare.child.pid : undefined;
 }
 
 /** Kills the waiting spare, if any, and waits for its end (so that it is reaped by this thread). */
@@ -85,7 +89,7 @@ export function startTar(dir: string, xattrArgs: readonly string[]): TarProcess 
   const s = spare;
   if (s && xattrArgs === defaultXattrArgs && !dir.includes('\n')) {
     spare = undefined;
-    if (s.child.exitCode === null && s.child.signalCode === null) {
+    if (waiting(s)) {
       s.child.stdin.write(`${dir}\n`);
       return s;
     }
